@@ -1,0 +1,269 @@
+//! The command line of `vde_plug_rs`: every form and option of vde_plug(1).
+//!
+//! Everything after the first lone `=` is the command and its arguments,
+//! never our options (so `= ssh -p 2222 host ...` works); before it,
+//! options and URLs may come in any order, as with getopt.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use pico_args::Arguments;
+
+use crate::endpoint::vde::OpenArgs;
+
+/// What the plug joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Form {
+    /// URL (or the default switch) to stdin/stdout.
+    Stream(String),
+    /// Two networks joined by a cable.
+    Cable(String, String),
+    /// URL (or the default switch) to a child command's stdin/stdout.
+    Command(String, Vec<String>),
+}
+
+/// Options shared by every binary of the family.
+#[derive(Debug, Clone, Default)]
+pub struct Common {
+    pub daemon: bool,
+    pub pidfile: Option<PathBuf>,
+    pub syslog: bool,
+    pub verbose: u8,
+    pub stats_every: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlugOptions {
+    pub common: Common,
+    pub args1: OpenArgs,
+    pub args2: OpenArgs,
+    pub description: Option<String>,
+    pub iplog: bool,
+    pub form: Form,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CliError {
+    /// Print the usage and exit 255 (vde_plug's -h does the same).
+    Usage(Option<String>),
+    /// Started as a login shell, or `-c` with anything but vde_plug.
+    NotAShell,
+}
+
+pub const USAGE: &str = "\
+Usage:
+  vde_plug_rs [OPTIONS]                       the default switch <-> stdin/stdout
+  vde_plug_rs [OPTIONS] URL                   URL <-> stdin/stdout
+  vde_plug_rs [OPTIONS] URL URL               a cable between two networks
+  vde_plug_rs [OPTIONS] = COMMAND [ARGS]      the default switch <-> COMMAND's stdin/stdout
+  vde_plug_rs [OPTIONS] URL = COMMAND [ARGS]  URL <-> COMMAND's stdin/stdout
+An omitted or empty URL is the default switch: ~/.vdeplug/default,
+~/.vde2/default.switch, or the vde_switch at /var/run/vde.ctl or /tmp/vde.ctl.
+URLs: vde://PATH[PORT], hub://PATH, switch://PATH, multi://PATH,
+      bonding://PATH, tap://IFNAME, cmd://COMMAND, null://, or a bare PATH.
+Options:
+  -d, --daemon           run in the background
+  -p, --pidfile FILE     write the process id to FILE
+  -l, --log              log START and STOP to syslog
+  -L, --iplog            as -l (IP addresses are not logged by this plug)
+  -g, --group GROUP      group of the vde:// data socket of the first URL
+  -G, --group2 GROUP     the same for the second URL
+  -m, --mod MODE         permissions (octal) of that socket, default 0700
+  -M, --mod2 MODE        the same for the second URL
+      --port N           switch port of the first URL (obsolete: use URL[N])
+      --port2 N          switch port of the second URL
+  -D, --descr TEXT       description sent to the switch (default \"vdeplug:\")
+      --stats SECONDS    log the per-link counters every SECONDS
+  -v, --verbose          log more (twice: debug)
+  -h, --help             show this summary
+";
+
+pub const NOT_A_SHELL: &str = "\
+This is a Virtual Distributed Ethernet (vde) tunnel broker.
+This is not a login shell: only vde_plug can be run through it.
+";
+
+fn octal(s: &str) -> Result<u32, CliError> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| CliError::Usage(Some(format!("bad mode '{s}'"))))
+}
+
+fn positive(s: &str) -> Result<i32, CliError> {
+    match s.parse::<i32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(CliError::Usage(Some(format!("bad port '{s}'")))),
+    }
+}
+
+/// Splits `argv` (without the program name) at the first lone `=`.
+pub fn split_command(argv: Vec<OsString>) -> (Vec<OsString>, Option<Vec<String>>) {
+    match argv.iter().position(|a| a == "=") {
+        Some(at) => {
+            let cmd = argv[at + 1..]
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            (argv[..at].to_vec(), Some(cmd))
+        }
+        None => (argv, None),
+    }
+}
+
+/// Pulls the options every binary shares.
+pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
+    let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
+    let mut c = Common {
+        daemon: args.contains(["-d", "--daemon"]),
+        pidfile: args.opt_value_from_str(["-p", "--pidfile"]).map_err(bad)?,
+        stats_every: args.opt_value_from_str("--stats").map_err(bad)?,
+        ..Common::default()
+    };
+    while args.contains(["-v", "--verbose"]) {
+        c.verbose += 1;
+    }
+    Ok(c)
+}
+
+/// Rejects anything left that looks like an option.
+pub fn no_stray_options(free: &[OsString]) -> Result<(), CliError> {
+    match free
+        .iter()
+        .find(|a| a.to_string_lossy().starts_with('-') && a.len() > 1)
+    {
+        Some(a) => Err(CliError::Usage(Some(format!(
+            "unknown option '{}'",
+            a.to_string_lossy()
+        )))),
+        None => Ok(()),
+    }
+}
+
+/// Parses vde_plug's command line. `argv0` is the name we were run by.
+pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> {
+    if argv0.starts_with('-') {
+        return Err(CliError::NotAShell);
+    }
+    let (before, command) = split_command(argv);
+    let mut args = Arguments::from_vec(before);
+    let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
+    if args.contains(["-h", "--help"]) {
+        return Err(CliError::Usage(None));
+    }
+    let mut common = common_options(&mut args)?;
+    if let Some(shell_cmd) = args.opt_value_from_str::<_, String>("-c").map_err(bad)? {
+        if shell_cmd != "vde_plug" && shell_cmd != "vde_plug_rs" {
+            return Err(CliError::NotAShell);
+        }
+        common.syslog = true;
+    }
+    let iplog = args.contains(["-L", "--iplog"]);
+    common.syslog |= args.contains(["-l", "--log"]) || iplog;
+    let mut args1 = OpenArgs::default();
+    let mut args2 = OpenArgs::default();
+    if let Some(m) = args
+        .opt_value_from_str::<_, String>(["-m", "--mod"])
+        .map_err(bad)?
+    {
+        args1.mode = octal(&m)?;
+    }
+    if let Some(m) = args
+        .opt_value_from_str::<_, String>(["-M", "--mod2"])
+        .map_err(bad)?
+    {
+        args2.mode = octal(&m)?;
+    }
+    args1.group = args.opt_value_from_str(["-g", "--group"]).map_err(bad)?;
+    args2.group = args.opt_value_from_str(["-G", "--group2"]).map_err(bad)?;
+    if let Some(p) = args
+        .opt_value_from_str::<_, String>("--port")
+        .map_err(bad)?
+    {
+        args1.port = positive(&p)?;
+    }
+    if let Some(p) = args
+        .opt_value_from_str::<_, String>("--port2")
+        .map_err(bad)?
+    {
+        args2.port = positive(&p)?;
+    }
+    let description = args.opt_value_from_str(["-D", "--descr"]).map_err(bad)?;
+    let free = args.finish();
+    no_stray_options(&free)?;
+    let urls: Vec<String> = free
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let form = match (urls.as_slice(), command) {
+        (_, Some(cmd)) if cmd.is_empty() => {
+            return Err(CliError::Usage(Some("no command after '='".into())))
+        }
+        ([], Some(cmd)) => Form::Command(String::new(), cmd),
+        ([url], Some(cmd)) => Form::Command(url.clone(), cmd),
+        ([], None) => Form::Stream(String::new()),
+        ([url], None) => Form::Stream(url.clone()),
+        ([a, b], None) => Form::Cable(a.clone(), b.clone()),
+        _ => return Err(CliError::Usage(Some("too many arguments".into()))),
+    };
+    Ok(PlugOptions {
+        common,
+        args1,
+        args2,
+        description,
+        iplog,
+        form,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<PlugOptions, CliError> {
+        parse("vde_plug_rs", args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(p(&[]).unwrap().form, Form::Stream(String::new()));
+        assert_eq!(p(&["/tmp/a"]).unwrap().form, Form::Stream("/tmp/a".into()));
+        assert_eq!(
+            p(&["/a", "/b"]).unwrap().form,
+            Form::Cable("/a".into(), "/b".into())
+        );
+        assert_eq!(
+            p(&["-d", "/a", "=", "ssh", "-p", "22", "h"]).unwrap().form,
+            Form::Command(
+                "/a".into(),
+                vec!["ssh".into(), "-p".into(), "22".into(), "h".into()]
+            )
+        );
+        assert_eq!(
+            p(&["=", "cat"]).unwrap().form,
+            Form::Command(String::new(), vec!["cat".into()])
+        );
+        assert!(p(&["/a", "/b", "/c"]).is_err());
+        assert!(p(&["/a", "="]).is_err());
+    }
+
+    #[test]
+    fn options() {
+        let o = p(&[
+            "-m", "0660", "--group2", "users", "-D", "me", "--port", "3", "/a", "-l",
+        ])
+        .unwrap();
+        assert_eq!(o.args1.mode, 0o660);
+        assert_eq!(o.args2.group.as_deref(), Some("users"));
+        assert_eq!(o.description.as_deref(), Some("me"));
+        assert_eq!(o.args1.port, 3);
+        assert!(o.common.syslog);
+        assert_eq!(
+            p(&["-x"]).unwrap_err(),
+            CliError::Usage(Some("unknown option '-x'".into()))
+        );
+        assert_eq!(p(&["-h"]).unwrap_err(), CliError::Usage(None));
+        assert!(p(&["--port", "0"]).is_err());
+        assert_eq!(parse("-vde_plug", vec![]).unwrap_err(), CliError::NotAShell);
+        assert_eq!(p(&["-c", "bash"]).unwrap_err(), CliError::NotAShell);
+        assert!(p(&["-c", "vde_plug"]).is_ok());
+    }
+}

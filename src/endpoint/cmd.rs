@@ -1,0 +1,125 @@
+//! `= CMD ARGS` (and `cmd://CMD ARGS`): a child process whose stdin and
+//! stdout carry the stream, e.g. `ssh host vde_plug_rs /tmp/vm2`.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::Registry;
+
+use super::stream::{StreamEndpoint, StreamFd};
+use super::{Endpoint, Ready, Stop};
+use crate::lane::Lane;
+use crate::stats::StatsTable;
+
+/// How long a child gets to leave by itself once its stdin is closed,
+/// before it is sent SIGTERM (and later SIGKILL).
+const GRACE: Duration = Duration::from_millis(500);
+
+pub struct CommandEndpoint {
+    stream: Option<StreamEndpoint>,
+    child: Child,
+    exited: Option<String>,
+}
+
+impl CommandEndpoint {
+    pub fn spawn(argv: &[String]) -> io::Result<CommandEndpoint> {
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let to_child: OwnedFd = child.stdin.take().expect("piped").into();
+        let from_child: OwnedFd = child.stdout.take().expect("piped").into();
+        let stream = StreamEndpoint::new(
+            format!("cmd {}", argv.join(" ")),
+            StreamFd::new(from_child)?,
+            StreamFd::new(to_child)?,
+        );
+        info!("started {} (pid {})", argv.join(" "), child.id());
+        Ok(CommandEndpoint {
+            stream: Some(stream),
+            child,
+            exited: None,
+        })
+    }
+
+    fn stream(&mut self) -> &mut StreamEndpoint {
+        self.stream.as_mut().expect("stream lives until drop")
+    }
+}
+
+impl Endpoint for CommandEndpoint {
+    fn label(&self) -> String {
+        self.stream.as_ref().map(|s| s.label()).unwrap_or_default()
+    }
+
+    fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()> {
+        self.stream().register(registry, side)
+    }
+
+    fn on_event(&mut self, registry: &Registry, local: usize, ready: Ready) -> Result<(), Stop> {
+        self.stream().on_event(registry, local, ready)
+    }
+
+    fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
+        self.stream().fill(lane)
+    }
+
+    fn deliver(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
+        self.stream().deliver(lane)
+    }
+
+    fn finished(&self) -> Option<Stop> {
+        if let Some(why) = &self.exited {
+            return Some(Stop::Ended(why.clone()));
+        }
+        self.stream.as_ref().and_then(|s| s.finished())
+    }
+
+    fn on_child_exit(&mut self) {
+        if self.exited.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(format!("{}: exited ({status})", self.label()));
+            }
+        }
+    }
+
+    fn report(&self, table: &mut StatsTable) {
+        if let Some(s) = &self.stream {
+            s.report(table);
+        }
+    }
+}
+
+impl Drop for CommandEndpoint {
+    fn drop(&mut self) {
+        // Closing its pipes is the child's cue to leave.
+        self.stream = None;
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own, not yet reaped, child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + GRACE * 4;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        warn!("child {pid} ignored SIGTERM; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

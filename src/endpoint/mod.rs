@@ -1,0 +1,125 @@
+//! Endpoints: the two things a plug joins. Each owns its file descriptors,
+//! reads frames headed for the other side into a [`Lane`], and delivers the
+//! frames the other side queued for it. The engine knows nothing else.
+
+pub mod cmd;
+pub mod node;
+pub mod null;
+pub mod stream;
+pub mod tap;
+pub mod vde;
+
+use std::io;
+use std::os::fd::RawFd;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use crate::lane::Lane;
+use crate::stats::StatsTable;
+
+/// Why an endpoint ends the plug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// A normal end: EOF of a stream, a switch closing the port, a child exit.
+    Ended(String),
+    /// An I/O error that leaves the endpoint unusable.
+    Failed(String),
+}
+
+/// Readiness reported by the poll for one token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+    /// Hang-up or error on the descriptor.
+    pub closed: bool,
+}
+
+impl From<&mio::event::Event> for Ready {
+    fn from(e: &mio::event::Event) -> Self {
+        Ready {
+            readable: e.is_readable(),
+            writable: e.is_writable(),
+            closed: e.is_read_closed() || e.is_error(),
+        }
+    }
+}
+
+pub trait Endpoint {
+    /// A short name for logs and the counters table.
+    fn label(&self) -> String;
+
+    /// Registers every descriptor, with tokens made by [`token`] for `side`.
+    fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()>;
+
+    /// Readiness of one of this endpoint's tokens (`local` as given to
+    /// [`token`]). Control work (accepting ports, handshakes, hang-ups)
+    /// happens here; data moves in `fill` and `deliver`.
+    fn on_event(&mut self, registry: &Registry, local: usize, ready: Ready) -> Result<(), Stop>;
+
+    /// Reads frames headed for the other side into `lane`, as far as its
+    /// free slots allow. Returns the number of frames queued.
+    fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop>;
+
+    /// Takes frames from the other side out of `lane`. Frames it cannot
+    /// take now stay queued. Returns the number of frames finished with.
+    fn deliver(&mut self, lane: &mut Lane) -> Result<usize, Stop>;
+
+    /// Set once the endpoint has ended by itself (input EOF, child exit):
+    /// the engine flushes what it read, then stops.
+    fn finished(&self) -> Option<Stop> {
+        None
+    }
+
+    /// A child process may have exited (SIGCHLD).
+    fn on_child_exit(&mut self) {}
+
+    /// Called about once a second, for timeouts.
+    fn tick(&mut self) {}
+
+    /// Appends this endpoint's rows to the counters table.
+    fn report(&self, table: &mut StatsTable);
+}
+
+/// Tokens: the side in the high bits, the endpoint's own index below.
+pub const SIDE_SHIFT: usize = 24;
+
+pub fn token(side: usize, local: usize) -> Token {
+    Token(side << SIDE_SHIFT | local)
+}
+
+pub fn split_token(t: Token) -> (usize, usize) {
+    (t.0 >> SIDE_SHIFT, t.0 & ((1 << SIDE_SHIFT) - 1))
+}
+
+/// Registers `fd` edge-triggered. Descriptors epoll cannot watch (regular
+/// files, /dev/null) are reported as `Ok(false)`: they are always ready.
+pub fn register_fd(
+    registry: &Registry,
+    fd: RawFd,
+    tok: Token,
+    interest: Interest,
+) -> io::Result<bool> {
+    match registry.register(&mut SourceFd(&fd), tok, interest) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// An error from opening a locator: errno, as `vde_open URL: strerror`.
+#[derive(Debug)]
+pub struct OpenError(pub i32);
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError(crate::sys::errno_of(&e))
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::sys::strerror(self.0))
+    }
+}

@@ -1,0 +1,305 @@
+//! The byte stream: stdin/stdout, or the pipes of a `= CMD` child. Frames
+//! travel as a 2-byte big-endian length and the frame (see
+//! [`crate::wire::stream`]).
+//!
+//! Input is read in large chunks and decoded into the lane; when the lane
+//! is full, decoding pauses and the rest of the chunk waits. Output frames
+//! are framed into one buffer and written with few large writes; when that
+//! buffer is full the frames stay queued, so whatever feeds this stream
+//! stops being read (backpressure instead of loss).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use log::warn;
+use mio::{Interest, Registry};
+
+use super::{register_fd, token, Endpoint, Ready, Stop};
+use crate::lane::Lane;
+use crate::stats::{LinkStats, LogThrottle, StatsTable};
+use crate::sys;
+use crate::wire::stream::{header, StreamDecoder, StreamEvent};
+use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
+
+const READ_BUF: usize = 64 * 1024;
+const WRITE_BUF: usize = 64 * 1024;
+
+const INPUT: usize = 0;
+const OUTPUT: usize = 1;
+
+/// A descriptor with the flags it had before we made it non-blocking,
+/// put back when we are done (stdin and stdout are shared with others).
+pub struct StreamFd {
+    fd: OwnedFd,
+    saved_flags: Option<libc::c_int>,
+}
+
+impl StreamFd {
+    pub fn new(fd: OwnedFd) -> io::Result<StreamFd> {
+        let saved = sys::set_nonblocking(fd.as_raw_fd(), true)?;
+        Ok(StreamFd {
+            fd,
+            saved_flags: Some(saved),
+        })
+    }
+
+    /// A duplicate of one of our standard descriptors.
+    pub fn dup_std(fd: RawFd) -> io::Result<StreamFd> {
+        // SAFETY: dup of a descriptor this process has open.
+        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if d < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: d is a fresh descriptor we own.
+        Self::new(unsafe { std::os::fd::FromRawFd::from_raw_fd(d) })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for StreamFd {
+    fn drop(&mut self) {
+        if let Some(flags) = self.saved_flags {
+            sys::restore_flags(self.fd.as_raw_fd(), flags);
+        }
+    }
+}
+
+pub struct StreamEndpoint {
+    label: String,
+    input: StreamFd,
+    output: StreamFd,
+    decoder: StreamDecoder,
+    rbuf: Box<[u8]>,
+    rstart: usize,
+    rend: usize,
+    wbuf: Box<[u8]>,
+    wstart: usize,
+    wend: usize,
+    readable: bool,
+    writable: bool,
+    /// Input that epoll cannot watch (a file, /dev/null) is always ready.
+    input_polled: bool,
+    eof: bool,
+    stats: LinkStats,
+    oversize_seen: u64,
+    /// Errors are logged once per burst, not once per frame.
+    bad_input_log: LogThrottle,
+}
+
+impl StreamEndpoint {
+    pub fn new(label: String, input: StreamFd, output: StreamFd) -> StreamEndpoint {
+        StreamEndpoint {
+            label,
+            input,
+            output,
+            decoder: StreamDecoder::new(),
+            rbuf: vec![0u8; READ_BUF].into_boxed_slice(),
+            rstart: 0,
+            rend: 0,
+            wbuf: vec![0u8; WRITE_BUF + MAX_FRAME + 2].into_boxed_slice(),
+            wstart: 0,
+            wend: 0,
+            readable: true,
+            writable: true,
+            input_polled: true,
+            eof: false,
+            stats: LinkStats::default(),
+            oversize_seen: 0,
+            bad_input_log: LogThrottle::default(),
+        }
+    }
+
+    /// stdin and stdout.
+    pub fn stdio() -> io::Result<StreamEndpoint> {
+        Ok(Self::new(
+            "stream stdin/stdout".into(),
+            StreamFd::dup_std(libc::STDIN_FILENO)?,
+            StreamFd::dup_std(libc::STDOUT_FILENO)?,
+        ))
+    }
+
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Decodes buffered input into the lane; false when the lane filled up.
+    fn decode_buffered(&mut self, lane: &mut Lane, queued: &mut usize) -> bool {
+        let stats = &mut self.stats;
+        let ring = &mut lane.ring;
+        let mut full = false;
+        let used = self
+            .decoder
+            .feed(&self.rbuf[self.rstart..self.rend], |ev| match ev {
+                StreamEvent::Frame(f) if f.len() < ETH_HEADER_LEN => {
+                    stats.drop_runt += 1;
+                    true
+                }
+                StreamEvent::Frame(f) => {
+                    if ring.push_copy(f, 0) {
+                        stats.count_in(f.len());
+                        *queued += 1;
+                        true
+                    } else {
+                        full = true;
+                        false
+                    }
+                }
+                StreamEvent::Oversize(_) => {
+                    stats.drop_oversize += 1;
+                    true
+                }
+            });
+        self.rstart += used;
+        if self.stats.drop_oversize > self.oversize_seen && self.bad_input_log.ready() {
+            warn!(
+                "{}: bad frame length in the stream, skipping ahead ({} so far)",
+                self.label, self.stats.drop_oversize
+            );
+        }
+        self.oversize_seen = self.stats.drop_oversize;
+        !full
+    }
+
+    /// Writes out buffered output; false when the descriptor is full.
+    fn flush(&mut self) -> Result<bool, Stop> {
+        while self.wstart < self.wend {
+            if !self.writable {
+                return Ok(false);
+            }
+            match sys::write(self.output.raw(), &self.wbuf[self.wstart..self.wend]) {
+                Ok(n) => self.wstart += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
+                    return Err(Stop::Ended(format!(
+                        "{}: the output was closed",
+                        self.label
+                    )));
+                }
+                Err(e) => return Err(Stop::Failed(format!("{}: write: {e}", self.label))),
+            }
+        }
+        self.wstart = 0;
+        self.wend = 0;
+        Ok(true)
+    }
+}
+
+impl Endpoint for StreamEndpoint {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()> {
+        self.input_polled = register_fd(
+            registry,
+            self.input.raw(),
+            token(side, INPUT),
+            Interest::READABLE,
+        )?;
+        register_fd(
+            registry,
+            self.output.raw(),
+            token(side, OUTPUT),
+            Interest::WRITABLE,
+        )?;
+        Ok(())
+    }
+
+    fn on_event(&mut self, _registry: &Registry, local: usize, ready: Ready) -> Result<(), Stop> {
+        match local {
+            INPUT => self.readable |= ready.readable || ready.closed,
+            _ => {
+                self.writable |= ready.writable;
+                if ready.closed && !ready.writable {
+                    return Err(Stop::Ended(format!(
+                        "{}: the output was closed",
+                        self.label
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
+        let mut queued = 0;
+        loop {
+            if !self.decode_buffered(lane, &mut queued) {
+                return Ok(queued);
+            }
+            if !self.readable || self.eof {
+                return Ok(queued);
+            }
+            match sys::read(self.input.raw(), &mut self.rbuf) {
+                Ok(0) => {
+                    self.eof = true;
+                    if self.decoder.pending_bytes() > 0 {
+                        warn!(
+                            "{}: the stream ended inside a frame ({} bytes dropped)",
+                            self.label,
+                            self.decoder.pending_bytes()
+                        );
+                        self.stats.drop_runt += 1;
+                    }
+                    return Ok(queued);
+                }
+                Ok(n) => {
+                    self.rstart = 0;
+                    self.rend = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(queued);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Stop::Failed(format!("{}: read: {e}", self.label))),
+            }
+        }
+    }
+
+    fn deliver(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
+        let mut done = 0;
+        loop {
+            let ring = &mut lane.ring;
+            let mut took = 0;
+            for i in 0..ring.queued().len() {
+                let slot = ring.queued()[i];
+                let frame = ring.frame(slot);
+                if self.wend + 2 + frame.len() > self.wbuf.len() {
+                    break;
+                }
+                self.wbuf[self.wend..self.wend + 2].copy_from_slice(&header(frame.len()));
+                self.wbuf[self.wend + 2..self.wend + 2 + frame.len()].copy_from_slice(frame);
+                self.wend += 2 + frame.len();
+                self.stats.count_out(frame.len());
+                took += 1;
+            }
+            ring.consume_front(took);
+            done += took;
+            let drained = self.flush()?;
+            if lane.ring.is_empty() || !drained {
+                return Ok(done);
+            }
+        }
+    }
+
+    fn finished(&self) -> Option<Stop> {
+        self.eof
+            .then(|| Stop::Ended(format!("{}: end of input", self.label)))
+    }
+
+    fn report(&self, table: &mut StatsTable) {
+        table.row(&self.label, &self.stats, "");
+    }
+}

@@ -1,0 +1,159 @@
+//! The command line of the node binaries (`bonding_node`, `multi_node`):
+//! `NAME [OPTIONS] [PATH] [URL | = CMD ARGS]`.
+
+use std::ffi::OsString;
+
+use pico_args::Arguments;
+
+use crate::cli::{common_options, no_stray_options, split_command, CliError, Common};
+use crate::endpoint::cmd::CommandEndpoint;
+use crate::endpoint::node::control::{absolute_node_path, derived_dirmode, Access};
+use crate::endpoint::node::kind::NodeKind;
+use crate::endpoint::node::NetNode;
+use crate::endpoint::stream::StreamEndpoint;
+use crate::endpoint::vde::OpenArgs;
+use crate::endpoint::{Endpoint, OpenError};
+use crate::open::{description, open};
+use crate::run::{run, Opener};
+
+/// What the host side of the node is joined to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSide {
+    Stdio,
+    Url(String),
+    Command(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub common: Common,
+    pub path: String,
+    pub access: Access,
+    /// The value of the kind's own flag (`--policy` or `--dedup`).
+    pub extra: Option<String>,
+    pub host: HostSide,
+}
+
+/// Parses the node command line; `extra_flag` is `--policy` or `--dedup`.
+pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOptions, CliError> {
+    let (before, command) = split_command(argv);
+    let mut args = Arguments::from_vec(before);
+    let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
+    if args.contains(["-h", "--help"]) {
+        return Err(CliError::Usage(None));
+    }
+    let common = common_options(&mut args)?;
+    let mut access = Access::default();
+    if let Some(m) = args
+        .opt_value_from_str::<_, String>("--mode")
+        .map_err(bad)?
+    {
+        let mode = u32::from_str_radix(&m, 8)
+            .map_err(|_| CliError::Usage(Some(format!("bad mode '{m}'"))))?;
+        access = Access::with_mode(mode);
+    }
+    if let Some(m) = args
+        .opt_value_from_str::<_, String>("--dirmode")
+        .map_err(bad)?
+    {
+        access.dirmode = u32::from_str_radix(&m, 8)
+            .map_err(|_| CliError::Usage(Some(format!("bad mode '{m}'"))))?;
+    } else {
+        access.dirmode = derived_dirmode(access.mode);
+    }
+    if let Some(g) = args
+        .opt_value_from_str::<_, String>(["-g", "--group"])
+        .map_err(bad)?
+    {
+        access.gid = Some(
+            crate::sys::group_id(&g)
+                .ok_or_else(|| CliError::Usage(Some(format!("unknown group '{g}'"))))?,
+        );
+    }
+    let extra = args.opt_value_from_str(extra_flag).map_err(bad)?;
+    let free = args.finish();
+    no_stray_options(&free)?;
+    let free: Vec<String> = free
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (path, host) = match (free.as_slice(), command) {
+        (_, Some(cmd)) if cmd.is_empty() => {
+            return Err(CliError::Usage(Some("no command after '='".into())))
+        }
+        ([], Some(cmd)) => (String::new(), HostSide::Command(cmd)),
+        ([p], Some(cmd)) => (p.clone(), HostSide::Command(cmd)),
+        ([], None) => (String::new(), HostSide::Stdio),
+        ([p], None) => (p.clone(), HostSide::Stdio),
+        ([p, u], None) => (p.clone(), HostSide::Url(u.clone())),
+        _ => return Err(CliError::Usage(Some("too many arguments".into()))),
+    };
+    Ok(NodeOptions {
+        common,
+        path,
+        access,
+        extra,
+        host,
+    })
+}
+
+/// Runs a node binary: parses, opens the node and its host side, loops.
+/// `kind_of` turns the kind's own flag into the node kind.
+pub fn main_for(
+    name: &str,
+    usage: &str,
+    extra_flag: &'static str,
+    kind_of: impl Fn(Option<&str>) -> Result<NodeKind, String>,
+) -> i32 {
+    crate::run::early_setup();
+    let opts = match parse(std::env::args_os().skip(1).collect(), extra_flag) {
+        Ok(o) => o,
+        Err(CliError::Usage(None)) => {
+            print!("{usage}");
+            return 0;
+        }
+        Err(CliError::Usage(Some(why))) => {
+            eprintln!("{name}: {why}");
+            eprint!("{usage}");
+            return 255;
+        }
+        Err(CliError::NotAShell) => return 255,
+    };
+    let kind = match kind_of(opts.extra.as_deref()) {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("{name}: {why}");
+            return 255;
+        }
+    };
+    let descr = description(None);
+    let shown = format!("{}://{}", kind.scheme(), opts.path);
+    let (path, access) = (opts.path.clone(), opts.access);
+    let node = Opener {
+        name: shown,
+        open: Box::new(move || {
+            let path = absolute_node_path(&path)?;
+            Ok(Box::new(NetNode::create(kind, &path, access)?) as Box<dyn Endpoint>)
+        }),
+    };
+    let host = match opts.host.clone() {
+        HostSide::Stdio => Opener {
+            name: "stdin/stdout".into(),
+            open: Box::new(|| Ok(Box::new(StreamEndpoint::stdio()?) as Box<dyn Endpoint>)),
+        },
+        HostSide::Url(url) => Opener {
+            name: url.clone(),
+            open: Box::new(move || open(&url, &descr, &OpenArgs::default())),
+        },
+        HostSide::Command(cmd) => Opener {
+            name: cmd.join(" "),
+            open: Box::new(move || {
+                Ok(
+                    Box::new(CommandEndpoint::spawn(&cmd).map_err(OpenError::from)?)
+                        as Box<dyn Endpoint>,
+                )
+            }),
+        },
+    };
+    run(&opts.common, node, host)
+}

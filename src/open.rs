@@ -1,0 +1,77 @@
+//! From a locator string to an endpoint: the module table, the default
+//! switch, and a URL kept in a file.
+
+use std::path::PathBuf;
+
+use crate::endpoint::cmd::CommandEndpoint;
+use crate::endpoint::node::NetNode;
+use crate::endpoint::null::NullEndpoint;
+use crate::endpoint::tap::TapEndpoint;
+use crate::endpoint::vde::{OpenArgs, VdeClient};
+use crate::endpoint::{Endpoint, OpenError};
+use crate::url::Locator;
+
+/// Where a user's default switch is named, relative to `$HOME`, in order.
+const DEFAULT_SWITCH_FILES: [&str; 2] = [".vdeplug/default", ".vde2/default.switch"];
+
+/// Resolves a URL without `://` the way vdeplug4 does: an empty one means
+/// the user's default switch; a regular file holds a URL on its first line.
+pub fn resolve_url(url: &str) -> String {
+    if url.contains("://") {
+        return url.to_string();
+    }
+    let mut url = url.to_string();
+    if url.is_empty() {
+        if let Some(home) = std::env::var_os("HOME") {
+            let found = DEFAULT_SWITCH_FILES
+                .iter()
+                .map(|f| PathBuf::from(&home).join(f))
+                .find(|p| std::fs::symlink_metadata(p).is_ok());
+            if let Some(p) = found {
+                url = p.to_string_lossy().into_owned();
+            }
+        }
+    }
+    if std::fs::metadata(&url).is_ok_and(|m| m.is_file()) {
+        if let Ok(text) = std::fs::read_to_string(&url) {
+            if let Some(line) = text.lines().next() {
+                return line.trim_end_matches('\r').to_string();
+            }
+        }
+    }
+    url
+}
+
+/// Opens any supported locator.
+pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn Endpoint>, OpenError> {
+    let loc = Locator::parse(&resolve_url(url));
+    Ok(match loc.module.as_str() {
+        "vde" => Box::new(VdeClient::open(&loc, description, args)?),
+        "hub" | "switch" | "multi" | "bonding" => Box::new(NetNode::open(&loc)?),
+        "tap" => Box::new(TapEndpoint::open(&loc.address)?),
+        "null" => Box::new(NullEndpoint::default()),
+        "cmd" => {
+            let argv: Vec<String> = loc.address.split_whitespace().map(String::from).collect();
+            Box::new(CommandEndpoint::spawn(&argv)?)
+        }
+        _ => return Err(OpenError(libc::EPROTONOSUPPORT)),
+    })
+}
+
+/// The description a plug sends to a switch: the user's text (or
+/// `vdeplug:`), then ` user=EUID pid=PID` and, under ssh, ` SSH=IP`.
+pub fn description(user_text: Option<&str>) -> String {
+    let mut d = format!(
+        "{} user={} pid={}",
+        user_text.filter(|t| !t.is_empty()).unwrap_or("vdeplug:"),
+        crate::sys::euid(),
+        crate::sys::pid()
+    );
+    if let Ok(ssh) = std::env::var("SSH_CLIENT") {
+        if let Some(ip) = ssh.split(' ').next() {
+            d.push_str(" SSH=");
+            d.push_str(ip);
+        }
+    }
+    d
+}

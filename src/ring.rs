@@ -1,0 +1,183 @@
+//! The frame ring: frame storage made once at start-up, with a FIFO of
+//! queued frames over it. One ring carries each direction of a cable.
+//!
+//! Storage is a fixed array of `MAX_FRAME`-sized slots; per-slot metadata
+//! (length, origin tag) lives in parallel arrays. A slot's pages are touched
+//! only when a frame that long lands in it, so the resident size follows the
+//! traffic, not the capacity. Batched receives fill free slots in place
+//! (no copy), batched sends read them in place, and a frame that cannot be
+//! delivered yet simply stays queued: that is the backpressure.
+
+use crate::wire::MAX_FRAME;
+
+pub type Slot = u16;
+
+pub struct FrameRing {
+    storage: Box<[u8]>,
+    lens: Box<[u16]>,
+    tags: Box<[u32]>,
+    done: Box<[bool]>,
+    /// Slots holding queued frames, oldest first.
+    queue: Box<[Slot]>,
+    queued: usize,
+    /// Stack of free slots.
+    free: Box<[Slot]>,
+    nfree: usize,
+}
+
+impl FrameRing {
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity > 0 && capacity <= usize::from(Slot::MAX));
+        FrameRing {
+            storage: vec![0u8; capacity * MAX_FRAME].into_boxed_slice(),
+            lens: vec![0; capacity].into_boxed_slice(),
+            tags: vec![0; capacity].into_boxed_slice(),
+            done: vec![false; capacity].into_boxed_slice(),
+            queue: vec![0; capacity].into_boxed_slice(),
+            queued: 0,
+            free: (0..capacity as Slot).rev().collect(),
+            nfree: capacity,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn free_slots(&self) -> usize {
+        self.nfree
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Takes a free slot to receive into; give it back with [`push`] or
+    /// [`unreserve`].
+    ///
+    /// [`push`]: FrameRing::push
+    /// [`unreserve`]: FrameRing::unreserve
+    pub fn reserve(&mut self) -> Option<Slot> {
+        if self.nfree == 0 {
+            return None;
+        }
+        self.nfree -= 1;
+        Some(self.free[self.nfree])
+    }
+
+    pub fn unreserve(&mut self, slot: Slot) {
+        self.free[self.nfree] = slot;
+        self.nfree += 1;
+    }
+
+    /// The whole buffer of a reserved slot.
+    pub fn slot_buf(&mut self, slot: Slot) -> &mut [u8] {
+        let at = usize::from(slot) * MAX_FRAME;
+        &mut self.storage[at..at + MAX_FRAME]
+    }
+
+    /// Raw pointer to a slot's buffer, for building iovecs of a batch.
+    pub fn slot_ptr(&mut self, slot: Slot) -> *mut u8 {
+        self.slot_buf(slot).as_mut_ptr()
+    }
+
+    /// Queues a reserved slot holding a frame of `len` bytes.
+    pub fn push(&mut self, slot: Slot, len: usize, tag: u32) {
+        debug_assert!(len <= MAX_FRAME);
+        let s = usize::from(slot);
+        self.lens[s] = len as u16;
+        self.tags[s] = tag;
+        self.done[s] = false;
+        self.queue[self.queued] = slot;
+        self.queued += 1;
+    }
+
+    /// Copies `frame` into a free slot and queues it; false when full.
+    pub fn push_copy(&mut self, frame: &[u8], tag: u32) -> bool {
+        match self.reserve() {
+            Some(slot) => {
+                self.slot_buf(slot)[..frame.len()].copy_from_slice(frame);
+                self.push(slot, frame.len(), tag);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queued slots, oldest first.
+    pub fn queued(&self) -> &[Slot] {
+        &self.queue[..self.queued]
+    }
+
+    pub fn frame(&self, slot: Slot) -> &[u8] {
+        let s = usize::from(slot);
+        let at = s * MAX_FRAME;
+        &self.storage[at..at + usize::from(self.lens[s])]
+    }
+
+    pub fn tag(&self, slot: Slot) -> u32 {
+        self.tags[usize::from(slot)]
+    }
+
+    pub fn is_done(&self, slot: Slot) -> bool {
+        self.done[usize::from(slot)]
+    }
+
+    /// Marks a queued frame as finished with (delivered or dropped); it is
+    /// freed by the next [`sweep`](FrameRing::sweep).
+    pub fn mark_done(&mut self, slot: Slot) {
+        self.done[usize::from(slot)] = true;
+    }
+
+    /// Frees every finished frame; the rest stay queued in order.
+    pub fn sweep(&mut self) -> usize {
+        let mut kept = 0;
+        let mut freed = 0;
+        for i in 0..self.queued {
+            let slot = self.queue[i];
+            if self.done[usize::from(slot)] {
+                self.free[self.nfree] = slot;
+                self.nfree += 1;
+                freed += 1;
+            } else {
+                self.queue[kept] = slot;
+                kept += 1;
+            }
+        }
+        self.queued = kept;
+        freed
+    }
+
+    /// Finishes the `n` oldest frames.
+    pub fn consume_front(&mut self, n: usize) -> usize {
+        for i in 0..n.min(self.queued) {
+            let slot = self.queue[i];
+            self.done[usize::from(slot)] = true;
+        }
+        self.sweep()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_sweep_and_reuse() {
+        let mut r = FrameRing::new(3);
+        for i in 0..3u8 {
+            assert!(r.push_copy(&[i; 20], u32::from(i)));
+        }
+        assert!(!r.push_copy(&[9; 20], 9));
+        let q: Vec<Slot> = r.queued().to_vec();
+        r.mark_done(q[1]);
+        assert_eq!(r.sweep(), 1);
+        let tags: Vec<u32> = r.queued().iter().map(|&s| r.tag(s)).collect();
+        assert_eq!(tags, vec![0, 2]);
+        assert!(r.push_copy(&[5; 30], 5));
+        assert_eq!(r.consume_front(2), 2);
+        let s = r.queued()[0];
+        assert_eq!(r.frame(s), &[5u8; 30][..]);
+        assert_eq!(r.free_slots(), 2);
+    }
+}

@@ -1,0 +1,103 @@
+//! What every binary does after parsing: set up logging and the process,
+//! open both endpoints, run the loop, clean up, and pick the exit status.
+
+use std::time::Duration;
+
+use log::{debug, error, Level, LevelFilter};
+
+use crate::cli::Common;
+use crate::daemon::{self, PidFile, SysLog};
+use crate::endpoint::{Endpoint, OpenError, Stop};
+use crate::engine::{Engine, Outcome};
+use crate::signals;
+
+/// Something to open, with the name its errors are reported under
+/// (`vde_open NAME: REASON`).
+pub struct Opener<'a> {
+    pub name: String,
+    pub open: Box<dyn FnOnce() -> Result<Box<dyn Endpoint>, OpenError> + 'a>,
+}
+
+/// First thing in `main`: signals blocked (they wait for the loop), and
+/// room for many cables.
+pub fn early_setup() {
+    signals::block();
+    daemon::raise_fd_limit();
+}
+
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => LevelFilter::Warn,
+        1 => LevelFilter::Info,
+        _ => LevelFilter::Debug,
+    };
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("stats", LevelFilter::Info.max(level))
+        .init();
+}
+
+/// Runs a plug between `a` and `b` and returns the exit status; ending
+/// signals other than SIGTERM are re-raised after cleanup.
+pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
+    init_logging(common.verbose);
+    if common.daemon {
+        if let Err(e) = daemon::daemonize() {
+            eprintln!("daemonize: {e}");
+            return 1;
+        }
+    }
+    let outcome = run_inner(common, a, b);
+    match outcome {
+        Ok(Outcome::Signal(sig)) => signals::die_by(sig),
+        Ok(Outcome::Stopped(Stop::Ended(why))) => {
+            debug!("{why}");
+            0
+        }
+        Ok(Outcome::Stopped(Stop::Failed(why))) => {
+            error!("{why}");
+            1
+        }
+        Err(code) => code,
+    }
+}
+
+fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i32> {
+    let _pidfile = match &common.pidfile {
+        Some(p) => Some(PidFile::create(p).map_err(|e| {
+            eprintln!("pidfile {}: {e}", p.display());
+            1
+        })?),
+        None => None,
+    };
+    let _syslog = common.syslog.then(|| SysLog::open("START"));
+    let first = open_one(a)?;
+    let second = open_one(b)?;
+    let mut engine = Engine::new(
+        first,
+        second,
+        common
+            .stats_every
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs),
+    )
+    .map_err(|e| {
+        eprintln!("vde_plug_rs: {e}");
+        1
+    })?;
+    let outcome = engine.run().map_err(|e| {
+        eprintln!("vde_plug_rs: poll: {e}");
+        1
+    })?;
+    if log::log_enabled!(target: "stats", Level::Debug) {
+        engine.log_stats(Level::Debug);
+    }
+    Ok(outcome)
+}
+
+fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, i32> {
+    (o.open)().map_err(|e| {
+        eprintln!("vde_open {}: {e}", o.name);
+        1
+    })
+}

@@ -1,0 +1,102 @@
+//! Signals as events of the loop: they are blocked at start-up and read
+//! from a signalfd, so a signal never interrupts the loop halfway through a
+//! frame and cleanup always runs in the ordinary way.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Signals that end the plug cleanly.
+pub const ENDING: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+const WATCHED: [i32; 5] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGCHLD,
+    libc::SIGUSR1,
+];
+/// Signals that would kill the process and mean nothing to a plug.
+const IGNORED: [i32; 4] = [libc::SIGPIPE, libc::SIGUSR2, libc::SIGALRM, libc::SIGPROF];
+
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+fn watched_set() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in WATCHED {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks the watched signals and ignores the pointless ones. Call first
+/// thing in `main`, before any thread or child exists; signals that come
+/// before the loop runs wait, blocked, and are read by it.
+pub fn block() {
+    let set = watched_set();
+    // SAFETY: changing this (only) thread's mask and dispositions.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        for s in IGNORED {
+            libc::signal(s, libc::SIG_IGN);
+        }
+    }
+}
+
+impl SignalFd {
+    pub fn new() -> io::Result<SignalFd> {
+        let set = watched_set();
+        // SAFETY: creating a new signalfd for a valid set.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is fresh and ours.
+        Ok(SignalFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The next pending signal, if any.
+    pub fn next(&self) -> Option<i32> {
+        // SAFETY: signalfd_siginfo is plain old data.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reading one record into a buffer of its size.
+        let r = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        (r == size as isize).then_some(info.ssi_signo as i32)
+    }
+}
+
+/// After cleanup, ends the process by `sig` the way it would have died
+/// without a handler (SIGTERM excepted: vde_plug exits 0 on it).
+pub fn die_by(sig: i32) -> ! {
+    if sig == libc::SIGTERM {
+        std::process::exit(0);
+    }
+    // SAFETY: restoring the default action and unblocking `sig` so that
+    // raising it ends the process.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+    }
+    std::process::exit(128 + sig);
+}

@@ -1,0 +1,75 @@
+//! The Ethernet header fields the switch node looks at.
+
+use super::{WireError, ETH_HEADER_LEN};
+
+const ETHERTYPE_VLAN: u16 = 0x8100;
+
+/// A read-only view of an Ethernet frame.
+#[derive(Debug, Clone, Copy)]
+pub struct EthernetFrame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> EthernetFrame<T> {
+    /// Wraps `buffer` after checking it holds at least a whole header.
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        if buffer.as_ref().len() < ETH_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(EthernetFrame { buffer })
+    }
+
+    pub fn dst(&self) -> [u8; 6] {
+        self.mac_at(0)
+    }
+
+    pub fn src(&self) -> [u8; 6] {
+        self.mac_at(6)
+    }
+
+    pub fn ethertype(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_be_bytes([b[12], b[13]])
+    }
+
+    /// The VLAN id of an 802.1Q-tagged frame, 0 for an untagged one. Like the
+    /// C switch, only the low 10 bits of the tag are used.
+    pub fn vlan(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        if self.ethertype() == ETHERTYPE_VLAN && b.len() >= ETH_HEADER_LEN + 4 {
+            u16::from_be_bytes([b[14], b[15]]) & 0x3ff
+        } else {
+            0
+        }
+    }
+
+    /// True for broadcast and multicast destinations (the group bit).
+    pub fn is_group_dst(&self) -> bool {
+        self.buffer.as_ref()[0] & 1 != 0
+    }
+
+    fn mac_at(&self, at: usize) -> [u8; 6] {
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&self.buffer.as_ref()[at..at + 6]);
+        mac
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_and_vlan() {
+        let mut f = [0u8; 20];
+        f[0..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        f[14..16].copy_from_slice(&0x2405u16.to_be_bytes());
+        let e = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!(e.src(), [2, 0, 0, 0, 0, 1]);
+        assert!(e.is_group_dst());
+        assert_eq!(e.vlan(), 0x005);
+        assert!(EthernetFrame::new_checked(&f[..13]).is_err());
+    }
+}
