@@ -98,6 +98,9 @@ impl Engine {
             if draining.is_some() {
                 timeout = timeout.min(Duration::from_millis(20));
             }
+            if let Some(soon) = self.sides.iter().filter_map(|s| s.wake_in()).min() {
+                timeout = timeout.min(soon);
+            }
             if more {
                 timeout = Duration::ZERO;
             }

@@ -75,6 +75,11 @@ pub trait Endpoint {
     /// A child process may have exited (SIGCHLD).
     fn on_child_exit(&mut self) {}
 
+    /// When the endpoint needs the loop to come back without an event.
+    fn wake_in(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Called about once a second, for timeouts.
     fn tick(&mut self) {}
 

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::mac_table::{Dest, MacTable};
 use super::ports::{PortId, PortTable};
@@ -12,6 +12,10 @@ use crate::batch::BATCH;
 use crate::lane::Lane;
 use crate::sys;
 use crate::wire::EthernetFrame;
+
+/// How long a hub or multi port may hold up the others by being full
+/// before it starts losing frames.
+pub const LAGGARD_GRACE: Duration = Duration::from_millis(20);
 
 /// A send error that means the peer is gone, not that it is busy.
 fn peer_gone(e: &io::Error) -> bool {
@@ -83,50 +87,99 @@ pub fn hub_ports(
     }
 }
 
-/// Hub and multi: every host frame to every port. A batch is finished as
-/// far as the port that took most of it; the others drop what they could
-/// not take. When no port can take anything the frames wait (backpressure).
-pub fn to_every_port(ports: &mut PortTable, lane: &mut Lane, dead: &mut Vec<PortId>) -> usize {
+/// Hub and multi: every host frame to every port. Each port keeps its own
+/// place in the lane (`cursor`), so a port that is briefly full catches up
+/// later instead of losing frames; a frame is finished once every port has
+/// it. When the lane is full and some port has everything while another
+/// has been unable to take anything for [`LAGGARD_GRACE`], that laggard
+/// gives up the oldest batch (counted as dropped): a stalled cable costs a
+/// lane of buffering and a moment, never the others' traffic. Until then,
+/// and whenever no port can take anything, frames wait (backpressure).
+/// Returns the frames finished and whether it is waiting out a laggard's
+/// grace (the caller should look again soon).
+pub fn to_every_port(
+    ports: &mut PortTable,
+    lane: &mut Lane,
+    dead: &mut Vec<PortId>,
+) -> (usize, bool) {
     let mut done = 0;
+    let now = Instant::now();
     loop {
         let Lane { ring, io } = &mut *lane;
         let queued = ring.queued();
-        if queued.is_empty() {
-            break;
-        }
-        let batch = &queued[..queued.len().min(BATCH)];
-        let mut best = 0;
+        let mut progress = false;
         for i in 0..ports.active().len() {
             let id = ports.active()[i];
             let Some(fd) = data_fd(ports, id) else {
                 continue;
             };
             let port = ports.get_mut(id).expect("active port");
-            port.took = 0;
-            if !port.writable {
+            if port.cursor >= queued.len() || !port.writable {
                 continue;
             }
+            let batch = &queued[port.cursor..queued.len().min(port.cursor + BATCH)];
             match io.send(fd, ring, batch, &mut port.stats) {
                 Ok(sent) => {
-                    port.took = sent;
-                    port.writable = sent == batch.len();
+                    port.cursor += sent;
+                    progress |= sent > 0;
+                    if sent < batch.len() {
+                        port.mark_full(now);
+                    }
                 }
-                Err(e) if peer_gone(&e) => dead.push(id),
-                Err(_) => port.writable = false,
+                Err(e) if peer_gone(&e) => {
+                    dead.push(id);
+                    port.cursor = queued.len();
+                }
+                Err(_) => port.mark_full(now),
             }
-            best = best.max(port.took);
         }
-        if best == 0 {
+        let cursors = || {
+            ports
+                .active()
+                .iter()
+                .filter_map(|&id| ports.get(id))
+                .map(|p| p.cursor)
+        };
+        let mut front = cursors().min().unwrap_or(queued.len());
+        let someone_waits = cursors().any(|c| c == queued.len());
+        if front == 0 && !progress && ring.free_slots() == 0 && someone_waits {
+            let laggards_stalled = ports
+                .active()
+                .iter()
+                .filter_map(|&id| ports.get(id))
+                .filter(|p| p.cursor == 0)
+                .all(|p| {
+                    p.full_since
+                        .is_some_and(|t| now.duration_since(t) >= LAGGARD_GRACE)
+                });
+            if !laggards_stalled {
+                return (done, true);
+            }
+            front = queued.len().min(BATCH);
+            for i in 0..ports.active().len() {
+                let port = ports.get_mut(ports.active()[i]).expect("active port");
+                if port.cursor < front {
+                    port.stats.drop_full += (front - port.cursor) as u64;
+                    port.cursor = front;
+                }
+            }
+        }
+        if front > 0 {
+            ring.consume_front(front);
+            for i in 0..ports.active().len() {
+                ports
+                    .get_mut(ports.active()[i])
+                    .expect("active port")
+                    .cursor -= front;
+            }
+            done += front;
+            progress = true;
+        }
+        if !progress {
             break;
         }
-        for i in 0..ports.active().len() {
-            let port = ports.get_mut(ports.active()[i]).expect("active port");
-            port.stats.drop_full += (best - port.took.min(best)) as u64;
-        }
-        ring.consume_front(best);
-        done += best;
     }
-    done
+    (done, false)
 }
 
 /// Bonding, `policy=rr`: vdeplug4's round robin. Each frame goes to the

@@ -64,6 +64,8 @@ pub struct NetNode {
     dedup: Option<Dedup>,
     /// Ports found dead during a pass, removed after it.
     dead: Vec<PortId>,
+    /// Host frames wait for a full port's grace to run out.
+    waiting_on_laggard: bool,
 }
 
 /// Parameters every node takes, in vdeplug4's order (abbreviations match
@@ -158,6 +160,7 @@ impl NetNode {
             rr: 0,
             read_from: 0,
             dead: Vec::with_capacity(16),
+            waiting_on_laggard: false,
         })
     }
 
@@ -387,7 +390,10 @@ impl Endpoint for NetNode {
         };
         if local == data_token(id) {
             port.readable |= ready.readable;
-            port.writable |= ready.writable;
+            if ready.writable {
+                port.writable = true;
+                port.full_since = None;
+            }
             if ready.closed && !ready.readable {
                 self.remove_port(id);
             }
@@ -460,7 +466,10 @@ impl Endpoint for NetNode {
         } else {
             match self.kind {
                 NodeKind::Hub | NodeKind::Multi { .. } => {
-                    forward::to_every_port(&mut self.ports, lane, &mut self.dead)
+                    let (done, waiting) =
+                        forward::to_every_port(&mut self.ports, lane, &mut self.dead);
+                    self.waiting_on_laggard = waiting;
+                    done
                 }
                 NodeKind::Switch(_) => {
                     let mac = self.mac.as_mut().expect("switch has a table");
@@ -477,6 +486,11 @@ impl Endpoint for NetNode {
         self.host.frames_in += done as u64;
         self.remove_dead();
         Ok(done)
+    }
+
+    fn wake_in(&self) -> Option<Duration> {
+        self.waiting_on_laggard
+            .then_some(forward::LAGGARD_GRACE / 4)
     }
 
     fn tick(&mut self) {

@@ -29,8 +29,11 @@ pub struct Port {
     pub accepted: Instant,
     /// Frames picked for this port in the batch being sent (bonding).
     pub outbox: Vec<Slot>,
-    /// How many frames of the current batch this port took (hub, multi).
-    pub took: usize,
+    /// How many of the host frames queued in the lane this port has
+    /// already sent (hub, multi).
+    pub cursor: usize,
+    /// Since when the port has been full (no room in its socket).
+    pub full_since: Option<Instant>,
 }
 
 impl Port {
@@ -47,8 +50,15 @@ impl Port {
             writable: false,
             accepted: Instant::now(),
             outbox: Vec::with_capacity(BATCH),
-            took: 0,
+            cursor: 0,
+            full_since: None,
         }
+    }
+
+    /// The socket is full: wait for the poll to say it has room again.
+    pub fn mark_full(&mut self, now: Instant) {
+        self.writable = false;
+        self.full_since.get_or_insert(now);
     }
 
     pub fn is_connected(&self) -> bool {
