@@ -19,7 +19,7 @@ use crate::stats::StatsTable;
 
 /// Frames each lane can hold (slots of the largest frame; only the pages
 /// that frames touch become resident).
-pub const LANE_SLOTS: usize = 256;
+pub const LANE_SLOTS: usize = 64;
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 const PUMP_ROUNDS: usize = 32;
 const TICK: Duration = Duration::from_secs(1);

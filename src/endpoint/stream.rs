@@ -21,8 +21,8 @@ use crate::sys;
 use crate::wire::stream::{header, StreamDecoder, StreamEvent};
 use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
-const READ_BUF: usize = 64 * 1024;
-const WRITE_BUF: usize = 64 * 1024;
+const READ_BUF: usize = 32 * 1024;
+const WRITE_BUF: usize = 32 * 1024;
 
 const INPUT: usize = 0;
 const OUTPUT: usize = 1;
