@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,14 @@ impl CommandEndpoint {
         let (prog, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let mut child = Command::new(prog)
+        let mut command = Command::new(prog);
+        command
             .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
+            .stdout(Stdio::piped());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe { command.pre_exec(default_signals) };
+        let mut child = command.spawn()?;
         let to_child: OwnedFd = child.stdin.take().expect("piped").into();
         let from_child: OwnedFd = child.stdout.take().expect("piped").into();
         let stream = StreamEndpoint::new(
@@ -95,6 +99,27 @@ impl Endpoint for CommandEndpoint {
             s.report(table);
         }
     }
+}
+
+/// Gives the child the signal state a program expects. This process blocks
+/// the signals it reads through a signalfd and ignores a few others
+/// (`crate::signals`), and the standard library passes both on to a spawned
+/// child: an `ssh` that inherits a blocked SIGTERM cannot be stopped by
+/// `kill PID`, nor by our own SIGTERM in `drop`. Signals that were ignored
+/// before this process started (`nohup`) stay ignored, as with the C plug.
+fn default_signals() -> io::Result<()> {
+    // SAFETY: sigemptyset, sigprocmask and signal are async-signal-safe.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for sig in [libc::SIGPIPE, libc::SIGUSR2, libc::SIGALRM, libc::SIGPROF] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    Ok(())
 }
 
 impl Drop for CommandEndpoint {

@@ -165,6 +165,11 @@ impl Plug {
         w.flush().unwrap();
     }
 
+    /// Hands the process's stdin to the caller (to write from a thread).
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin open")
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
@@ -319,5 +324,509 @@ impl Drop for Switch {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------
+// Helpers for the reliability, permissions and long-run tests.
+// ---------------------------------------------------------------------
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+
+/// A small deterministic PRNG (xorshift64*), for randomized cases with
+/// fixed seeds: no extra crate.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// One row of the counters table a plug logs on SIGUSR1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterRow {
+    /// The link label, trimmed (`stream stdin/stdout`, `port 3`, ...).
+    pub link: String,
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    pub full: u64,
+    pub runt: u64,
+    pub oversize: u64,
+    pub nocable: u64,
+    pub skipped: u64,
+    pub dup: u64,
+    pub description: String,
+}
+
+/// Parses one row: a label of one or more words, eleven numbers, then the
+/// description (words that are not all numbers).
+pub fn parse_counter_row(line: &str) -> Option<CounterRow> {
+    let toks: Vec<&str> = line.split_whitespace().collect();
+    let num = |t: &str| t.parse::<u64>().ok();
+    for i in 1..toks.len() {
+        if toks.len() < i + 11 {
+            return None;
+        }
+        let v: Vec<u64> = toks[i..i + 11].iter().filter_map(|t| num(t)).collect();
+        let ends_here = toks.len() == i + 11 || num(toks[i + 11]).is_none();
+        if v.len() == 11 && ends_here {
+            return Some(CounterRow {
+                link: toks[..i].join(" "),
+                frames_in: v[0],
+                bytes_in: v[1],
+                frames_out: v[2],
+                bytes_out: v[3],
+                full: v[4],
+                runt: v[5],
+                oversize: v[6],
+                nocable: v[7],
+                skipped: v[8],
+                dup: v[9],
+                description: toks[i + 11..].join(" "),
+            });
+        }
+    }
+    None
+}
+
+/// A [`Plug`] whose stderr is read line by line while it runs, so that a
+/// test can wait for a log line or ask for the counters table (SIGUSR1).
+pub struct LivePlug {
+    pub plug: Plug,
+    lines: Receiver<String>,
+    /// Every stderr line seen so far.
+    pub log: Vec<String>,
+}
+
+impl std::ops::Deref for LivePlug {
+    type Target = Plug;
+    fn deref(&self) -> &Plug {
+        &self.plug
+    }
+}
+
+impl std::ops::DerefMut for LivePlug {
+    fn deref_mut(&mut self) -> &mut Plug {
+        &mut self.plug
+    }
+}
+
+impl LivePlug {
+    pub fn spawn(prog: &str, args: &[&str]) -> LivePlug {
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        let mut out = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            loop {
+                match out.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                let mut at = 0;
+                while buf.len() - at >= 2 {
+                    let len = u16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
+                    if buf.len() - at - 2 < len {
+                        break;
+                    }
+                    if tx.send(buf[at + 2..at + 2 + len].to_vec()).is_err() {
+                        return;
+                    }
+                    at += 2 + len;
+                }
+                buf.drain(..at);
+            }
+        });
+        let lrx = stderr_lines(child.stderr.take().unwrap());
+        LivePlug {
+            plug: Plug {
+                stdin: child.stdin.take(),
+                child,
+                frames: rx,
+                received: Vec::new(),
+                stderr: None,
+            },
+            lines: lrx,
+            log: Vec::new(),
+        }
+    }
+
+    fn next_line(&mut self, deadline: Instant) -> Option<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = self.lines.recv_timeout(left).ok()?;
+        self.log.push(line.clone());
+        Some(line)
+    }
+
+    /// Takes the stderr lines that are already there.
+    pub fn poll_log(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+    }
+
+    /// Waits (bounded by PATIENCE) for a stderr line containing `needle`.
+    pub fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.next_line(deadline) {
+                Some(l) if l.contains(needle) => return l,
+                Some(_) => {}
+                None => panic!(
+                    "no log line with {needle:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Lines of the log so far that contain `needle`.
+    pub fn count_lines(&mut self, needle: &str) -> usize {
+        self.poll_log();
+        self.log.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Sends SIGUSR1 and returns the counters table the plug logs.
+    pub fn counters(&mut self) -> Vec<CounterRow> {
+        read_counters(self.plug.pid(), &self.lines, &mut self.log)
+    }
+
+    /// The counters row whose link is `link` exactly.
+    pub fn counter(&mut self, link: &str) -> CounterRow {
+        let rows = self.counters();
+        rows.iter()
+            .find(|r| r.link == link)
+            .cloned()
+            .unwrap_or_else(|| panic!("no counters row {link:?} in {rows:?}"))
+    }
+
+    /// Waits for the exit (bounded) and returns the status and all of stderr.
+    pub fn finish(&mut self) -> (std::process::ExitStatus, String) {
+        let (st, _) = self.plug.wait();
+        let deadline = Instant::now() + PATIENCE;
+        while self.next_line(deadline).is_some() {}
+        (st, self.log.join("\n"))
+    }
+}
+
+/// A thread that hands over a process's stderr line by line.
+pub fn stderr_lines(err: std::process::ChildStderr) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends SIGUSR1 to `pid` and reads the counters table it logs from its
+/// stderr `lines` (every line read is kept in `log`).
+pub fn read_counters(pid: i32, lines: &Receiver<String>, log: &mut Vec<String>) -> Vec<CounterRow> {
+    while let Ok(l) = lines.try_recv() {
+        log.push(l);
+    }
+    // SAFETY: signalling a process this test started.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    let deadline = Instant::now() + PATIENCE;
+    let mut next = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = lines.recv_timeout(left).ok()?;
+        log.push(l.clone());
+        Some(l)
+    };
+    loop {
+        match next() {
+            Some(l) if l.contains("link counters") => break,
+            Some(_) => {}
+            None => panic!("no counters table after SIGUSR1"),
+        }
+    }
+    let mut rows = Vec::new();
+    let _header = next();
+    while let Some(l) = next() {
+        if l.trim().is_empty() {
+            break;
+        }
+        rows.push(parse_counter_row(&l).unwrap_or_else(|| panic!("bad counters row {l:?}")));
+    }
+    rows
+}
+
+/// Open descriptors of a process.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until a process has exactly `n` open descriptors;
+/// returns the count it has then, for the caller to assert on.
+pub fn wait_fd_count(pid: i32, n: usize) -> usize {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let have = fd_count(pid);
+        if have == n || Instant::now() > deadline {
+            return have;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Resident memory of a process in kB (VmRSS).
+pub fn vm_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The names in a directory, sorted.
+pub fn dir_listing(dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Raises this process's descriptor limit to its hard limit.
+pub fn raise_fd_limit() {
+    // SAFETY: get/setrlimit on a local struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+pub const REQ_MAGIC: u32 = 0xfeed_face;
+
+/// A version-3 request as raw bytes: header fields in host order, the
+/// 110-byte sockaddr_un (family, then `path` NUL-padded to 108 bytes, or
+/// cut to 108 with no NUL when it is that long), then `descr`.
+pub fn raw_request(
+    magic: u32,
+    version: u32,
+    typ: u32,
+    family: u16,
+    path: &[u8],
+    descr: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::with_capacity(122 + descr.len());
+    v.extend_from_slice(&magic.to_ne_bytes());
+    v.extend_from_slice(&version.to_ne_bytes());
+    v.extend_from_slice(&typ.to_ne_bytes());
+    v.extend_from_slice(&family.to_ne_bytes());
+    let mut sun = [0u8; 108];
+    let n = path.len().min(108);
+    sun[..n].copy_from_slice(&path[..n]);
+    v.extend_from_slice(&sun);
+    v.extend_from_slice(descr);
+    v
+}
+
+/// A well-formed request for the datagram socket bound at `sock`.
+pub fn valid_request(sock: &Path, descr: &[u8]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    raw_request(
+        REQ_MAGIC,
+        3,
+        0,
+        libc::AF_UNIX as u16,
+        sock.as_os_str().as_bytes(),
+        descr,
+    )
+}
+
+/// A unique socket path in `dir` for a raw client.
+pub fn client_sock_path(dir: &Path) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    dir.join(format!("c{}", N.fetch_add(1, Ordering::SeqCst)))
+}
+
+/// Reads a control stream until the node closes it (bounded by `wait`);
+/// returns what it sent. A reset counts as a close.
+pub fn read_until_closed(s: &mut UnixStream, wait: Duration) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "still open after {wait:?} ({} bytes read)",
+                got.len()
+            ));
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(got),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// A vde client made by hand over std sockets: the datagram socket bound
+/// in `sock_dir`, the request on `NODE/ctl`, the reply read, the datagram
+/// socket connected to the port. Its bound path is removed on drop.
+pub struct RawClient {
+    pub ctl: UnixStream,
+    pub data: UnixDatagram,
+    pub own: PathBuf,
+    pub port_path: PathBuf,
+}
+
+impl RawClient {
+    pub fn join(node: &str, sock_dir: &Path) -> std::io::Result<RawClient> {
+        Self::join_with(node, sock_dir, b"raw test client")
+    }
+
+    pub fn join_with(node: &str, sock_dir: &Path, descr: &[u8]) -> std::io::Result<RawClient> {
+        use std::os::unix::ffi::OsStrExt;
+        let own = client_sock_path(sock_dir);
+        let _ = std::fs::remove_file(&own);
+        let data = UnixDatagram::bind(&own)?;
+        let guard = RemoveOnDrop(own.clone());
+        let mut ctl = UnixStream::connect(format!("{node}/ctl"))?;
+        ctl.set_read_timeout(Some(PATIENCE))?;
+        ctl.write_all(&valid_request(&own, descr))?;
+        let mut reply = [0u8; 110];
+        ctl.read_exact(&mut reply)?;
+        let fam = u16::from_ne_bytes([reply[0], reply[1]]);
+        assert_eq!(fam, libc::AF_UNIX as u16, "reply family");
+        let end = reply[2..]
+            .iter()
+            .position(|&c| c == 0)
+            .expect("reply path NUL-terminated");
+        let port_path = PathBuf::from(std::ffi::OsStr::from_bytes(&reply[2..2 + end]));
+        data.connect(&port_path)?;
+        data.set_read_timeout(Some(PATIENCE))?;
+        std::mem::forget(guard);
+        Ok(RawClient {
+            ctl,
+            data,
+            own,
+            port_path,
+        })
+    }
+
+    pub fn send(&self, f: &[u8]) {
+        self.data.send(f).expect("send on the port");
+    }
+
+    /// The next datagram from the node, waiting at most PATIENCE.
+    pub fn recv(&self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        match self.data.recv(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                Some(buf)
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+impl Drop for RawClient {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.own);
+    }
+}
+
+/// Removes a path when dropped.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Switch {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Kills the switch with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Plug {
+    /// Like [`Plug::spawn`], but the read end of the process's stdout is
+    /// closed at once: its first write there finds no reader.
+    pub fn spawn_stdout_closed(prog: &str, args: &[&str]) -> Plug {
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        drop(child.stdout.take());
+        let (_tx, rx) = channel();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Plug {
+            stdin: child.stdin.take(),
+            child,
+            frames: rx,
+            received: Vec::new(),
+            stderr: Some(stderr),
+        }
     }
 }

@@ -407,6 +407,7 @@ impl Endpoint for NetNode {
 
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
         let n = self.ports.active().len();
+        let queued_before = lane.ring.queued().len();
         let mut total = 0;
         for k in 0..n {
             if lane.ring.free_slots() == 0 {
@@ -450,6 +451,10 @@ impl Endpoint for NetNode {
             total += got;
         }
         self.read_from = self.read_from.wrapping_add(1);
+        for i in queued_before..lane.ring.queued().len() {
+            self.host
+                .count_out(lane.ring.frame(lane.ring.queued()[i]).len());
+        }
         self.remove_dead();
         Ok(total)
     }
@@ -458,6 +463,7 @@ impl Endpoint for NetNode {
         if lane.ring.is_empty() {
             return Ok(0);
         }
+        let bytes_before = queued_bytes(lane);
         let done = if self.ports.active().is_empty() {
             // Nobody to give the frames to: vdeplug4 drops them too.
             let n = lane.ring.queued().len();
@@ -484,6 +490,7 @@ impl Endpoint for NetNode {
             }
         };
         self.host.frames_in += done as u64;
+        self.host.bytes_in += bytes_before - queued_bytes(lane);
         self.remove_dead();
         Ok(done)
     }
@@ -515,6 +522,14 @@ impl Endpoint for NetNode {
             table.row(&format!("  port {id}"), &p.stats, &p.description);
         }
     }
+}
+
+fn queued_bytes(lane: &Lane) -> u64 {
+    let ring = &lane.ring;
+    ring.queued()
+        .iter()
+        .map(|&s| ring.frame(s).len() as u64)
+        .sum()
 }
 
 /// Octal as vdeplug4 reads modes (`strtol(s, NULL, 8)`: leading digits).
