@@ -292,7 +292,10 @@ pub fn wait_gone(pid: i32) -> bool {
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
         // SAFETY: signal 0 only checks for existence.
-        if unsafe { libc::kill(pid, 0) } != 0 {
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(true);
+        if zombie || unsafe { libc::kill(pid, 0) } != 0 {
             return true;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -333,6 +336,8 @@ impl Drop for Switch {
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::fd::AsRawFd;
+use std::process::ChildStdout;
 
 /// A small deterministic PRNG (xorshift64*), for randomized cases with
 /// fixed seeds: no extra crate.
@@ -830,3 +835,110 @@ impl Plug {
         }
     }
 }
+
+/// A node's host whose stdout the test reads only when it asks: while it
+/// does not, the output backs up into the node (backpressure).
+pub struct ManualHost {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    buf: Vec<u8>,
+    lines: Receiver<String>,
+    log: Vec<String>,
+}
+
+impl ManualHost {
+    pub fn spawn(prog: &str, args: &[&str]) -> ManualHost {
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vde_plug_rs");
+        ManualHost {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().unwrap(),
+            lines: stderr_lines(child.stderr.take().unwrap()),
+            child,
+            buf: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Writes frames to the process's stdin.
+    pub fn send(&mut self, f: &[u8]) {
+        let w = self.stdin.as_mut().expect("stdin open");
+        w.write_all(&encode(f)).unwrap();
+        w.flush().unwrap();
+    }
+
+    /// Reads exactly `n` frames (bounded by PATIENCE).
+    pub fn read_frames(&mut self, n: usize) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut out = Vec::with_capacity(n);
+        let mut chunk = [0u8; 65536];
+        loop {
+            while out.len() < n && self.buf.len() >= 2 {
+                let len = u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize;
+                if self.buf.len() < 2 + len {
+                    break;
+                }
+                out.push(self.buf[2..2 + len].to_vec());
+                self.buf.drain(..2 + len);
+            }
+            if out.len() == n {
+                return out;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut p = libc::pollfd {
+                fd: self.stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut p, 1, left.as_millis() as libc::c_int) };
+            if r <= 0 {
+                let rows = self.counters();
+                panic!(
+                    "the host gave {} of {n} frames; counters: {rows:#?}",
+                    out.len()
+                );
+            }
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => panic!("the host's stdout closed"),
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    pub fn counters(&mut self) -> Vec<CounterRow> {
+        read_counters(self.pid(), &self.lines, &mut self.log)
+    }
+
+    /// Ends the host by closing its stdin; its exit status.
+    pub fn finish(&mut self) -> Option<i32> {
+        self.stdin = None;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(Instant::now() < deadline, "the host did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for ManualHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+

@@ -1,0 +1,855 @@
+//! End to end, as in the seed manual pages: two network namespaces, each
+//! with a tap interface attached to a node (`bonding_node PATH tap://tap0`
+//! run inside it), joined by cables that go through a real sshd on
+//! loopback: `vde_plug_rs /tmp/vm1 = ssh root@127.0.0.1 vde_plug_rs /tmp/vm2`.
+//! The kernels' own ping and TCP run across.
+//!
+//! These tests need root (namespaces, taps, sshd) and skip, saying so,
+//! without it. They need ip, ping, ssh, ssh-keygen, /usr/sbin/sshd and the
+//! C vde_plug: scripts/test installs them. They run one at a time (a lock),
+//! and everything they start is stopped by Drop guards, also on a panic.
+//! scripts/e2e runs the same scenarios with measurements (iperf3).
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ADDR_A: &str = "198.18.0.1";
+const ADDR_B: &str = "198.18.0.2";
+const SSHD: &str = "/usr/sbin/sshd";
+/// linux/capability.h
+const CAP_NET_ADMIN: libc::c_ulong = 12;
+
+/// One scenario at a time: they share the two cores, and timing matters
+/// to the ping every 10 ms.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the lock if the scenario can run here: `None` (and a printed
+/// reason) without root; a panic naming the package when a tool is missing.
+fn ready(test: &str) -> Option<MutexGuard<'static, ()>> {
+    // SAFETY: geteuid has no failure mode.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("{test}: skipped: needs root (network namespaces, taps, sshd)");
+        return None;
+    }
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("ping", "iputils-ping"),
+        ("ssh", "openssh-client"),
+        ("ssh-keygen", "openssh-client"),
+    ] {
+        assert!(
+            which(tool),
+            "{tool} is missing: install {package} (scripts/test installs it)"
+        );
+    }
+    assert!(
+        Path::new(SSHD).exists(),
+        "{SSHD} is missing: install openssh-server (scripts/test installs it)"
+    );
+    require_c_reference();
+    assert!(
+        Path::new("/dev/net/tun").exists(),
+        "/dev/net/tun is missing: the kernel has no tun/tap driver"
+    );
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).is_file())
+}
+
+/// Runs a command to completion; panics with its output if it fails.
+fn run(prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {}: {}\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn succeeds(prog: &str, args: &[&str]) -> bool {
+    Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not after {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: signalling a process this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut kids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so cut after ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        if ppid == Some(pid) {
+            if let Some(p) = stat.split_whitespace().next().and_then(|s| s.parse().ok()) {
+                kids.push(p);
+            }
+        }
+    }
+    kids
+}
+
+// ---------------------------------------------------------------- guards
+
+/// A network namespace `NAME` (unique to this process and scenario), with
+/// lo up and IPv6 off (no router solicitations on the taps). On drop,
+/// whatever still runs in it is killed and it is deleted.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "vde{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        run("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        run("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns.name,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        );
+        ns
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it
+    /// makes belong to the namespace, and work from any thread afterwards.
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                // SAFETY: setns on this thread only, with a namespace fd.
+                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// Waits for `tap0` (made by the node just started in here), then gives
+    /// it `addr`/24 and brings it up.
+    fn configure_tap(&self, addr: &str) {
+        wait_until(&format!("{}: tap0 appears", self.name), || {
+            succeeds("ip", &["-n", &self.name, "link", "show", "tap0"])
+        });
+        run(
+            "ip",
+            &["-n", &self.name, "addr", "add", &format!("{addr}/24"), "dev", "tap0"],
+        );
+        run("ip", &["-n", &self.name, "link", "set", "tap0", "up"]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse() {
+                    signal(pid, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A background process: SIGTERM on drop, SIGKILL if it lingers.
+struct Proc {
+    name: String,
+    child: Child,
+    log: String,
+}
+
+impl Proc {
+    fn spawn(t: &Scratch, name: &str, prog: &str, args: &[&str]) -> Proc {
+        let log = t.path(&format!("{name}.log"));
+        let child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        Proc {
+            name: name.into(),
+            child,
+            log,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("{} ended ({st}): {}", self.name, self.log());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.pid(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A real sshd on a free loopback port, with a host key, a client key and
+/// a configuration of its own in the scratch directory.
+struct Sshd {
+    port: u16,
+    key: String,
+    made_run_dir: bool,
+    proc: Option<Proc>,
+}
+
+impl Sshd {
+    fn start(t: &Scratch) -> Sshd {
+        let (host, client, keys) = (t.path("host_key"), t.path("client_key"), t.path("keys"));
+        for k in [&host, &client] {
+            run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", k]);
+        }
+        std::fs::copy(format!("{client}.pub"), &keys).unwrap();
+        let made_run_dir = !Path::new("/run/sshd").exists();
+        if made_run_dir {
+            std::fs::create_dir_all("/run/sshd").unwrap();
+        }
+        let mut sshd = Sshd {
+            port: 0,
+            key: client,
+            made_run_dir,
+            proc: None,
+        };
+        for attempt in 0..5 {
+            // A port that was free a moment ago.
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let config = t.path("sshd_config");
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile none\n\
+                     AuthorizedKeysFile {keys}\nPermitRootLogin yes\nPubkeyAuthentication yes\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                     StrictModes no\nPrintMotd no\nMaxStartups 100\nMaxSessions 100\n\
+                     LogLevel ERROR\n"
+                ),
+            )
+            .unwrap();
+            let mut p = Proc::spawn(
+                t,
+                &format!("sshd{attempt}"),
+                SSHD,
+                &["-f", &config, "-D", "-e"],
+            );
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let deadline = Instant::now() + PATIENCE;
+            while Instant::now() < deadline && p.child.try_wait().ok() == Some(None) {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if p.child.try_wait().ok() == Some(None) {
+                sshd.port = port;
+                sshd.proc = Some(p);
+                break;
+            }
+            eprintln!("sshd on port {port} did not start: {}", p.log());
+        }
+        assert!(sshd.proc.is_some(), "sshd does not start");
+        let mut login = Command::new("ssh");
+        login.args(sshd.ssh_args()).args(["root@127.0.0.1", "true"]);
+        let out = login.stdin(Stdio::null()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cannot log in to the test sshd: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            sshd.proc.as_ref().unwrap().log()
+        );
+        sshd
+    }
+
+    fn ssh_args(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        [
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+            &self.key,
+            "-p",
+            &port,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Some(p) = &self.proc {
+            // The sessions of cables still up (normally none by now).
+            for kid in children_of(p.pid()) {
+                signal(kid, libc::SIGTERM);
+            }
+        }
+        self.proc = None;
+        if self.made_run_dir {
+            let _ = std::fs::remove_dir("/run/sshd");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the set-up
+
+#[derive(Clone, Copy, PartialEq)]
+enum Impl {
+    Ours,
+    C,
+}
+
+/// Two namespaces with their nodes, an sshd, and the cables between them.
+/// Fields drop in order: cables, then nodes, then sshd and namespaces.
+struct Net {
+    cables: Vec<Proc>,
+    nodes: Vec<Proc>,
+    sshd: Sshd,
+    a: Netns,
+    b: Netns,
+    t: Scratch,
+}
+
+impl Net {
+    fn new(name: &str) -> Net {
+        let t = Scratch::new(name);
+        let a = Netns::new("A");
+        let b = Netns::new("B");
+        let sshd = Sshd::start(&t);
+        Net {
+            cables: Vec::new(),
+            nodes: Vec::new(),
+            sshd,
+            a,
+            b,
+            t,
+        }
+    }
+
+    fn vm(&self, side: usize) -> String {
+        self.t.path(&format!("vm{side}"))
+    }
+
+    /// Starts the node of `side` (1 = namespace A, 2 = B) inside its
+    /// namespace with its host side on tap://tap0, and configures the tap.
+    /// `kind` is "bonding" or "multi"; `extra` goes to our node binaries.
+    fn node(&mut self, side: usize, imp: Impl, kind: &str, extra: &[&str]) {
+        let (ns, addr) = match side {
+            1 => (&self.a, ADDR_A),
+            _ => (&self.b, ADDR_B),
+        };
+        let path = self.vm(side);
+        let mut args: Vec<String> = vec!["netns".into(), "exec".into(), ns.name.clone()];
+        match (imp, kind) {
+            (Impl::Ours, "bonding") => args.push(bonding_node().into()),
+            (Impl::Ours, _) => args.push(multi_node().into()),
+            (Impl::C, _) => args.push(C_PLUG.into()),
+        }
+        if imp == Impl::Ours {
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args.push(path.clone());
+        } else {
+            args.push(format!("{kind}://{path}"));
+        }
+        args.push("tap://tap0".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = Proc::spawn(&self.t, &format!("node{side}"), "ip", &args);
+        ns.configure_tap(addr);
+        wait_for_path(&format!("{path}/ctl"));
+        self.nodes.push(p);
+    }
+
+    /// `NEAR vm1 = ssh root@127.0.0.1 FAR vm2`, then waits until both
+    /// nodes have `self.cables.len()` ports.
+    fn cable(&mut self, near: Impl, far: Impl) {
+        let plug = |i| match i {
+            Impl::Ours => rs_plug().to_string(),
+            Impl::C => C_PLUG.to_string(),
+        };
+        let mut args = Vec::new();
+        if near == Impl::C {
+            // The C vde_plug's getopt would take ssh's options for its own.
+            args.push("--".to_string());
+        }
+        args.extend([self.vm(1), "=".into(), "ssh".into()]);
+        args.extend(self.sshd.ssh_args());
+        args.extend(["root@127.0.0.1".into(), plug(far), self.vm(2)]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let n = self.cables.len();
+        let p = Proc::spawn(&self.t, &format!("cable{n}"), &plug(near), &args);
+        self.cables.push(p);
+        self.wait_cables(n + 1);
+    }
+
+    fn wait_cables(&mut self, n: usize) {
+        let (vm1, vm2) = (self.vm(1), self.vm(2));
+        let deadline = Instant::now() + PATIENCE;
+        while port_count(&vm1) != n || port_count(&vm2) != n {
+            for c in &mut self.cables {
+                if port_count(&vm1) < n {
+                    c.assert_running();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} cables: vm1 has {} ports, vm2 has {}; {}",
+                port_count(&vm1),
+                port_count(&vm2),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .chain(&self.cables)
+            .map(|p| format!("\n{}: {}", p.name, p.log().trim_end()))
+            .collect()
+    }
+
+    /// Kills the ssh client of cable `i` (the cable breaks as it would on
+    /// a network failure) and waits until its plug has gone.
+    fn cut(&mut self, i: usize) {
+        let mut plug = self.cables.remove(i);
+        let ssh = children_of(plug.pid());
+        assert!(!ssh.is_empty(), "cable {i} has no ssh child");
+        for pid in ssh {
+            signal(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + PATIENCE;
+        while plug.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "cable {i} outlived its ssh: {}",
+                plug.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `ping -c COUNT -i INTERVAL` from A to B, to the end.
+    fn ping(&self, count: u32, interval: &str) -> Ping {
+        let count = count.to_string();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.a.name, "ping", "-c", &count])
+            .args(["-i", interval, "-W", "2", ADDR_B])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Ping::parse(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// `ping -i 0.01` from A to B in the background, until `Ping::stop`.
+    fn ping_start(&self) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.a.name, "ping", "-i", "0.01", ADDR_B])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Sends `len` pseudo-random bytes over TCP from A to an echo server in
+    /// B and checks that the same bytes come back.
+    fn tcp_echo(&self, len: usize) {
+        let listener = self.b.enter(|| TcpListener::bind((ADDR_B, 0)).unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => s.write_all(&buf[..n]).unwrap(),
+                    Err(e) => panic!("echo server: {e}"),
+                }
+            }
+        });
+        let data = pseudo_random(len);
+        let to: SocketAddr = (ADDR_B.parse::<std::net::IpAddr>().unwrap(), port).into();
+        let stream = self
+            .a
+            .enter(|| TcpStream::connect_timeout(&to, PATIENCE))
+            .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = stream.try_clone().unwrap();
+        let back = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).map(|_| got)
+        });
+        let mut w = &stream;
+        w.write_all(&data).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let got = back.join().unwrap().expect("reading the echo");
+        server.join().unwrap();
+        assert_eq!(got.len(), data.len(), "echo length");
+        assert!(got == data, "the echoed bytes differ from those sent");
+    }
+}
+
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct Ping {
+    transmitted: u32,
+    received: u32,
+    /// Sequence numbers answered (each once), and `DUP!` lines.
+    answered: std::collections::BTreeSet<u32>,
+    dups: u32,
+    text: String,
+}
+
+impl Ping {
+    fn parse(text: &str) -> Ping {
+        let mut p = Ping {
+            text: text.to_string(),
+            ..Ping::default()
+        };
+        for line in text.lines() {
+            if let Some(seq) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("icmp_seq="))
+                .and_then(|s| s.parse().ok())
+            {
+                if line.contains("DUP!") {
+                    p.dups += 1;
+                } else {
+                    p.answered.insert(seq);
+                }
+            }
+            if line.contains("packets transmitted") {
+                let nums: Vec<u32> = line
+                    .split(", ")
+                    .filter_map(|f| f.split_whitespace().next()?.parse().ok())
+                    .collect();
+                p.transmitted = nums.first().copied().unwrap_or(0);
+                p.received = nums.get(1).copied().unwrap_or(0);
+            }
+        }
+        p
+    }
+
+    fn lost(&self) -> u32 {
+        self.transmitted.saturating_sub(self.received)
+    }
+
+    /// Stops a `ping_start` ping (SIGINT: it prints its summary).
+    fn stop(mut child: Child) -> Ping {
+        signal(child.id() as i32, libc::SIGINT);
+        let mut text = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let _ = child.wait();
+        Ping::parse(&text)
+    }
+
+    /// Pings with no answer among those sent before the last answered one
+    /// (the ones still in flight when ping was stopped do not count).
+    fn holes(&self) -> Vec<u32> {
+        let last = self.answered.iter().next_back().copied().unwrap_or(0);
+        (1..=last).filter(|s| !self.answered.contains(s)).collect()
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// libvdeplug_bonding(1): two ssh cables between bonding nodes. The tap of
+/// A exists beforehand (the node attaches to it), B's is made by the node.
+#[test]
+fn bonding_over_two_ssh_cables() {
+    let Some(_lock) = ready("bonding_over_two_ssh_cables") else {
+        return;
+    };
+    let mut net = Net::new("e2e-bond");
+    run(
+        "ip",
+        &["-n", &net.a.name, "tuntap", "add", "dev", "tap0", "mode", "tap"],
+    );
+    net.node(1, Impl::Ours, "bonding", &[]);
+    net.node(2, Impl::Ours, "bonding", &[]);
+    net.cable(Impl::Ours, Impl::Ours);
+    let p = net.ping(10, "0.05");
+    assert_eq!(p.lost(), 0, "one cable: ping lost packets:\n{}", p.text);
+
+    net.cable(Impl::Ours, Impl::Ours);
+    let p = net.ping(50, "0.02");
+    assert_eq!(p.transmitted, 50, "{}", p.text);
+    assert_eq!(p.lost(), 0, "two cables: ping lost packets:\n{}", p.text);
+    assert_eq!(p.dups, 0, "bonding duplicated frames:\n{}", p.text);
+    net.tcp_echo(1 << 20);
+
+    // A cable breaks: the bond goes on over the other one.
+    net.cut(0);
+    net.wait_cables(1);
+    let p = net.ping(20, "0.02");
+    assert_eq!(p.lost(), 0, "after a cable broke:\n{}", p.text);
+    net.tcp_echo(256 << 10);
+}
+
+/// libvdeplug_multi(1): the handoff. A ping every 10 ms runs while the new
+/// cable is laid and the old one's ssh is killed: not one ping is lost.
+fn multi_handoff(name: &str, extra: &[&str]) {
+    let Some(_lock) = ready(name) else {
+        return;
+    };
+    let mut net = Net::new("e2e-multi");
+    net.node(1, Impl::Ours, "multi", extra);
+    net.node(2, Impl::Ours, "multi", extra);
+    net.cable(Impl::Ours, Impl::Ours);
+    let p = net.ping(3, "0.1");
+    assert_eq!(p.lost(), 0, "one cable:\n{}", p.text);
+
+    let ping = net.ping_start();
+    std::thread::sleep(Duration::from_millis(500));
+    net.cable(Impl::Ours, Impl::Ours);
+    std::thread::sleep(Duration::from_millis(300));
+    net.cut(0);
+    net.wait_cables(1);
+    std::thread::sleep(Duration::from_millis(500));
+    let p = Ping::stop(ping);
+    assert!(p.answered.len() > 50, "too few pings:\n{}", p.text);
+    assert!(
+        p.holes().is_empty(),
+        "pings lost in the handoff: {:?}\n{}",
+        p.holes(),
+        p.text
+    );
+    eprintln!(
+        "{name}: {} pings, none lost, {} DUP! lines",
+        p.answered.len(),
+        p.dups
+    );
+
+    // Only the new cable is left, and it works.
+    net.tcp_echo(256 << 10);
+}
+
+#[test]
+fn multi_handoff_loses_no_ping() {
+    multi_handoff("multi_handoff_loses_no_ping", &[]);
+}
+
+#[test]
+fn multi_handoff_with_dedup_loses_no_ping() {
+    multi_handoff("multi_handoff_with_dedup_loses_no_ping", &["--dedup", "50"]);
+}
+
+/// Bonding with the C vde_plug: its bonding:// node on one side, and the
+/// C plug as the far or the near end of the cables.
+fn mixed(name: &str, node_a: Impl, node_b: Impl, near: Impl, far: Impl) {
+    let Some(_lock) = ready(name) else {
+        return;
+    };
+    let mut net = Net::new("e2e-mix");
+    net.node(1, node_a, "bonding", &[]);
+    net.node(2, node_b, "bonding", &[]);
+    net.cable(near, far);
+    net.cable(near, far);
+    let p = net.ping(50, "0.02");
+    assert_eq!(p.transmitted, 50, "{}", p.text);
+    assert_eq!(p.lost(), 0, "ping lost packets:\n{}", p.text);
+    net.tcp_echo(1 << 20);
+}
+
+#[test]
+fn mixed_c_bonding_node_and_far_plug() {
+    mixed(
+        "mixed_c_bonding_node_and_far_plug",
+        Impl::Ours,
+        Impl::C,
+        Impl::Ours,
+        Impl::C,
+    );
+}
+
+#[test]
+fn mixed_c_bonding_node_and_near_plug() {
+    mixed(
+        "mixed_c_bonding_node_and_near_plug",
+        Impl::C,
+        Impl::Ours,
+        Impl::C,
+        Impl::Ours,
+    );
+}
+
+/// Without CAP_NET_ADMIN a missing tap cannot be made: the same message
+/// and exit status as the C vde_plug.
+#[test]
+fn tap_without_cap_net_admin() {
+    let Some(_lock) = ready("tap_without_cap_net_admin") else {
+        return;
+    };
+    let ns = Netns::new("T");
+    let ns_file = File::open(format!("/run/netns/{}", ns.name)).unwrap();
+    let ns_fd = ns_file.as_raw_fd();
+    let attempt = |prog: &str| {
+        let mut cmd = Command::new(prog);
+        cmd.args(["tap://vdenocap", "null://"]);
+        // SAFETY: setns and prctl are plain system calls, safe after fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0
+                    || libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{prog} tap://vdenocap did not fail without CAP_NET_ADMIN");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status.code(), err)
+    };
+    let (code, err) = attempt(rs_plug());
+    assert_eq!(code, Some(1), "exit status; stderr: {err}");
+    assert_eq!(err.trim_end(), "vde_open tap://vdenocap: Operation not permitted");
+    let (c_code, c_err) = attempt(C_PLUG);
+    assert_eq!((code, err.trim_end()), (c_code, c_err.trim_end()));
+    assert!(!succeeds("ip", &["-n", &ns.name, "link", "show", "vdenocap"]));
+}

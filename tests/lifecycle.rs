@@ -1,0 +1,195 @@
+//! Errors, exit codes, signals and cleanup, compared with the C vde_plug;
+//! and the seed's multi handoff.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Runs a plug to completion with stdin from /dev/null.
+fn outcome(prog: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The `vde_open URL: REASON` line and the exit code are the C plug's.
+#[test]
+fn open_errors_match_the_c_reference() {
+    require_c_reference();
+    let t = Scratch::new("err");
+    let existing = t.path("exists");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::write(Path::new(&existing).join("keep"), b"x").unwrap();
+    let cases = [
+        (format!("foo://{}", t.path("x")), "Protocol not supported"),
+        (format!("hub://{}[foo=1]", t.path("h")), "Invalid argument"),
+        (format!("bonding://{existing}"), "File exists"),
+        (t.path("no-such-switch"), "No such file or directory"),
+        (format!("vde://{}", t.path("no-such-switch")), "No such file or directory"),
+    ];
+    for (url, reason) in cases {
+        let ours = outcome(rs_plug(), &[&url]);
+        let theirs = outcome(C_PLUG, &[&url]);
+        let line = format!("vde_open {url}: {reason}");
+        assert_eq!(ours.0, Some(1), "{url}: {}", ours.1);
+        assert_eq!(theirs.0, Some(1), "{url}");
+        assert!(ours.1.lines().any(|l| l == line), "ours: {:?}", ours.1);
+        assert!(theirs.1.lines().any(|l| l == line), "C: {:?}", theirs.1);
+    }
+    // The existing directory is untouched.
+    assert!(Path::new(&existing).join("keep").exists());
+}
+
+/// Bad usage exits 255 with the usage text, as vde_plug does.
+#[test]
+fn usage_errors_exit_255() {
+    require_c_reference();
+    for args in [&["-x"][..], &["--port", "0", "/x"], &["/a", "/b", "/c"], &["-h"]] {
+        let ours = outcome(rs_plug(), args);
+        let theirs = outcome(C_PLUG, args);
+        assert_eq!(ours.0, Some(255), "{args:?}");
+        assert_eq!(theirs.0, Some(255), "{args:?}");
+        assert!(ours.1.contains("Usage:"), "{}", ours.1);
+    }
+}
+
+/// SIGTERM (and SIGINT, SIGHUP) remove every node and reap the child.
+#[test]
+fn signals_leave_nothing_behind() {
+    require_c_reference();
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let t = Scratch::new("sig");
+        let (a, b) = (t.path("A"), t.path("B"));
+        let mut plug = Plug::spawn(
+            rs_plug(),
+            &[&format!("bonding://{a}"), "=", rs_plug(), &format!("multi://{b}")],
+        );
+        wait_for_path(&format!("{a}/ctl"));
+        wait_for_path(&format!("{b}/ctl"));
+        let cable = Plug::spawn(C_PLUG, &[&a]);
+        wait_ports(&a, 1);
+        let child_pid = child_of(plug.pid()).expect("the = child");
+        plug.signal(sig);
+        let (status, _) = plug.wait();
+        use std::os::unix::process::ExitStatusExt;
+        match sig {
+            libc::SIGTERM => assert_eq!(status.code(), Some(0)),
+            s => assert_eq!(status.signal(), Some(s), "dies by the signal after cleanup, like vde_plug"),
+        }
+        assert!(!Path::new(&a).exists(), "node {a} left behind");
+        assert!(wait_gone(child_pid), "child left running");
+        let mut cable = cable;
+        assert!(cable.wait().0.success(), "the C cable ends cleanly when the node goes");
+        // The child's node goes with the child.
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while Path::new(&b).exists() {
+            assert!(std::time::Instant::now() < deadline, "node {b} left behind");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn child_of(pid: i32) -> Option<i32> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(c) = children.split_whitespace().next() {
+            return c.parse().ok();
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// End of the input stream ends the plug and removes its node.
+#[test]
+fn stream_eof_removes_the_node() {
+    let t = Scratch::new("eof");
+    let n = t.path("n");
+    let mut plug = Plug::spawn(rs_plug(), &[&format!("multi://{n}")]);
+    wait_for_path(&format!("{n}/ctl"));
+    plug.close_stdin();
+    let (status, _) = plug.wait();
+    assert_eq!(status.code(), Some(0));
+    assert!(!Path::new(&n).exists());
+}
+
+/// -d and -p: the daemon writes its pid, serves, and on SIGTERM removes
+/// both its node and the pid file.
+#[test]
+fn daemon_with_pidfile() {
+    let t = Scratch::new("daemon");
+    let (n, pidfile) = (t.path("n"), t.path("pid"));
+    let st = Command::new(rs_plug())
+        .args(["-d", "-p", &pidfile, &format!("hub://{n}"), "null://"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_for_path(&pidfile);
+    wait_for_path(&format!("{n}/ctl"));
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // SAFETY: signalling the daemon we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(wait_gone(pid));
+    assert!(!Path::new(&n).exists());
+    assert!(!Path::new(&pidfile).exists());
+}
+
+/// The seed's handoff: numbered frames flow over cable 1 between two multi
+/// nodes; cable 2 is added; cable 1's process is killed; every number
+/// arrives at least once.
+#[test]
+fn multi_handoff_loses_nothing() {
+    require_c_reference();
+    let t = Scratch::new("handoff");
+    let (m1, m2) = (t.path("vm1"), t.path("vm2"));
+    let mut vm1 = Plug::spawn(rs_plug(), &[&format!("multi://{m1}")]);
+    let mut vm2 = Plug::spawn(rs_plug(), &[&format!("multi://{m2}")]);
+    wait_for_path(&format!("{m1}/ctl"));
+    wait_for_path(&format!("{m2}/ctl"));
+    let cable1 = Plug::spawn(rs_plug(), &[&m1, "=", rs_plug(), &m2]);
+    wait_ports(&m1, 1);
+    wait_ports(&m2, 1);
+    let n = 3000u32;
+    let mut cable2 = None;
+    for s in 0..n {
+        vm1.send(&frame(1, s, 120));
+        if s == 1000 {
+            cable2 = Some(Plug::spawn(C_PLUG, &[&m1, "=", rs_plug(), &m2]));
+            wait_ports(&m1, 2);
+            wait_ports(&m2, 2);
+        }
+        if s == 2000 {
+            cable1.signal(libc::SIGKILL);
+        }
+        if s % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut seen = vec![0u32; n as usize];
+    loop {
+        vm2.collect(Duration::from_millis(20));
+        seen.iter_mut().for_each(|c| *c = 0);
+        for f in &vm2.received {
+            seen[seq_of(f) as usize] += 1;
+        }
+        if seen.iter().all(|&c| c >= 1) {
+            break;
+        }
+        let missing: Vec<usize> = seen.iter().enumerate().filter(|(_, &c)| c == 0).map(|(i, _)| i).take(10).collect();
+        assert!(std::time::Instant::now() < deadline, "missing frames, e.g. {missing:?}");
+    }
+    let dups = seen.iter().filter(|&&c| c > 1).count();
+    println!("{} frames, {dups} arrived twice while both cables were up", n);
+    drop(cable2);
+}
