@@ -181,11 +181,9 @@ fn our_plugs_through_vde_switch() {
     // The switch's data sockets are not fdN: wait for both handshakes by
     // retrying a broadcast until it arrives.
     let mut seq = 0;
-    while b.wait_frames(0).is_empty() {
+    while b.collect(std::time::Duration::from_millis(50)) == 0 {
         a.send(&frame(1, seq, 60));
         seq += 1;
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        b.wait_frames(1);
         assert!(seq < 200, "no frame crossed the switch");
     }
     let start = b.received.len();
@@ -280,4 +278,57 @@ fn one_byte_writes_decode_the_same() {
         }
     }
     assert_eq!(peer.wait_frames(frames.len()), &frames[..]);
+}
+
+/// A frame from `src` to `dst` (MACs 02:00:00:00:00:xx).
+fn unicast(src: u8, dst: u8, seq: u32) -> Vec<u8> {
+    let mut f = frame(src, seq, 60);
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, dst]);
+    f
+}
+
+/// The switch node learns: after each station has spoken, unicast goes to
+/// its one destination only; broadcast floods. Same for ours and C's.
+fn switch_case(node_plug: &str) {
+    require_c_reference();
+    let t = Scratch::new("switch");
+    let dir = t.path("s");
+    let mut host = Plug::spawn(node_plug, &[&format!("switch://{dir}")]);
+    wait_for_path(&format!("{dir}/ctl"));
+    let mut c1 = Plug::spawn(C_PLUG, &[&dir]);
+    wait_ports(&dir, 1);
+    let mut c2 = Plug::spawn(rs_plug(), &[&dir]);
+    wait_ports(&dir, 2);
+    // Everyone announces itself with a broadcast: it floods.
+    c1.send(&frame(0x0a, 1, 60));
+    host.wait_frames(1);
+    c2.wait_frames(1);
+    c2.send(&frame(0x0b, 2, 60));
+    host.wait_frames(2);
+    c1.wait_frames(1);
+    host.send(&frame(0x0c, 3, 60));
+    c1.wait_frames(2);
+    c2.wait_frames(2);
+    // Now unicast goes to one place only.
+    c2.send(&unicast(0x0b, 0x0a, 10));
+    host.send(&unicast(0x0c, 0x0b, 11));
+    c1.send(&unicast(0x0a, 0x0c, 12));
+    assert_eq!(c1.wait_frames(3)[2], unicast(0x0b, 0x0a, 10));
+    assert_eq!(c2.wait_frames(3)[2], unicast(0x0c, 0x0b, 11));
+    assert_eq!(host.wait_frames(3)[2], unicast(0x0a, 0x0c, 12));
+    host.close_stdin();
+    for c in [&mut c1, &mut c2] {
+        assert_eq!(c.drain_to_end().len(), 3, "a unicast frame leaked");
+    }
+    assert_eq!(host.drain_to_end().len(), 3);
+}
+
+#[test]
+fn our_switch_node_learns() {
+    switch_case(rs_plug());
+}
+
+#[test]
+fn c_switch_node_learns_the_same() {
+    switch_case(C_PLUG);
 }
