@@ -1,10 +1,12 @@
 //! The frame ring: frame storage made once at start-up, with a FIFO of
 //! queued frames over it. One ring carries each direction of a cable.
 //!
-//! Storage is a fixed array of `MAX_FRAME`-sized slots; per-slot metadata
-//! (length, origin tag) lives in parallel arrays. A slot's pages are touched
-//! only when a frame that long lands in it, so the resident size follows the
-//! traffic, not the capacity. Batched receives fill free slots in place
+//! Storage is a fixed array of page-aligned slots, each big enough for the
+//! largest frame; per-slot metadata (length, origin tag) lives in parallel
+//! arrays. The storage is a fresh anonymous mapping, so a page becomes
+//! resident only when a frame lands on it: a frame of up to 4 KiB costs one
+//! page whatever the capacity, and freed slots are reused last-in first-out
+//! so the same few pages stay hot. Batched receives fill free slots in place
 //! (no copy), batched sends read them in place, and a frame that cannot be
 //! delivered yet simply stays queued: that is the backpressure.
 
@@ -12,8 +14,59 @@ use crate::wire::MAX_FRAME;
 
 pub type Slot = u16;
 
+const PAGE: usize = 4096;
+/// Distance between slots: `MAX_FRAME` rounded up to whole pages.
+const STRIDE: usize = MAX_FRAME.div_ceil(PAGE) * PAGE;
+
+/// Zeroed, page-aligned memory straight from `mmap`: nothing is touched
+/// (nor resident) until written.
+struct PageBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl PageBuf {
+    fn new(len: usize) -> PageBuf {
+        // SAFETY: a private anonymous mapping, owned by the PageBuf.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(ptr != libc::MAP_FAILED, "cannot map {len} bytes for frames");
+        PageBuf {
+            ptr: ptr.cast(),
+            len,
+        }
+    }
+
+    fn slice(&self, at: usize, len: usize) -> &[u8] {
+        assert!(at + len <= self.len);
+        // SAFETY: in bounds of the live mapping; borrowed from self.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(at), len) }
+    }
+
+    fn slice_mut(&mut self, at: usize, len: usize) -> &mut [u8] {
+        assert!(at + len <= self.len);
+        // SAFETY: in bounds of the live mapping; borrowed mutably from self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `new`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
 pub struct FrameRing {
-    storage: Box<[u8]>,
+    storage: PageBuf,
     lens: Box<[u16]>,
     tags: Box<[u32]>,
     done: Box<[bool]>,
@@ -29,7 +82,7 @@ impl FrameRing {
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0 && capacity <= usize::from(Slot::MAX));
         FrameRing {
-            storage: vec![0u8; capacity * MAX_FRAME].into_boxed_slice(),
+            storage: PageBuf::new(capacity * STRIDE),
             lens: vec![0; capacity].into_boxed_slice(),
             tags: vec![0; capacity].into_boxed_slice(),
             done: vec![false; capacity].into_boxed_slice(),
@@ -72,8 +125,8 @@ impl FrameRing {
 
     /// The whole buffer of a reserved slot.
     pub fn slot_buf(&mut self, slot: Slot) -> &mut [u8] {
-        let at = usize::from(slot) * MAX_FRAME;
-        &mut self.storage[at..at + MAX_FRAME]
+        self.storage
+            .slice_mut(usize::from(slot) * STRIDE, MAX_FRAME)
     }
 
     /// Raw pointer to a slot's buffer, for building iovecs of a batch.
@@ -111,8 +164,7 @@ impl FrameRing {
 
     pub fn frame(&self, slot: Slot) -> &[u8] {
         let s = usize::from(slot);
-        let at = s * MAX_FRAME;
-        &self.storage[at..at + usize::from(self.lens[s])]
+        self.storage.slice(s * STRIDE, usize::from(self.lens[s]))
     }
 
     pub fn tag(&self, slot: Slot) -> u32 {
