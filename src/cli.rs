@@ -95,9 +95,18 @@ fn positive(s: &str) -> Result<i32, CliError> {
     }
 }
 
-/// Splits `argv` (without the program name) at the first lone `=`.
-pub fn split_command(argv: Vec<OsString>) -> (Vec<OsString>, Option<Vec<String>>) {
-    match argv.iter().position(|a| a == "=") {
+/// A command line cut into its parts: what may hold options, the words
+/// after a `--` (never options), and the command after the first lone `=`.
+pub struct Split {
+    pub options: Vec<OsString>,
+    pub operands: Vec<OsString>,
+    pub command: Option<Vec<String>>,
+}
+
+/// Splits `argv` (without the program name) at the first lone `=`, and
+/// what precedes it at a lone `--`, as getopt ends its options there.
+pub fn split_command(argv: Vec<OsString>) -> Split {
+    let (before, command) = match argv.iter().position(|a| a == "=") {
         Some(at) => {
             let cmd = argv[at + 1..]
                 .iter()
@@ -106,6 +115,15 @@ pub fn split_command(argv: Vec<OsString>) -> (Vec<OsString>, Option<Vec<String>>
             (argv[..at].to_vec(), Some(cmd))
         }
         None => (argv, None),
+    };
+    let (options, operands) = match before.iter().position(|a| a == "--") {
+        Some(at) => (before[..at].to_vec(), before[at + 1..].to_vec()),
+        None => (before, Vec::new()),
+    };
+    Split {
+        options,
+        operands,
+        command,
     }
 }
 
@@ -143,8 +161,12 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
     if argv0.starts_with('-') {
         return Err(CliError::NotAShell);
     }
-    let (before, command) = split_command(argv);
-    let mut args = Arguments::from_vec(before);
+    let Split {
+        options,
+        operands,
+        command,
+    } = split_command(argv);
+    let mut args = Arguments::from_vec(options);
     let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
     if args.contains(["-h", "--help"]) {
         return Err(CliError::Usage(None));

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use pico_args::Arguments;
 
-use crate::cli::{common_options, no_stray_options, split_command, CliError, Common};
+use crate::cli::{common_options, no_stray_options, split_command, CliError, Common, Split};
 use crate::endpoint::cmd::CommandEndpoint;
 use crate::endpoint::node::control::{absolute_node_path, derived_dirmode, Access};
 use crate::endpoint::node::kind::NodeKind;
@@ -36,8 +36,12 @@ pub struct NodeOptions {
 
 /// Parses the node command line; `extra_flag` is `--policy` or `--dedup`.
 pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOptions, CliError> {
-    let (before, command) = split_command(argv);
-    let mut args = Arguments::from_vec(before);
+    let Split {
+        options,
+        operands,
+        command,
+    } = split_command(argv);
+    let mut args = Arguments::from_vec(options);
     let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
     if args.contains(["-h", "--help"]) {
         return Err(CliError::Usage(None));
