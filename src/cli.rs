@@ -213,6 +213,7 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
     no_stray_options(&free)?;
     let urls: Vec<String> = free
         .iter()
+        .chain(&operands)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let form = match (urls.as_slice(), command) {
@@ -262,6 +263,10 @@ mod tests {
         assert_eq!(
             p(&["=", "cat"]).unwrap().form,
             Form::Command(String::new(), vec!["cat".into()])
+        );
+        assert_eq!(
+            p(&["-v", "--", "/a", "=", "cat"]).unwrap().form,
+            Form::Command("/a".into(), vec!["cat".into()])
         );
         assert!(p(&["/a", "/b", "/c"]).is_err());
         assert!(p(&["/a", "="]).is_err());

@@ -79,6 +79,7 @@ pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOption
     no_stray_options(&free)?;
     let free: Vec<String> = free
         .iter()
+        .chain(&operands)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let (path, host) = match (free.as_slice(), command) {
