@@ -40,7 +40,27 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn ready(test: &str) -> Option<MutexGuard<'static, ()>> {
     // SAFETY: geteuid has no failure mode.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{test}: skipped: needs root (network namespaces, taps, sshd)");
+        // Straight to stderr, past the harness's capture, to be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: needs root (network namespaces, taps, sshd)"
+        );
+        return None;
+    }
+    // Root in a container may lack the capabilities (CAP_NET_ADMIN for
+    // taps and addresses, CAP_SYS_ADMIN for `ip netns`).
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .unwrap_or(0);
+    if caps & (1 << CAP_NET_ADMIN) == 0 || caps & (1 << 21) == 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: needs CAP_NET_ADMIN and CAP_SYS_ADMIN (root in a container?)"
+        );
         return None;
     }
     for (tool, package) in [
@@ -48,6 +68,7 @@ fn ready(test: &str) -> Option<MutexGuard<'static, ()>> {
         ("ping", "iputils-ping"),
         ("ssh", "openssh-client"),
         ("ssh-keygen", "openssh-client"),
+        ("sysctl", "procps"),
     ] {
         assert!(
             which(tool),
@@ -198,7 +219,15 @@ impl Netns {
         });
         run(
             "ip",
-            &["-n", &self.name, "addr", "add", &format!("{addr}/24"), "dev", "tap0"],
+            &[
+                "-n",
+                &self.name,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "tap0",
+            ],
         );
         run("ip", &["-n", &self.name, "link", "set", "tap0", "up"]);
     }
@@ -690,7 +719,16 @@ fn bonding_over_two_ssh_cables() {
     let mut net = Net::new("e2e-bond");
     run(
         "ip",
-        &["-n", &net.a.name, "tuntap", "add", "dev", "tap0", "mode", "tap"],
+        &[
+            "-n",
+            &net.a.name,
+            "tuntap",
+            "add",
+            "dev",
+            "tap0",
+            "mode",
+            "tap",
+        ],
     );
     net.node(1, Impl::Ours, "bonding", &[]);
     net.node(2, Impl::Ours, "bonding", &[]);
@@ -843,13 +881,24 @@ fn tap_without_cap_net_admin() {
             std::thread::sleep(Duration::from_millis(10));
         };
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (status.code(), err)
     };
     let (code, err) = attempt(rs_plug());
     assert_eq!(code, Some(1), "exit status; stderr: {err}");
-    assert_eq!(err.trim_end(), "vde_open tap://vdenocap: Operation not permitted");
+    assert_eq!(
+        err.trim_end(),
+        "vde_open tap://vdenocap: Operation not permitted"
+    );
     let (c_code, c_err) = attempt(C_PLUG);
     assert_eq!((code, err.trim_end()), (c_code, c_err.trim_end()));
-    assert!(!succeeds("ip", &["-n", &ns.name, "link", "show", "vdenocap"]));
+    assert!(!succeeds(
+        "ip",
+        &["-n", &ns.name, "link", "show", "vdenocap"]
+    ));
 }
