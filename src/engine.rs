@@ -81,7 +81,8 @@ impl Engine {
                 Err(stop) => return Ok(Outcome::Stopped(stop)),
             };
             if let Some((stop, since)) = &draining {
-                let idle = self.lanes.iter().all(|l| l.ring.is_empty());
+                let idle = self.lanes.iter().all(|l| l.ring.is_empty())
+                    && !self.sides.iter().any(|s| s.pending_output());
                 if idle || since.elapsed() > DRAIN_GRACE {
                     return Ok(Outcome::Stopped(stop.clone()));
                 }
@@ -150,7 +151,7 @@ impl Engine {
                     (&mut second[0], &mut first[0])
                 };
                 let lane = &mut self.lanes[from];
-                if !lane.ring.is_empty() {
+                if !lane.ring.is_empty() || dst.pending_output() {
                     moved += dst.deliver(lane)?;
                 }
                 if lane.ring.free_slots() > 0 {

@@ -79,6 +79,10 @@ impl Endpoint for CommandEndpoint {
         self.stream().deliver(lane)
     }
 
+    fn pending_output(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.pending_output())
+    }
+
     fn finished(&self) -> Option<Stop> {
         if let Some(why) = &self.exited {
             return Some(Stop::Ended(why.clone()));

@@ -66,6 +66,12 @@ pub trait Endpoint {
     /// take now stay queued. Returns the number of frames finished with.
     fn deliver(&mut self, lane: &mut Lane) -> Result<usize, Stop>;
 
+    /// Bytes taken from a lane but not yet written out (a stream's output
+    /// buffer): the engine keeps calling `deliver` until they are.
+    fn pending_output(&self) -> bool {
+        false
+    }
+
     /// Set once the endpoint has ended by itself (input EOF, child exit):
     /// the engine flushes what it read, then stops.
     fn finished(&self) -> Option<Stop> {

@@ -294,6 +294,10 @@ impl Endpoint for StreamEndpoint {
         }
     }
 
+    fn pending_output(&self) -> bool {
+        self.wstart < self.wend
+    }
+
     fn finished(&self) -> Option<Stop> {
         self.eof
             .then(|| Stop::Ended(format!("{}: end of input", self.label)))
