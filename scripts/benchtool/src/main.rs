@@ -4,12 +4,17 @@
 //! binary measures any node implementation (C `vde_plug` or `vde_plug_rs`).
 //!
 //! Subcommands (DIR is the node's control directory, i.e. where `ctl` lives):
-//!   send DIR --size N (--count C | --seconds S) [--batch B]
+//!   send DIR --size N (--count C | --seconds S) [--batch B] [--rate FPS]
+//!        [--linger-ms L]
 //!   recv DIR --seconds S [--idle-ms I] [--batch B]
 //!   ping DIR --size N --count C [--interval-us U]
 //!   echo DIR --seconds S [--batch B]
 //! Common options: --ready-file PATH (created once the port is connected),
 //!                 --descr TEXT (port description sent to the node).
+//! `recv` also counts distinct sequence numbers and duplicates (the same
+//! frame received again, e.g. over a second path); on SIGUSR1 it prints an
+//! `interim frames=.. distinct=.. dup=..` line of its counts so far and
+//! goes on.
 //! Every subcommand ends by itself and prints one `key=value ...` line on
 //! stdout. SIGINT/SIGTERM end the run early; the result line is still printed.
 
@@ -40,18 +45,27 @@ const POLL_NS: u64 = 50 * NS_PER_MS;
 const STALL_NS: u64 = 10 * NS_PER_SEC;
 /// How long `ping` waits for each echo.
 const PING_TIMEOUT_NS: u64 = NS_PER_SEC;
+/// `recv` tells first copies from duplicates for sequence numbers below
+/// this (a bitmap of at most 16 MiB); higher ones count as `untracked`.
+const SEQ_TRACK_MAX: u64 = 1 << 27;
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static REPORT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn on_report(_sig: libc::c_int) {
+    REPORT.store(true, Ordering::Relaxed);
 }
 
 fn stopping() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
-/// SIGINT/SIGTERM set STOP; no SA_RESTART, so blocking calls return EINTR.
+/// SIGINT/SIGTERM set STOP, SIGUSR1 sets REPORT; no SA_RESTART, so
+/// blocking calls return EINTR.
 fn install_signal_handlers() {
     // SAFETY: the handler only touches an atomic; sigaction is initialised.
     unsafe {
@@ -61,6 +75,8 @@ fn install_signal_handlers() {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        sa.sa_sigaction = on_report as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
@@ -269,12 +285,15 @@ struct Opts {
     batch: Option<usize>,
     idle_ms: Option<u64>,
     interval_us: Option<u64>,
+    rate: Option<f64>,
+    linger_ms: Option<u64>,
     ready_file: Option<String>,
     descr: Option<String>,
 }
 
 const USAGE: &str = "usage:
-  vde_bench send DIR --size N (--count C | --seconds S) [--batch B]
+  vde_bench send DIR --size N (--count C | --seconds S) [--batch B] [--rate FPS]
+                 [--linger-ms L]
   vde_bench recv DIR --seconds S [--idle-ms I] [--batch B]
   vde_bench ping DIR --size N --count C [--interval-us U]
   vde_bench echo DIR --seconds S [--batch B]
@@ -316,6 +335,8 @@ fn parse_args(args: &[String]) -> Result<(String, String, Opts), String> {
             "batch" => o.batch = Some(parse_num(&key, &val)?),
             "idle-ms" => o.idle_ms = Some(parse_num(&key, &val)?),
             "interval-us" => o.interval_us = Some(parse_num(&key, &val)?),
+            "rate" => o.rate = Some(parse_num(&key, &val)?),
+            "linger-ms" => o.linger_ms = Some(parse_num(&key, &val)?),
             "ready-file" => o.ready_file = Some(val),
             "descr" => o.descr = Some(val),
             _ => return Err(format!("unknown option --{key}")),
@@ -325,6 +346,11 @@ fn parse_args(args: &[String]) -> Result<(String, String, Opts), String> {
     if let Some(s) = o.seconds {
         if !(s.is_finite() && s > 0.0) {
             return Err("--seconds must be > 0".into());
+        }
+    }
+    if let Some(r) = o.rate {
+        if !(r.is_finite() && r >= 0.0) {
+            return Err("--rate must be >= 0 (0: as fast as possible)".into());
         }
     }
     if let Some(b) = o.batch {
@@ -356,10 +382,18 @@ enum Limit {
     Until(u64),
 }
 
-/// send: blast numbered frames as fast as the node accepts them. The socket
-/// is blocking (flow control comes from the node's receive queue); a send
-/// timeout only lets us look at the clock while blocked.
-fn cmd_send(fd: i32, size: usize, limit: Limit, batch: usize) -> Result<String, String> {
+/// send: blast numbered frames as fast as the node accepts them, or at most
+/// `max_fps` frames per second (0: no limit; frame k is not sent before
+/// start + k / max_fps). The socket is blocking (flow control comes from the
+/// node's receive queue); a send timeout only lets us look at the clock
+/// while blocked.
+fn cmd_send(
+    fd: i32,
+    size: usize,
+    limit: Limit,
+    batch: usize,
+    max_fps: f64,
+) -> Result<String, String> {
     set_sock_timeout(fd, libc::SO_SNDTIMEO, POLL_NS).map_err(|e| format!("SO_SNDTIMEO: {e}"))?;
     let mut b = Batch::new(batch, size);
     for i in 0..b.len() {
@@ -388,6 +422,25 @@ fn cmd_send(fd: i32, size: usize, limit: Limit, batch: usize) -> Result<String, 
         if stopping() {
             break;
         }
+        let n = if max_fps > 0.0 {
+            // Frames due by now; wait for the next one if none is.
+            let mut due = (secs(now_ns() - start) * max_fps) as u64 + 1;
+            if due <= seq {
+                let at = start + ((seq as f64 / max_fps) * NS_PER_SEC as f64) as u64;
+                let wake = at.min(match limit {
+                    Limit::Until(d) => d,
+                    Limit::Count(_) => u64::MAX,
+                });
+                sleep_until_ns(wake.min(now_ns() + POLL_NS));
+                due = (secs(now_ns() - start) * max_fps) as u64 + 1;
+                if due <= seq {
+                    continue;
+                }
+            }
+            n.min((due - seq) as usize)
+        } else {
+            n
+        };
         for i in 0..n {
             b.frame_mut(i)[SEQ_OFF..SEQ_END].copy_from_slice(&(seq + i as u64).to_be_bytes());
         }
@@ -438,6 +491,37 @@ fn cmd_send(fd: i32, size: usize, limit: Limit, batch: usize) -> Result<String, 
     }
 }
 
+/// Which sequence numbers `recv` has seen, to count distinct frames and
+/// duplicates (e.g. the same frame delivered over two paths).
+#[derive(Default)]
+struct SeqSet {
+    bits: Vec<u64>,
+    distinct: u64,
+    dup: u64,
+    untracked: u64,
+}
+
+impl SeqSet {
+    fn add(&mut self, seq: u64) {
+        if seq >= SEQ_TRACK_MAX {
+            self.untracked += 1;
+            return;
+        }
+        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        if word >= self.bits.len() {
+            // Grow geometrically: sequence numbers arrive roughly in order.
+            let want = (word + 1).max(self.bits.len() * 2).max(1024);
+            self.bits.resize(want.min((SEQ_TRACK_MAX / 64) as usize), 0);
+        }
+        if self.bits[word] & bit == 0 {
+            self.bits[word] |= bit;
+            self.distinct += 1;
+        } else {
+            self.dup += 1;
+        }
+    }
+}
+
 /// recv: count frames until the time limit, or until `idle` of silence once
 /// traffic has started.
 fn cmd_recv(fd: i32, deadline: u64, idle_ns: u64, batch: usize) -> Result<String, String> {
@@ -445,11 +529,18 @@ fn cmd_recv(fd: i32, deadline: u64, idle_ns: u64, batch: usize) -> Result<String
     let mut b = Batch::new(batch, RX_STRIDE);
     let (mut frames, mut bytes, mut reordered, mut foreign) = (0u64, 0u64, 0u64, 0u64);
     let mut max_seq: Option<u64> = None;
+    let mut seen = SeqSet::default();
     let (mut first, mut last) = (0u64, 0u64);
     let mut error = None;
     loop {
         if stopping() {
             break;
+        }
+        if REPORT.swap(false, Ordering::Relaxed) {
+            emit(&format!(
+                "interim frames={frames} distinct={} dup={}",
+                seen.distinct, seen.dup
+            ));
         }
         let t = now_ns();
         if t >= deadline || (frames > 0 && t - last >= idle_ns) {
@@ -472,10 +563,13 @@ fn cmd_recv(fd: i32, deadline: u64, idle_ns: u64, batch: usize) -> Result<String
             let len = b.received(i).min(RX_STRIDE);
             bytes += len as u64;
             match frame_seq(&b.frame(i)[..len]) {
-                Some(s) => match max_seq {
-                    Some(m) if s <= m => reordered += 1,
-                    _ => max_seq = Some(s),
-                },
+                Some(s) => {
+                    seen.add(s);
+                    match max_seq {
+                        Some(m) if s <= m => reordered += 1,
+                        _ => max_seq = Some(s),
+                    }
+                }
                 None => foreign += 1,
             }
         }
@@ -484,9 +578,12 @@ fn cmd_recv(fd: i32, deadline: u64, idle_ns: u64, batch: usize) -> Result<String
     let span = last - first;
     let max_seq = max_seq.map_or_else(|| "none".to_string(), |m| m.to_string());
     let line = format!(
-        "frames={frames} bytes={bytes} first_to_last_s={:.6} fps={:.1} max_seq={max_seq} reordered={reordered} foreign={foreign}",
+        "frames={frames} bytes={bytes} first_to_last_s={:.6} fps={:.1} max_seq={max_seq} reordered={reordered} foreign={foreign} distinct={} dup={} untracked={}",
         secs(span),
         rate(frames, span),
+        seen.distinct,
+        seen.dup,
+        seen.untracked,
     );
     match error {
         None => Ok(line),
@@ -707,7 +804,23 @@ fn run(args: &[String]) -> Result<String, String> {
                 (None, Some(d)) => Limit::Until(d),
                 (None, None) => unreachable!("checked above"),
             };
-            cmd_send(fd, o.size.unwrap_or(MIN_TX_FRAME), limit, batch)
+            let result = cmd_send(
+                fd,
+                o.size.unwrap_or(MIN_TX_FRAME),
+                limit,
+                batch,
+                o.rate.unwrap_or(0.0),
+            );
+            // Keep the port open a while after the last frame: a node may
+            // discard what is still queued on a port's data socket when it
+            // sees the port go away (both vde_plug implementations do).
+            if let Some(ms) = o.linger_ms {
+                let until = now_ns() + ms * NS_PER_MS;
+                while !stopping() && now_ns() < until {
+                    sleep_until_ns(until.min(now_ns() + POLL_NS));
+                }
+            }
+            result
         }
         "recv" => {
             let idle = o.idle_ms.unwrap_or(1000) * NS_PER_MS;
