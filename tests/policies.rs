@@ -256,3 +256,57 @@ fn sigusr1_prints_per_cable_counters() {
         "{stderr}"
     );
 }
+
+/// A stream cable whose far end stalls and then resumes delivers every
+/// frame, including those left in its output buffer after its lane emptied
+/// (a stall the benchmark once found).
+#[test]
+fn stream_cable_flushes_after_its_reader_stalls() {
+    require_c_reference();
+    let t = Scratch::new("flush");
+    let (h, h2) = (t.path("H"), t.path("H2"));
+    let cable = Plug::spawn(
+        rs_plug(),
+        &[
+            &format!("hub://{h}"),
+            "=",
+            rs_plug(),
+            &format!("hub://{h2}"),
+        ],
+    );
+    wait_for_path(&format!("{h}/ctl"));
+    wait_for_path(&format!("{h2}/ctl"));
+    let inner = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", cable.pid()))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse::<i32>()
+        .unwrap();
+    let mut sender = Plug::spawn(C_PLUG, &[&h]);
+    let mut receiver = Plug::spawn(rs_plug(), &[&h2]);
+    wait_ports(&h, 1);
+    wait_ports(&h2, 1);
+    let n = 3000u32;
+    for round in 0..3 {
+        // SAFETY: stopping and resuming the cable's far end, our grandchild.
+        unsafe { libc::kill(inner, libc::SIGSTOP) };
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|s| encode(&frame(1, round * n + s, 300)))
+            .collect();
+        let mut stdin = sender.take_stdin();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(&bytes).unwrap();
+            stdin
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        unsafe { libc::kill(inner, libc::SIGCONT) };
+        let got = receiver.wait_frames(((round + 1) * n) as usize).len();
+        assert_eq!(got, ((round + 1) * n) as usize, "round {round}");
+        sender.give_stdin(writer.join().unwrap());
+    }
+    for (i, f) in receiver.received.iter().enumerate() {
+        assert_eq!(f, &frame(1, i as u32, 300));
+    }
+}
