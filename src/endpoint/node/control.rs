@@ -86,14 +86,15 @@ impl NodeDir {
     /// fails with `EEXIST` unless it is a stale node (see [`is_stale`]),
     /// which is removed first.
     pub fn create(path: &Path, access: Access) -> io::Result<NodeDir> {
-        match sys::mkdir(path, 0o2777) {
+        // Private until it has its group and final mode.
+        match sys::mkdir(path, 0o700) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && is_stale(path) => {
                 info!(
                     "{}: removing a stale node left by a dead process",
                     path.display()
                 );
                 remove_stale(path)?;
-                sys::mkdir(path, 0o2777)?;
+                sys::mkdir(path, 0o700)?;
             }
             r => r?,
         }
@@ -108,12 +109,23 @@ impl NodeDir {
             sys::chgrp(path, gid)?;
         }
         sys::chmod(path, access.dirmode)?;
-        sys::bind(&dir.listener, &dir.ctl_path)?;
-        if let Some(gid) = access.gid {
-            sys::chgrp(&dir.ctl_path, gid)?;
+        // `ctl` appears only once it listens, with its final owner and
+        // mode: a client that sees it can connect, and a second opener
+        // never takes a node that is starting for a stale one.
+        let new_path = path.join("ctl.new");
+        sys::bind(&dir.listener, &new_path)?;
+        let ready = (|| {
+            if let Some(gid) = access.gid {
+                sys::chgrp(&new_path, gid)?;
+            }
+            sys::chmod(&new_path, access.mode)?;
+            sys::listen(&dir.listener, BACKLOG)?;
+            std::fs::rename(&new_path, &dir.ctl_path)
+        })();
+        if let Err(e) = ready {
+            let _ = std::fs::remove_file(&new_path);
+            return Err(e);
         }
-        sys::chmod(&dir.ctl_path, access.mode)?;
-        sys::listen(&dir.listener, BACKLOG)?;
         Ok(dir)
     }
 }
@@ -201,7 +213,10 @@ pub fn answer_request(dir: &NodeDir, ctl: &OwnedFd, request: &[u8]) -> Result<Ne
     // A fresh stream socket always has room for 110 bytes.
     match sys::write(ctl.as_raw_fd(), &reply) {
         Ok(n) if n == reply.len() => Ok(port),
-        Ok(_) => Err(Refused::Io(io::Error::from_raw_os_error(libc::EAGAIN))),
+        Ok(_) => {
+            let _ = std::fs::remove_file(&port.path);
+            Err(Refused::Io(io::Error::from_raw_os_error(libc::EAGAIN)))
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&port.path);
             Err(Refused::Unreachable(e))

@@ -64,6 +64,10 @@ pub struct NetNode {
     dedup: Option<Dedup>,
     /// Ports found dead during a pass, removed after it.
     dead: Vec<PortId>,
+    /// Ports whose control stream ended: out of the forwarding, read until
+    /// their socket is drained (the frames a cable sent just before it
+    /// left still reach the host), then removed.
+    leaving: Vec<PortId>,
     /// Host frames wait for a full port's grace to run out.
     waiting_on_laggard: bool,
 }
@@ -160,6 +164,7 @@ impl NetNode {
             rr: 0,
             read_from: 0,
             dead: Vec::with_capacity(16),
+            leaving: Vec::new(),
             waiting_on_laggard: false,
         })
     }
@@ -284,10 +289,27 @@ impl NetNode {
             }
         }
         info!("{}: port {} left", self.label, id);
-        self.remove_port(id);
+        self.retire(id);
+    }
+
+    /// Takes a port whose cable left out of the forwarding; what it sent
+    /// before leaving is still read (see `leaving`).
+    fn retire(&mut self, id: PortId) {
+        if self.leaving.contains(&id) {
+            return;
+        }
+        match self.ports.get_mut(id) {
+            Some(port) if port.is_connected() => {
+                port.readable = true;
+                self.ports.deactivate(id);
+                self.leaving.push(id);
+            }
+            _ => self.remove_port(id),
+        }
     }
 
     fn remove_port(&mut self, id: PortId) {
+        self.leaving.retain(|&l| l != id);
         if let Some(port) = self.ports.remove(id) {
             if port.is_connected() {
                 debug!("{}: port {id}: {:?}", self.label, port.stats);
@@ -296,6 +318,53 @@ impl NetNode {
         if let Some(mac) = &mut self.mac {
             mac.forget_port(id);
         }
+    }
+
+    /// Reads what leaving ports still hold; a drained one is removed.
+    fn drain_leaving(&mut self, lane: &mut Lane) -> usize {
+        let mut total = 0;
+        let mut drained = Vec::new();
+        for i in 0..self.leaving.len() {
+            if lane.ring.free_slots() == 0 {
+                break;
+            }
+            let id = self.leaving[i];
+            let Some(port) = self.ports.get_mut(id) else {
+                continue;
+            };
+            let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
+                drained.push(id);
+                continue;
+            };
+            let got = match lane
+                .io
+                .recv(fd, &mut lane.ring, usize::MAX, id as u32, &mut port.stats)
+            {
+                Ok(r) if r.drained => {
+                    drained.push(id);
+                    r.frames
+                }
+                Ok(r) => r.frames,
+                Err(_) => {
+                    drained.push(id);
+                    continue;
+                }
+            };
+            if got == 0 {
+                continue;
+            }
+            match self.kind {
+                NodeKind::Hub => forward::hub_ports(&mut self.ports, lane, id, got, &mut self.dead),
+                NodeKind::Switch(_) => self.switch_ports(lane, id, got),
+                NodeKind::Multi { dedup: Some(_) } => self.suppress_duplicates(lane, id, got),
+                _ => {}
+            }
+            total += got;
+        }
+        for id in drained {
+            self.remove_port(id);
+        }
+        total
     }
 
     fn remove_dead(&mut self) {
@@ -451,6 +520,7 @@ impl Endpoint for NetNode {
             total += got;
         }
         self.read_from = self.read_from.wrapping_add(1);
+        total += self.drain_leaving(lane);
         for i in queued_before..lane.ring.queued().len() {
             self.host
                 .count_out(lane.ring.frame(lane.ring.queued()[i]).len());

@@ -110,6 +110,14 @@ impl PortTable {
         self.active.push(id);
     }
 
+    /// Takes a port out of the forwarding (its cable left); it stays in
+    /// the table until removed.
+    pub fn deactivate(&mut self, id: PortId) {
+        if let Some(i) = self.active.iter().position(|&a| a == id) {
+            self.active.swap_remove(i);
+        }
+    }
+
     pub fn remove(&mut self, id: PortId) -> Option<Port> {
         let port = self.slots.get_mut(id)?.take()?;
         self.free.push(id);
