@@ -207,4 +207,46 @@ mod tests {
             vec![("mode", "2".into())]
         );
     }
+
+    /// 20,000 random locators over an alphabet rich in the characters the
+    /// grammar gives a meaning to: parsing and resolving never panic, and
+    /// what comes out keeps its invariants.
+    #[test]
+    fn random_locators_never_panic() {
+        use crate::wire::test_rng::XorShift;
+        const PIECES: [&str; 28] = [
+            "[", "]", "/", "'", "\"", "\\", "%", "=", ":", "://", "%41", "%zz", "%4", "a", "b",
+            "m", "mode", "grp", "port", "0", "7", " ", "é", "€", "\u{0}", "[[", "]]", "//",
+        ];
+        let known = ["mode", "dirmode", "grp", "port", "portgroup"];
+        let mut rng = XorShift::new(0x0bad_5eed);
+        for case in 0..20_000 {
+            let n = rng.below(24);
+            let url: String = (0..n).map(|_| PIECES[rng.below(PIECES.len())]).collect();
+            let l = Locator::parse(&url);
+            match url.find("://") {
+                Some(at) => assert_eq!(l.module, url[..at], "case {case}: {url:?}"),
+                None => assert_eq!(l.module, "vde", "case {case}: {url:?}"),
+            }
+            assert!(l.params.iter().all(|p| !p.key.is_empty()), "{url:?}");
+            for bare in [None, Some("portgroup")] {
+                if let Ok(r) = l.resolve(&known, bare) {
+                    assert!(r.len() <= l.params.len(), "{url:?}");
+                    assert!(r.iter().all(|(k, _)| known.contains(k)), "{url:?}");
+                    let mut keys: Vec<&str> = r.iter().map(|(k, _)| *k).collect();
+                    keys.sort();
+                    keys.dedup();
+                    assert_eq!(keys.len(), r.len(), "a key twice: {url:?}");
+                }
+            }
+            // Plain text parses to itself.
+            let plain: String = url.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let p = Locator::parse(&plain);
+            assert_eq!(
+                (p.module.as_str(), p.address.as_str()),
+                ("vde", plain.as_str())
+            );
+            assert!(p.params.is_empty());
+        }
+    }
 }

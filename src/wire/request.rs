@@ -141,4 +141,55 @@ mod tests {
         let long = emit(&mut b, 0, Path::new("/x"), &[b'd'; 300]).unwrap();
         assert_eq!(long, MAX_REQUEST_LEN - 1);
     }
+
+    /// 20,000 random byte strings, and 20,000 valid requests with random
+    /// bytes changed: `new_checked` never panics, and whatever it accepts
+    /// has a good header and accessors that do not panic either.
+    #[test]
+    fn random_requests_never_panic() {
+        use crate::wire::test_rng::XorShift;
+        let mut rng = XorShift::new(0x5eed_0003);
+        let mut valid = [0u8; MAX_REQUEST_LEN];
+        let vlen = emit(
+            &mut valid,
+            0,
+            Path::new("/tmp/n/.01234-00000"),
+            b"vdeplug: x",
+        )
+        .unwrap();
+        let check = |buf: &[u8]| {
+            if let Ok(r) = RequestV3::new_checked(buf) {
+                assert!((REQUEST_HEADER_LEN..=MAX_REQUEST_LEN).contains(&buf.len()));
+                assert_eq!((r.magic(), r.version()), (SWITCH_MAGIC, REQUEST_VERSION));
+                assert_eq!(r.req_type() & 0xff, REQ_NEW_CONTROL);
+                assert!(r.description().len() <= MAX_DESCRIPTION);
+                assert!(!r.description().contains(&0));
+                if let Ok(p) = r.sock().path() {
+                    use std::os::unix::ffi::OsStrExt;
+                    let b = p.as_os_str().as_bytes();
+                    assert!(!b.is_empty() && b.len() < 108 && !b.contains(&0));
+                }
+            }
+        };
+        for _ in 0..20_000 {
+            let len = rng.below(MAX_REQUEST_LEN + 40);
+            let mut buf = rng.bytes(len);
+            if rng.chance(50) && len >= 12 {
+                buf[..4].copy_from_slice(&SWITCH_MAGIC.to_ne_bytes());
+                buf[4..8].copy_from_slice(&REQUEST_VERSION.to_ne_bytes());
+                buf[8] = 0;
+            }
+            check(&buf);
+        }
+        for _ in 0..20_000 {
+            let len = vlen.min(MAX_REQUEST_LEN) + rng.below(8);
+            let mut buf = valid.to_vec();
+            buf.resize(len.min(MAX_REQUEST_LEN + 4), 0);
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(buf.len());
+                buf[at] = rng.next_u64() as u8;
+            }
+            check(&buf);
+        }
+    }
 }

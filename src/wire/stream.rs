@@ -209,4 +209,103 @@ mod tests {
         );
         assert_eq!((got, d.pending_bytes()), (1, 0));
     }
+
+    /// Feeds `bytes` in random chunks to a decoder whose sink refuses a
+    /// frame now and then (`refuse` percent), feeding the rest again as a
+    /// caller does; checks the decoder never holds more than one frame.
+    fn decode_randomly(
+        bytes: &[u8],
+        rng: &mut crate::wire::test_rng::XorShift,
+        max_chunk: usize,
+        refuse: usize,
+    ) -> (Vec<Vec<u8>>, Vec<usize>) {
+        let mut d = StreamDecoder::new();
+        let (mut frames, mut oversize) = (Vec::new(), Vec::new());
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = (1 + rng.below(max_chunk)).min(bytes.len() - at);
+            let mut chunk = &bytes[at..at + n];
+            at += n;
+            loop {
+                let mut refused = false;
+                let used = d.feed(chunk, |e| {
+                    if refuse > 0 && rng.chance(refuse) {
+                        refused = true;
+                        return false;
+                    }
+                    match e {
+                        StreamEvent::Frame(f) => {
+                            assert!(!f.is_empty() && f.len() <= MAX_FRAME);
+                            frames.push(f.to_vec());
+                        }
+                        StreamEvent::Oversize(len) => {
+                            assert!(len > MAX_FRAME);
+                            oversize.push(len);
+                        }
+                    }
+                    true
+                });
+                assert!(used <= chunk.len());
+                assert!(d.pending_bytes() <= MAX_FRAME, "buffers beyond one frame");
+                chunk = &chunk[used..];
+                if !refused {
+                    assert!(chunk.is_empty(), "a willing sink leaves input unread");
+                    break;
+                }
+            }
+        }
+        (frames, oversize)
+    }
+
+    /// 20,000 random valid streams (zero lengths included), cut at random
+    /// places and with random refusals: the same frames come out, in order.
+    #[test]
+    fn random_chunking_gives_the_same_frames() {
+        let mut rng = crate::wire::test_rng::XorShift::new(0x5eed_0004);
+        for case in 0..20_000 {
+            let count = rng.below(8);
+            let big = case % 100 == 0;
+            let frames: Vec<Vec<u8>> = (0..count)
+                .map(|_| {
+                    let len = match rng.below(10) {
+                        0 => 0,
+                        1 if big => MAX_FRAME,
+                        2 if big => 1 + rng.below(MAX_FRAME),
+                        _ => 1 + rng.below(200),
+                    };
+                    rng.bytes(len)
+                })
+                .collect();
+            let mut bytes = Vec::new();
+            for f in &frames {
+                bytes.extend_from_slice(&header(f.len()));
+                bytes.extend_from_slice(f);
+            }
+            let want: Vec<Vec<u8>> = frames.into_iter().filter(|f| !f.is_empty()).collect();
+            let max_chunk = if rng.chance(30) {
+                3
+            } else {
+                1 + rng.below(3000)
+            };
+            let refuse = if rng.chance(50) { 0 } else { 30 };
+            let (got, oversize) = decode_randomly(&bytes, &mut rng, max_chunk, refuse);
+            assert!(oversize.is_empty(), "case {case}");
+            assert_eq!(got, want, "case {case}");
+        }
+    }
+
+    /// 20,000 random byte strings: decoding never panics, never holds more
+    /// than one frame, and reports only plausible events.
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = crate::wire::test_rng::XorShift::new(0x5eed_0005);
+        for _ in 0..20_000 {
+            let len = rng.below(600);
+            let bytes = rng.bytes(len);
+            let max_chunk = 1 + rng.below(64);
+            let refuse = if rng.chance(50) { 0 } else { 20 };
+            let (frames, _) = decode_randomly(&bytes, &mut rng, max_chunk, refuse);
+            assert!(frames.iter().map(|f| f.len() + 2).sum::<usize>() <= len);
+        }
+    }
 }
