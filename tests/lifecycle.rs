@@ -16,7 +16,10 @@ fn outcome(prog: &str, args: &[&str]) -> (Option<i32>, String) {
         .stdout(Stdio::null())
         .output()
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The `vde_open URL: REASON` line and the exit code are the C plug's.
@@ -32,7 +35,10 @@ fn open_errors_match_the_c_reference() {
         (format!("hub://{}[foo=1]", t.path("h")), "Invalid argument"),
         (format!("bonding://{existing}"), "File exists"),
         (t.path("no-such-switch"), "No such file or directory"),
-        (format!("vde://{}", t.path("no-such-switch")), "No such file or directory"),
+        (
+            format!("vde://{}", t.path("no-such-switch")),
+            "No such file or directory",
+        ),
     ];
     for (url, reason) in cases {
         let ours = outcome(rs_plug(), &[&url]);
@@ -51,7 +57,12 @@ fn open_errors_match_the_c_reference() {
 #[test]
 fn usage_errors_exit_255() {
     require_c_reference();
-    for args in [&["-x"][..], &["--port", "0", "/x"], &["/a", "/b", "/c"], &["-h"]] {
+    for args in [
+        &["-x"][..],
+        &["--port", "0", "/x"],
+        &["/a", "/b", "/c"],
+        &["-h"],
+    ] {
         let ours = outcome(rs_plug(), args);
         let theirs = outcome(C_PLUG, args);
         assert_eq!(ours.0, Some(255), "{args:?}");
@@ -69,7 +80,12 @@ fn signals_leave_nothing_behind() {
         let (a, b) = (t.path("A"), t.path("B"));
         let mut plug = Plug::spawn(
             rs_plug(),
-            &[&format!("bonding://{a}"), "=", rs_plug(), &format!("multi://{b}")],
+            &[
+                &format!("bonding://{a}"),
+                "=",
+                rs_plug(),
+                &format!("multi://{b}"),
+            ],
         );
         wait_for_path(&format!("{a}/ctl"));
         wait_for_path(&format!("{b}/ctl"));
@@ -81,12 +97,19 @@ fn signals_leave_nothing_behind() {
         use std::os::unix::process::ExitStatusExt;
         match sig {
             libc::SIGTERM => assert_eq!(status.code(), Some(0)),
-            s => assert_eq!(status.signal(), Some(s), "dies by the signal after cleanup, like vde_plug"),
+            s => assert_eq!(
+                status.signal(),
+                Some(s),
+                "dies by the signal after cleanup, like vde_plug"
+            ),
         }
         assert!(!Path::new(&a).exists(), "node {a} left behind");
         assert!(wait_gone(child_pid), "child left running");
         let mut cable = cable;
-        assert!(cable.wait().0.success(), "the C cable ends cleanly when the node goes");
+        assert!(
+            cable.wait().0.success(),
+            "the C cable ends cleanly when the node goes"
+        );
         // The child's node goes with the child.
         let deadline = std::time::Instant::now() + PATIENCE;
         while Path::new(&b).exists() {
@@ -99,7 +122,8 @@ fn signals_leave_nothing_behind() {
 fn child_of(pid: i32) -> Option<i32> {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         if let Some(c) = children.split_whitespace().next() {
             return c.parse().ok();
         }
@@ -136,7 +160,11 @@ fn daemon_with_pidfile() {
     assert!(st.success());
     wait_for_path(&pidfile);
     wait_for_path(&format!("{n}/ctl"));
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // SAFETY: signalling the daemon we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     assert!(wait_gone(pid));
@@ -186,10 +214,22 @@ fn multi_handoff_loses_nothing() {
         if seen.iter().all(|&c| c >= 1) {
             break;
         }
-        let missing: Vec<usize> = seen.iter().enumerate().filter(|(_, &c)| c == 0).map(|(i, _)| i).take(10).collect();
-        assert!(std::time::Instant::now() < deadline, "missing frames, e.g. {missing:?}");
+        let missing: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c == 0)
+            .map(|(i, _)| i)
+            .take(10)
+            .collect();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing frames, e.g. {missing:?}"
+        );
     }
     let dups = seen.iter().filter(|&&c| c > 1).count();
-    println!("{} frames, {dups} arrived twice while both cables were up", n);
+    println!(
+        "{} frames, {dups} arrived twice while both cables were up",
+        n
+    );
     drop(cable2);
 }
