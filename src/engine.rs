@@ -91,6 +91,9 @@ impl Engine {
                 draining = Some((stop, Instant::now()));
                 continue;
             }
+            for side in self.sides.iter_mut() {
+                side.sync_interest(self.poll.registry());
+            }
             let now = Instant::now();
             let mut timeout = next_tick.saturating_duration_since(now);
             if let Some(t) = next_stats {

@@ -86,6 +86,10 @@ pub trait Endpoint {
         None
     }
 
+    /// Brings the poll's interest in line with the endpoint's state (see
+    /// [`sync_write_interest`]); called before each wait.
+    fn sync_interest(&mut self, _registry: &Registry) {}
+
     /// Called about once a second, for timeouts.
     fn tick(&mut self) {}
 
@@ -116,6 +120,33 @@ pub fn register_fd(
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Asks for writable events only while a datagram socket is full. Such a
+/// socket reports room after every datagram its peer reads; listening for
+/// that all the time would wake the loop once per frame for nothing.
+/// `armed` tracks whether WRITABLE is registered now.
+pub fn sync_write_interest(
+    registry: &Registry,
+    fd: RawFd,
+    tok: Token,
+    writable: bool,
+    armed: &mut bool,
+) {
+    if writable != *armed {
+        return;
+    }
+    let interest = if writable {
+        Interest::READABLE
+    } else {
+        Interest::READABLE | Interest::WRITABLE
+    };
+    if registry
+        .reregister(&mut SourceFd(&fd), tok, interest)
+        .is_ok()
+    {
+        *armed = !writable;
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use log::{debug, warn};
 use mio::{Interest, Registry};
 
-use super::{register_fd, token, Endpoint, OpenError, Ready, Stop};
+use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
@@ -54,6 +54,9 @@ pub struct VdeClient {
     data: OwnedFd,
     readable: bool,
     writable: bool,
+    /// WRITABLE is registered (only while the socket is full).
+    write_armed: bool,
+    side: usize,
     stats: LinkStats,
 }
 
@@ -130,6 +133,8 @@ impl VdeClient {
             data,
             readable: true,
             writable: true,
+            write_armed: false,
+            side: 0,
             stats: LinkStats::default(),
         })
     }
@@ -270,6 +275,7 @@ impl Endpoint for VdeClient {
     }
 
     fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()> {
+        self.side = side;
         register_fd(
             registry,
             self.ctl.as_raw_fd(),
@@ -280,9 +286,20 @@ impl Endpoint for VdeClient {
             registry,
             self.data.as_raw_fd(),
             token(side, DATA),
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE,
         )?;
         Ok(())
+    }
+
+    fn sync_interest(&mut self, registry: &Registry) {
+        let tok = token(self.side, DATA);
+        sync_write_interest(
+            registry,
+            self.data.as_raw_fd(),
+            tok,
+            self.writable,
+            &mut self.write_armed,
+        );
     }
 
     fn on_event(&mut self, _registry: &Registry, local: usize, ready: Ready) -> Result<(), Stop> {

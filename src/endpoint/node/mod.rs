@@ -24,7 +24,7 @@ use self::dedup::Dedup;
 use self::kind::{BondingPolicy, NodeKind, SwitchConfig};
 use self::mac_table::{Dest, MacTable};
 use self::ports::{Port, PortId, PortTable};
-use super::{register_fd, token, Endpoint, OpenError, Ready, Stop};
+use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
@@ -241,7 +241,7 @@ impl NetNode {
                 port.readable = true;
                 port.writable = true;
                 port.stats = LinkStats::default();
-                let interest = Interest::READABLE | Interest::WRITABLE;
+                let interest = Interest::READABLE;
                 if let Err(e) =
                     register_fd(registry, raw, token(self.side, data_token(id)), interest)
                 {
@@ -563,6 +563,19 @@ impl Endpoint for NetNode {
         self.host.bytes_in += bytes_before - queued_bytes(lane);
         self.remove_dead();
         Ok(done)
+    }
+
+    fn sync_interest(&mut self, registry: &Registry) {
+        for i in 0..self.ports.active().len() {
+            let id = self.ports.active()[i];
+            let Some(port) = self.ports.get_mut(id) else {
+                continue;
+            };
+            if let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) {
+                let tok = token(self.side, data_token(id));
+                sync_write_interest(registry, fd, tok, port.writable, &mut port.write_armed);
+            }
+        }
     }
 
     fn wake_in(&self) -> Option<Duration> {

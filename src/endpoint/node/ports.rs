@@ -26,6 +26,8 @@ pub struct Port {
     pub stats: LinkStats,
     pub readable: bool,
     pub writable: bool,
+    /// WRITABLE is registered (only while the socket is full).
+    pub write_armed: bool,
     pub accepted: Instant,
     /// Frames picked for this port in the batch being sent (bonding).
     pub outbox: Vec<Slot>,
@@ -48,6 +50,7 @@ impl Port {
             stats: LinkStats::default(),
             readable: false,
             writable: false,
+            write_armed: false,
             accepted: Instant::now(),
             outbox: Vec::with_capacity(BATCH),
             cursor: 0,
