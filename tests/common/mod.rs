@@ -98,6 +98,34 @@ pub fn encode(f: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Decodes the stream a process writes on `out`, on a thread, into frames.
+fn frame_reader(mut out: std::process::ChildStdout) -> Receiver<Vec<u8>> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            match out.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            let mut at = 0;
+            while buf.len() - at >= 2 {
+                let len = u16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
+                if buf.len() - at - 2 < len {
+                    break;
+                }
+                if tx.send(buf[at + 2..at + 2 + len].to_vec()).is_err() {
+                    return;
+                }
+                at += 2 + len;
+            }
+            buf.drain(..at);
+        }
+    });
+    rx
+}
+
 /// A process speaking the stream on stdin/stdout.
 pub struct Plug {
     pub child: Child,
@@ -116,30 +144,7 @@ impl Plug {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
-        let mut out = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 65536];
-            loop {
-                match out.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                let mut at = 0;
-                while buf.len() - at >= 2 {
-                    let len = u16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
-                    if buf.len() - at - 2 < len {
-                        break;
-                    }
-                    if tx.send(buf[at + 2..at + 2 + len].to_vec()).is_err() {
-                        return;
-                    }
-                    at += 2 + len;
-                }
-                buf.drain(..at);
-            }
-        });
+        let rx = frame_reader(child.stdout.take().unwrap());
         let mut err = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || {
             let mut s = String::new();
@@ -458,30 +463,7 @@ impl LivePlug {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
-        let mut out = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 65536];
-            loop {
-                match out.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                let mut at = 0;
-                while buf.len() - at >= 2 {
-                    let len = u16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
-                    if buf.len() - at - 2 < len {
-                        break;
-                    }
-                    if tx.send(buf[at + 2..at + 2 + len].to_vec()).is_err() {
-                        return;
-                    }
-                    at += 2 + len;
-                }
-                buf.drain(..at);
-            }
-        });
+        let rx = frame_reader(child.stdout.take().unwrap());
         let lrx = stderr_lines(child.stderr.take().unwrap());
         LivePlug {
             plug: Plug {

@@ -182,6 +182,16 @@ pub fn to_every_port(
     (done, false)
 }
 
+fn clear_outboxes(ports: &mut PortTable) {
+    for i in 0..ports.active().len() {
+        ports
+            .get_mut(ports.active()[i])
+            .expect("active port")
+            .outbox
+            .clear();
+    }
+}
+
 /// Bonding, `policy=rr`: vdeplug4's round robin. Each frame goes to the
 /// next port in turn whether or not it can take it; what it cannot take is
 /// dropped. Every frame is finished.
@@ -198,13 +208,7 @@ pub fn round_robin(
         if n == 0 {
             break;
         }
-        for i in 0..n {
-            ports
-                .get_mut(ports.active()[i])
-                .expect("active port")
-                .outbox
-                .clear();
-        }
+        clear_outboxes(ports);
         let queued = ring.queued();
         let batch = &queued[..queued.len().min(BATCH)];
         for &slot in batch {
@@ -250,13 +254,7 @@ pub fn adaptive(
         if ring.is_empty() || n == 0 {
             break;
         }
-        for i in 0..n {
-            ports
-                .get_mut(ports.active()[i])
-                .expect("active port")
-                .outbox
-                .clear();
-        }
+        clear_outboxes(ports);
         let queued = ring.queued();
         let batch = &queued[..queued.len().min(BATCH)];
         let mut assigned = 0;

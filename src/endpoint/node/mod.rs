@@ -5,31 +5,32 @@
 //! the engine. Frames from ports are read here in batches; where they go is
 //! decided by the node's [`NodeKind`] (see [`forward`]).
 
+mod admission;
 pub mod control;
 pub mod dedup;
 mod forward;
+mod from_ports;
 pub mod kind;
 pub mod mac_table;
 pub mod ports;
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::{Interest, Registry};
 
-use self::control::{absolute_node_path, answer_request, Access, NodeDir, Refused};
+use self::control::{absolute_node_path, Access, NodeDir};
 use self::dedup::Dedup;
 use self::kind::{BondingPolicy, NodeKind, SwitchConfig};
-use self::mac_table::{Dest, MacTable};
-use self::ports::{Port, PortId, PortTable};
+use self::mac_table::MacTable;
+use self::ports::{PortId, PortTable};
 use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
 use crate::url::Locator;
-use crate::wire::{EthernetFrame, REQUEST_HEADER_LEN};
 
 /// More ports than this are refused (each costs two descriptors).
 const MAX_PORTS: usize = 4096;
@@ -172,264 +173,6 @@ impl NetNode {
     pub fn path(&self) -> &std::path::Path {
         &self.dir.path
     }
-
-    fn accept_all(&mut self, registry: &Registry) {
-        loop {
-            let fd = match sys::accept(&self.dir.listener) {
-                Ok(Some(fd)) => fd,
-                Ok(None) => return,
-                Err(e) => {
-                    warn!("{}: accept: {e}", self.label);
-                    return;
-                }
-            };
-            if self.ports.len() >= MAX_PORTS {
-                warn!(
-                    "{}: {} ports already, refusing another",
-                    self.label, MAX_PORTS
-                );
-                continue;
-            }
-            let raw = fd.as_raw_fd();
-            let id = self.ports.insert(Port::pending(fd));
-            if let Err(e) = register_fd(
-                registry,
-                raw,
-                token(self.side, ctl_token(id)),
-                Interest::READABLE,
-            ) {
-                warn!("{}: {e}", self.label);
-                self.ports.remove(id);
-            }
-        }
-    }
-
-    /// Reads the request of a pending port, and honours it once whole.
-    fn read_request(&mut self, registry: &Registry, id: PortId) {
-        let Some(port) = self.ports.get_mut(id) else {
-            return;
-        };
-        loop {
-            let at = port.request_len;
-            if at == port.request.len() {
-                break;
-            }
-            match sys::read(port.ctl.as_raw_fd(), &mut port.request[at..]) {
-                Ok(0) => {
-                    debug!("{}: a client left before its request", self.label);
-                    self.remove_port(id);
-                    return;
-                }
-                Ok(n) => port.request_len += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.remove_port(id);
-                    return;
-                }
-            }
-        }
-        if port.request_len < REQUEST_HEADER_LEN {
-            return;
-        }
-        match answer_request(&self.dir, &port.ctl, &port.request[..port.request_len]) {
-            Ok(new) => {
-                let raw = new.data.as_raw_fd();
-                port.data = Some(new.data);
-                port.data_path = Some(new.path);
-                port.description = new.description;
-                port.readable = true;
-                port.writable = true;
-                port.stats = LinkStats::default();
-                let interest = Interest::READABLE;
-                if let Err(e) =
-                    register_fd(registry, raw, token(self.side, data_token(id)), interest)
-                {
-                    warn!("{}: {e}", self.label);
-                    self.remove_port(id);
-                    return;
-                }
-                info!("{}: port {} joined ({})", self.label, id, port.description);
-                self.ports.activate(id);
-            }
-            Err(Refused::Malformed) => {
-                warn!(
-                    "{}: dropped a connection with a malformed request",
-                    self.label
-                );
-                self.remove_port(id);
-            }
-            Err(Refused::Unreachable(e)) => {
-                warn!(
-                    "{}: the client's socket cannot be reached ({e}); no port made",
-                    self.label
-                );
-                self.remove_port(id);
-            }
-            Err(Refused::Io(e)) => {
-                warn!("{}: cannot make a port: {e}", self.label);
-                self.remove_port(id);
-            }
-        }
-    }
-
-    /// Drains the control stream of a connected port; EOF ends the port.
-    fn read_control(&mut self, id: PortId, closed: bool) {
-        let Some(port) = self.ports.get_mut(id) else {
-            return;
-        };
-        let mut scratch = [0u8; 256];
-        loop {
-            match sys::read(port.ctl.as_raw_fd(), &mut scratch) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !closed => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-        info!("{}: port {} left", self.label, id);
-        self.retire(id);
-    }
-
-    /// Takes a port whose cable left out of the forwarding; what it sent
-    /// before leaving is still read (see `leaving`).
-    fn retire(&mut self, id: PortId) {
-        if self.leaving.contains(&id) {
-            return;
-        }
-        match self.ports.get_mut(id) {
-            Some(port) if port.is_connected() => {
-                port.readable = true;
-                self.ports.deactivate(id);
-                self.leaving.push(id);
-            }
-            _ => self.remove_port(id),
-        }
-    }
-
-    fn remove_port(&mut self, id: PortId) {
-        self.leaving.retain(|&l| l != id);
-        if let Some(port) = self.ports.remove(id) {
-            if port.is_connected() {
-                debug!("{}: port {id}: {:?}", self.label, port.stats);
-            }
-        }
-        if let Some(mac) = &mut self.mac {
-            mac.forget_port(id);
-        }
-    }
-
-    /// Reads what leaving ports still hold; a drained one is removed.
-    fn drain_leaving(&mut self, lane: &mut Lane) -> usize {
-        let mut total = 0;
-        let mut drained = Vec::new();
-        for i in 0..self.leaving.len() {
-            if lane.ring.free_slots() == 0 {
-                break;
-            }
-            let id = self.leaving[i];
-            let Some(port) = self.ports.get_mut(id) else {
-                continue;
-            };
-            let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
-                drained.push(id);
-                continue;
-            };
-            let got = match lane
-                .io
-                .recv(fd, &mut lane.ring, usize::MAX, id as u32, &mut port.stats)
-            {
-                Ok(r) if r.drained => {
-                    drained.push(id);
-                    r.frames
-                }
-                Ok(r) => r.frames,
-                Err(_) => {
-                    drained.push(id);
-                    continue;
-                }
-            };
-            if got == 0 {
-                continue;
-            }
-            match self.kind {
-                NodeKind::Hub => forward::hub_ports(&mut self.ports, lane, id, got, &mut self.dead),
-                NodeKind::Switch(_) => self.switch_ports(lane, id, got),
-                NodeKind::Multi { dedup: Some(_) } => self.suppress_duplicates(lane, id, got),
-                _ => {}
-            }
-            total += got;
-        }
-        for id in drained {
-            self.remove_port(id);
-        }
-        total
-    }
-
-    fn remove_dead(&mut self) {
-        while let Some(id) = self.dead.pop() {
-            info!("{}: port {} is gone", self.label, id);
-            self.remove_port(id);
-        }
-    }
-
-    /// Switch: learns the source of each new frame from port `from` and
-    /// sends it on when its destination is another known port; frames for
-    /// the host (or flooded) stay queued for the host.
-    fn switch_ports(&mut self, lane: &mut Lane, from: PortId, count: usize) {
-        let Some(mac) = &mut self.mac else { return };
-        let now = Instant::now();
-        let Lane { ring, .. } = lane;
-        let queued = ring.queued().len();
-        for i in queued - count..queued {
-            let slot = ring.queued()[i];
-            let eth = match EthernetFrame::new_checked(ring.frame(slot)) {
-                Ok(e) => e,
-                Err(_) => continue,
-            };
-            let vlan = eth.vlan();
-            mac.learn(eth.src(), vlan, Dest::Port(from), now);
-            match mac.lookup(eth.dst(), vlan, now) {
-                Some(Dest::Host) => {}
-                Some(Dest::Port(to)) => {
-                    if to != from {
-                        forward::send_one(&mut self.ports, to, ring.frame(slot), &mut self.dead);
-                    }
-                    ring.mark_done(slot);
-                }
-                None => forward::flood_one(
-                    &mut self.ports,
-                    Some(from),
-                    ring.frame(slot),
-                    &mut self.dead,
-                ),
-            }
-        }
-        ring.sweep();
-    }
-
-    /// Multi with `dedup=`: drops new frames the host already had.
-    fn suppress_duplicates(&mut self, lane: &mut Lane, from: PortId, count: usize) {
-        let Some(dedup) = &mut self.dedup else { return };
-        let now = Instant::now();
-        let ring = &mut lane.ring;
-        let queued = ring.queued().len();
-        let mut dropped = 0;
-        for i in queued - count..queued {
-            let slot = ring.queued()[i];
-            if dedup.is_duplicate(ring.frame(slot), now) {
-                ring.mark_done(slot);
-                dropped += 1;
-            }
-        }
-        if dropped > 0 {
-            ring.sweep();
-            if let Some(p) = self.ports.get_mut(from) {
-                p.stats.drop_dup += dropped;
-            }
-        }
-    }
 }
 
 impl Endpoint for NetNode {
@@ -508,16 +251,10 @@ impl Endpoint for NetNode {
                     continue;
                 }
             };
-            if got == 0 {
-                continue;
+            if got > 0 {
+                self.after_port_read(lane, id, got);
+                total += got;
             }
-            match self.kind {
-                NodeKind::Hub => forward::hub_ports(&mut self.ports, lane, id, got, &mut self.dead),
-                NodeKind::Switch(_) => self.switch_ports(lane, id, got),
-                NodeKind::Multi { dedup: Some(_) } => self.suppress_duplicates(lane, id, got),
-                _ => {}
-            }
-            total += got;
         }
         self.read_from = self.read_from.wrapping_add(1);
         total += self.drain_leaving(lane);
