@@ -98,6 +98,17 @@ pub fn encode(f: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Runs `prog` with stdin, stdout and stderr on pipes.
+fn spawn_piped(prog: &str, args: &[&str]) -> Child {
+    Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
+}
+
 /// Decodes the stream a process writes on `out`, on a thread, into frames.
 fn frame_reader(mut out: std::process::ChildStdout) -> Receiver<Vec<u8>> {
     let (tx, rx) = channel();
@@ -136,15 +147,8 @@ pub struct Plug {
 }
 
 impl Plug {
-    pub fn spawn(prog: &str, args: &[&str]) -> Plug {
-        let mut child = Command::new(prog)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
-        let rx = frame_reader(child.stdout.take().unwrap());
+    /// A handle on `child`, whose stderr is collected until it exits.
+    fn wrap(mut child: Child, frames: Receiver<Vec<u8>>) -> Plug {
         let mut err = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || {
             let mut s = String::new();
@@ -154,10 +158,16 @@ impl Plug {
         Plug {
             stdin: child.stdin.take(),
             child,
-            frames: rx,
+            frames,
             received: Vec::new(),
             stderr: Some(stderr),
         }
+    }
+
+    pub fn spawn(prog: &str, args: &[&str]) -> Plug {
+        let mut child = spawn_piped(prog, args);
+        let rx = frame_reader(child.stdout.take().unwrap());
+        Plug::wrap(child, rx)
     }
 
     pub fn send(&mut self, f: &[u8]) {
@@ -456,13 +466,7 @@ impl std::ops::DerefMut for LivePlug {
 
 impl LivePlug {
     pub fn spawn(prog: &str, args: &[&str]) -> LivePlug {
-        let mut child = Command::new(prog)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        let mut child = spawn_piped(prog, args);
         let rx = frame_reader(child.stdout.take().unwrap());
         let lrx = stderr_lines(child.stderr.take().unwrap());
         LivePlug {
@@ -804,28 +808,9 @@ impl Plug {
     /// Like [`Plug::spawn`], but the read end of the process's stdout is
     /// closed at once: its first write there finds no reader.
     pub fn spawn_stdout_closed(prog: &str, args: &[&str]) -> Plug {
-        let mut child = Command::new(prog)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        let mut child = spawn_piped(prog, args);
         drop(child.stdout.take());
-        let (_tx, rx) = channel();
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        Plug {
-            stdin: child.stdin.take(),
-            child,
-            frames: rx,
-            received: Vec::new(),
-            stderr: Some(stderr),
-        }
+        Plug::wrap(child, channel().1)
     }
 }
 
