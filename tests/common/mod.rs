@@ -365,33 +365,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::ChildStdout;
 
-/// A small deterministic PRNG (xorshift64*), for randomized cases with
-/// fixed seeds: no extra crate.
-pub struct XorShift(u64);
-
-impl XorShift {
-    pub fn new(seed: u64) -> XorShift {
-        XorShift(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}
+#[path = "../../src/wire/test_rng.rs"]
+mod test_rng;
+#[allow(unused_imports)]
+pub use test_rng::XorShift;
 
 /// One row of the counters table a plug logs on SIGUSR1.
 #[derive(Debug, Clone, PartialEq, Eq)]
