@@ -753,7 +753,10 @@ fn kill_cable_mid_flow(kind: &'static str, victim: usize) {
         rig.host.send(&frame(1, base + s, 200));
         if s % 4 == 0 {
             for (i, c) in rig.cables.iter_mut().enumerate() {
-                c.send(&frame(10 + i as u8, base + s, 200));
+                // Writing to a killed process's stdin would fail.
+                if !(s > 30 && i == victim) {
+                    c.send(&frame(10 + i as u8, base + s, 200));
+                }
             }
         }
         if s == 30 {
