@@ -310,3 +310,28 @@ fn stream_cable_flushes_after_its_reader_stalls() {
         assert_eq!(f, &frame(1, i as u32, 300));
     }
 }
+
+/// `weights=3:1`: the first cable to join gets three frames for every one
+/// the second gets (smooth weighted round robin), with either policy.
+#[test]
+fn weights_bias_the_share_per_cable() {
+    require_c_reference();
+    for params in ["[weights=3:1]", "[policy=rr/weights=3:1]"] {
+        let t = Scratch::new("weights");
+        let dir = t.path("b");
+        let (mut host, mut cables) =
+            node_with_cables(&format!("bonding://{dir}{params}"), &dir, C_PLUG, 2);
+        let n = 400u32;
+        for s in 0..n {
+            host.send(&frame(1, s, 60));
+            while cables
+                .iter_mut()
+                .map(|c| c.collect(Duration::from_millis(1)))
+                .sum::<usize>()
+                <= s as usize
+            {}
+        }
+        let got: Vec<usize> = cables.iter().map(|c| c.received.len()).collect();
+        assert_eq!(got, vec![300, 100], "{params}");
+    }
+}

@@ -93,6 +93,8 @@ impl NetNode {
                     return;
                 }
                 info!("{}: port {} joined ({})", self.label, id, port.description);
+                port.weight = self.weights.get(self.joined).copied().unwrap_or(1);
+                self.joined += 1;
                 self.ports.activate(id);
             }
             Err(Refused::Malformed) => {

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::mac_table::{Dest, MacTable};
-use super::ports::{PortId, PortTable};
+use super::ports::{Port, PortId, PortTable};
 use crate::batch::BATCH;
 use crate::lane::Lane;
 use crate::sys;
@@ -192,12 +192,53 @@ fn clear_outboxes(ports: &mut PortTable) {
     }
 }
 
+/// Picks the port (an index into the active list) for the next frame among
+/// those `eligible` accepts. Unweighted: the next one after `rr`, which is
+/// vdeplug4's order. Weighted (`weights=`): smooth weighted round robin,
+/// where every eligible port gains its weight in credit and the richest
+/// one is picked and pays the sum, so 3:1 gives A A B A, A A B A, ...
+fn next_port(
+    ports: &mut PortTable,
+    rr: &mut usize,
+    weighted: bool,
+    eligible: impl Fn(&Port) -> bool,
+) -> Option<usize> {
+    let n = ports.active().len();
+    if !weighted {
+        let at = (1..=n)
+            .map(|step| (*rr + step) % n)
+            .find(|&at| ports.get(ports.active()[at]).is_some_and(&eligible))?;
+        *rr = at;
+        return Some(at);
+    }
+    let mut best: Option<(usize, i64)> = None;
+    let mut total = 0i64;
+    for at in 0..n {
+        let port = ports.get_mut(ports.active()[at]).expect("active port");
+        if !eligible(port) {
+            continue;
+        }
+        port.credit += i64::from(port.weight);
+        total += i64::from(port.weight);
+        if best.is_none_or(|(_, c)| port.credit > c) {
+            best = Some((at, port.credit));
+        }
+    }
+    let (at, _) = best?;
+    ports
+        .get_mut(ports.active()[at])
+        .expect("active port")
+        .credit -= total;
+    Some(at)
+}
+
 /// Bonding, `policy=rr`: vdeplug4's round robin. Each frame goes to the
 /// next port in turn whether or not it can take it; what it cannot take is
 /// dropped. Every frame is finished.
 pub fn round_robin(
     ports: &mut PortTable,
     rr: &mut usize,
+    weighted: bool,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
 ) -> usize {
@@ -212,8 +253,8 @@ pub fn round_robin(
         let queued = ring.queued();
         let batch = &queued[..queued.len().min(BATCH)];
         for &slot in batch {
-            *rr = (*rr + 1) % n;
-            let id = ports.active()[*rr];
+            let at = next_port(ports, rr, weighted, |_| true).expect("ports to choose from");
+            let id = ports.active()[at];
             ports.get_mut(id).expect("active port").outbox.push(slot);
         }
         for i in 0..n {
@@ -244,6 +285,7 @@ pub fn round_robin(
 pub fn adaptive(
     ports: &mut PortTable,
     rr: &mut usize,
+    weighted: bool,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
 ) -> usize {
@@ -259,13 +301,8 @@ pub fn adaptive(
         let batch = &queued[..queued.len().min(BATCH)];
         let mut assigned = 0;
         for &slot in batch {
-            let next = (1..=n).map(|step| (*rr + step) % n).find(|&at| {
-                ports
-                    .get(ports.active()[at])
-                    .is_some_and(|p| p.writable && p.data.is_some())
-            });
+            let next = next_port(ports, rr, weighted, |p| p.writable && p.data.is_some());
             let Some(at) = next else { break };
-            *rr = at;
             ports
                 .get_mut(ports.active()[at])
                 .expect("active port")

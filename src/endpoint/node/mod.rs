@@ -71,6 +71,11 @@ pub struct NetNode {
     leaving: Vec<PortId>,
     /// Host frames wait for a full port's grace to run out.
     waiting_on_laggard: bool,
+    /// Bonding shares of the cables in the order they join (`weights=`);
+    /// empty for plain round robin.
+    weights: Vec<u32>,
+    /// Cables that have joined so far (which weight the next one gets).
+    joined: usize,
 }
 
 /// Parameters every node takes, in vdeplug4's order (abbreviations match
@@ -89,7 +94,7 @@ impl NetNode {
     pub fn open(loc: &Locator) -> Result<NetNode, OpenError> {
         let mut keys: Vec<&str> = NODE_KEYS.to_vec();
         match loc.module.as_str() {
-            "bonding" => keys.push("policy"),
+            "bonding" => keys.extend(["policy", "weights"]),
             "multi" => keys.push("dedup"),
             _ => {}
         }
@@ -102,6 +107,7 @@ impl NetNode {
         let mut switch = SwitchConfig::default();
         let mut policy = BondingPolicy::Adaptive;
         let mut dedup = None;
+        let mut weights = Vec::new();
         let invalid = |what: &str, v: &str| {
             eprintln!("invalid {what}: {v}");
             OpenError(libc::EINVAL)
@@ -120,6 +126,7 @@ impl NetNode {
                 "hashseed" => switch.hash_seed = parse_c_int(v) as u64,
                 "expiretime" => switch.expire = Duration::from_secs(parse_c_int(v) as u64),
                 "policy" => policy = v.parse().map_err(|_| invalid("policy", v))?,
+                "weights" => weights = parse_weights(v).ok_or_else(|| invalid("weights", v))?,
                 _ => {
                     let ms: u64 = v.parse().map_err(|_| invalid("dedup window", v))?;
                     dedup = (ms > 0).then(|| Duration::from_millis(ms));
@@ -137,7 +144,9 @@ impl NetNode {
             _ => return Err(OpenError(libc::EPROTONOSUPPORT)),
         };
         let path = absolute_node_path(&loc.address)?;
-        Self::create(kind, &path, access)
+        let mut node = Self::create(kind, &path, access)?;
+        node.weights = weights;
+        Ok(node)
     }
 
     pub fn create(
@@ -167,6 +176,8 @@ impl NetNode {
             dead: Vec::with_capacity(16),
             leaving: Vec::new(),
             waiting_on_laggard: false,
+            weights: Vec::new(),
+            joined: 0,
         })
     }
 
@@ -271,6 +282,7 @@ impl Endpoint for NetNode {
             return Ok(0);
         }
         let bytes_before = queued_bytes(lane);
+        let weighted = !self.weights.is_empty();
         let done = if self.ports.active().is_empty() {
             // Nobody to give the frames to: vdeplug4 drops them too.
             let n = lane.ring.queued().len();
@@ -288,12 +300,20 @@ impl Endpoint for NetNode {
                     let mac = self.mac.as_mut().expect("switch has a table");
                     forward::switch_from_host(&mut self.ports, mac, lane, &mut self.dead)
                 }
-                NodeKind::Bonding(BondingPolicy::RoundRobin) => {
-                    forward::round_robin(&mut self.ports, &mut self.rr, lane, &mut self.dead)
-                }
-                NodeKind::Bonding(BondingPolicy::Adaptive) => {
-                    forward::adaptive(&mut self.ports, &mut self.rr, lane, &mut self.dead)
-                }
+                NodeKind::Bonding(BondingPolicy::RoundRobin) => forward::round_robin(
+                    &mut self.ports,
+                    &mut self.rr,
+                    weighted,
+                    lane,
+                    &mut self.dead,
+                ),
+                NodeKind::Bonding(BondingPolicy::Adaptive) => forward::adaptive(
+                    &mut self.ports,
+                    &mut self.rr,
+                    weighted,
+                    lane,
+                    &mut self.dead,
+                ),
             }
         };
         self.host.frames_in += done as u64;
@@ -350,6 +370,14 @@ fn queued_bytes(lane: &Lane) -> u64 {
         .iter()
         .map(|&s| ring.frame(s).len() as u64)
         .sum()
+}
+
+/// `weights=3:1:2`: positive shares separated by `:` or `,` (the `/` of
+/// the URL separates parameters).
+fn parse_weights(s: &str) -> Option<Vec<u32>> {
+    s.split([':', ','])
+        .map(|w| w.trim().parse::<u32>().ok().filter(|&w| w > 0))
+        .collect()
 }
 
 /// Octal as vdeplug4 reads modes (`strtol(s, NULL, 8)`: leading digits).

@@ -34,6 +34,10 @@ pub struct Port {
     /// How many of the host frames queued in the lane this port has
     /// already sent (hub, multi).
     pub cursor: usize,
+    /// Share of a weighted bonding node (`weights=`), and the credit of its
+    /// smooth weighted round robin.
+    pub weight: u32,
+    pub credit: i64,
     /// Since when the port has been full (no room in its socket).
     pub full_since: Option<Instant>,
 }
@@ -54,6 +58,8 @@ impl Port {
             accepted: Instant::now(),
             outbox: Vec::with_capacity(BATCH),
             cursor: 0,
+            weight: 1,
+            credit: 0,
             full_since: None,
         }
     }
