@@ -157,7 +157,7 @@ pub fn to_every_port(
             }
             front = queued.len().min(BATCH);
             for i in 0..ports.active().len() {
-                let port = ports.get_mut(ports.active()[i]).expect("active port");
+                let port = ports.nth_active_mut(i);
                 if port.cursor < front {
                     port.stats.drop_full += (front - port.cursor) as u64;
                     port.cursor = front;
@@ -167,10 +167,7 @@ pub fn to_every_port(
         if front > 0 {
             ring.consume_front(front);
             for i in 0..ports.active().len() {
-                ports
-                    .get_mut(ports.active()[i])
-                    .expect("active port")
-                    .cursor -= front;
+                ports.nth_active_mut(i).cursor -= front;
             }
             done += front;
             progress = true;
@@ -184,11 +181,7 @@ pub fn to_every_port(
 
 fn clear_outboxes(ports: &mut PortTable) {
     for i in 0..ports.active().len() {
-        ports
-            .get_mut(ports.active()[i])
-            .expect("active port")
-            .outbox
-            .clear();
+        ports.nth_active_mut(i).outbox.clear();
     }
 }
 
@@ -214,7 +207,7 @@ fn next_port(
     let mut best: Option<(usize, i64)> = None;
     let mut total = 0i64;
     for at in 0..n {
-        let port = ports.get_mut(ports.active()[at]).expect("active port");
+        let port = ports.nth_active_mut(at);
         if !eligible(port) {
             continue;
         }
@@ -225,10 +218,7 @@ fn next_port(
         }
     }
     let (at, _) = best?;
-    ports
-        .get_mut(ports.active()[at])
-        .expect("active port")
-        .credit -= total;
+    ports.nth_active_mut(at).credit -= total;
     Some(at)
 }
 
@@ -303,11 +293,7 @@ pub fn adaptive(
         for &slot in batch {
             let next = next_port(ports, rr, weighted, |p| p.writable && p.data.is_some());
             let Some(at) = next else { break };
-            ports
-                .get_mut(ports.active()[at])
-                .expect("active port")
-                .outbox
-                .push(slot);
+            ports.nth_active_mut(at).outbox.push(slot);
             assigned += 1;
         }
         if assigned == 0 {

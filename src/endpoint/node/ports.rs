@@ -140,6 +140,12 @@ impl PortTable {
         &self.active
     }
 
+    /// The `i`th connected port (an index into [`active`](Self::active)).
+    pub fn nth_active_mut(&mut self, i: usize) -> &mut Port {
+        let id = self.active[i];
+        self.get_mut(id).expect("active ports are in the table")
+    }
+
     /// Every port, pending or connected.
     pub fn iter(&self) -> impl Iterator<Item = (PortId, &Port)> {
         self.slots
