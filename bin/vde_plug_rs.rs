@@ -36,6 +36,7 @@ fn main() {
         }
     };
     let (first, args1, args2) = (opts.form.clone(), &opts.args1, &opts.args2);
+    let iplog = opts.iplog;
     let (a, b) = match first {
         Form::Stream(url) => (
             Opener {
@@ -44,7 +45,11 @@ fn main() {
             },
             Opener {
                 name: "stdin/stdout".into(),
-                open: Box::new(|| Ok(Box::new(StreamEndpoint::stdio()?) as Box<dyn Endpoint>)),
+                open: Box::new(move || {
+                    let stream = StreamEndpoint::stdio()?;
+                    let stream = if iplog { stream.with_ip_log() } else { stream };
+                    Ok(Box::new(stream) as Box<dyn Endpoint>)
+                }),
             },
         ),
         Form::Cable(u1, u2) => {
@@ -68,7 +73,9 @@ fn main() {
             Opener {
                 name: cmd.join(" "),
                 open: Box::new(move || {
-                    Ok(Box::new(CommandEndpoint::spawn(&cmd)?) as Box<dyn Endpoint>)
+                    let child = CommandEndpoint::spawn(&cmd)?;
+                    let child = if iplog { child.with_ip_log() } else { child };
+                    Ok(Box::new(child) as Box<dyn Endpoint>)
                 }),
             },
         ),

@@ -65,7 +65,7 @@ Options:
   -d, --daemon           run in the background
   -p, --pidfile FILE     write the process id to FILE
   -l, --log              log START and STOP to syslog
-  -L, --iplog            as -l (IP addresses are not logged by this plug)
+  -L, --iplog            as -l, and log the IP addresses the stream's frames carry
   -g, --group GROUP      group of the vde:// data socket of the first URL
   -G, --group2 GROUP     the same for the second URL
   -m, --mod MODE         permissions (octal) of that socket, default 0700

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod daemon;
 pub mod endpoint;
 pub mod engine;
+pub mod iplog;
 pub mod lane;
 pub mod node_cli;
 pub mod open;

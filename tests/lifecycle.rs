@@ -233,3 +233,24 @@ fn multi_handoff_loses_nothing() {
     );
     drop(cable2);
 }
+
+/// `-L` (log IP addresses) changes nothing in what is forwarded.
+#[test]
+fn iplog_forwards_frames_unchanged() {
+    require_c_reference();
+    let t = Scratch::new("iplog");
+    let h = t.path("h");
+    let mut host = Plug::spawn(rs_plug(), &["-L", &format!("hub://{h}")]);
+    wait_for_path(&format!("{h}/ctl"));
+    let mut cable = Plug::spawn(C_PLUG, &[&h]);
+    wait_ports(&h, 1);
+    let mut ipv4 = frame(1, 0, 60);
+    ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+    ipv4[14] = 0x45;
+    ipv4[26..30].copy_from_slice(&[198, 18, 0, 7]);
+    let frames = [ipv4.clone(), frame(1, 1, 60), ipv4];
+    for f in &frames {
+        host.send(f);
+    }
+    assert_eq!(cable.wait_frames(3), &frames[..]);
+}

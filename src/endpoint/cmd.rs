@@ -53,6 +53,12 @@ impl CommandEndpoint {
         })
     }
 
+    /// Logs the IP addresses in the frames the command sends (`-L`).
+    pub fn with_ip_log(mut self) -> Self {
+        self.stream = self.stream.take().map(StreamEndpoint::with_ip_log);
+        self
+    }
+
     fn stream(&mut self) -> &mut StreamEndpoint {
         self.stream.as_mut().expect("stream lives until drop")
     }

@@ -15,6 +15,7 @@ use log::warn;
 use mio::{Interest, Registry};
 
 use super::{register_fd, token, Endpoint, Ready, Stop};
+use crate::iplog::IpLog;
 use crate::lane::Lane;
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::sys;
@@ -87,6 +88,8 @@ pub struct StreamEndpoint {
     oversize_seen: u64,
     /// Errors are logged once per burst, not once per frame.
     bad_input_log: LogThrottle,
+    /// `-L`: IP addresses seen in incoming frames go to syslog.
+    ip_log: Option<IpLog>,
 }
 
 impl StreamEndpoint {
@@ -109,6 +112,7 @@ impl StreamEndpoint {
             stats: LinkStats::default(),
             oversize_seen: 0,
             bad_input_log: LogThrottle::default(),
+            ip_log: None,
         }
     }
 
@@ -119,6 +123,12 @@ impl StreamEndpoint {
             StreamFd::dup_std(libc::STDIN_FILENO)?,
             StreamFd::dup_std(libc::STDOUT_FILENO)?,
         ))
+    }
+
+    /// Logs the IP addresses the frames read from this stream carry (`-L`).
+    pub fn with_ip_log(mut self) -> Self {
+        self.ip_log = Some(IpLog::new());
+        self
     }
 
     pub fn stats(&self) -> &LinkStats {
@@ -133,6 +143,7 @@ impl StreamEndpoint {
     fn decode_buffered(&mut self, lane: &mut Lane, queued: &mut usize) -> bool {
         let stats = &mut self.stats;
         let ring = &mut lane.ring;
+        let ip_log = &mut self.ip_log;
         let mut full = false;
         let used = self
             .decoder
@@ -142,6 +153,9 @@ impl StreamEndpoint {
                     true
                 }
                 StreamEvent::Frame(f) => {
+                    if let Some(log) = ip_log.as_mut() {
+                        log.check(f);
+                    }
                     if ring.push_copy(f, 0) {
                         stats.count_in(f.len());
                         *queued += 1;

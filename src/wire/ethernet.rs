@@ -43,6 +43,29 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         }
     }
 
+    /// The IPv4 or IPv6 source address of an IP packet, with its VLAN id
+    /// (0 when untagged), as `-L` logs them.
+    pub fn ip_source(&self) -> Option<(std::net::IpAddr, u16)> {
+        let b = self.buffer.as_ref();
+        let (ethertype, at, vlan) = if self.ethertype() == ETHERTYPE_VLAN && b.len() >= 18 {
+            (u16::from_be_bytes([b[16], b[17]]), 18, self.vlan())
+        } else {
+            (self.ethertype(), ETH_HEADER_LEN, 0)
+        };
+        let ip = &b[at..];
+        match ethertype {
+            0x0800 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
+                let src: [u8; 4] = ip[12..16].try_into().ok()?;
+                Some((src.into(), vlan))
+            }
+            0x86dd if ip.len() >= 40 && ip[0] >> 4 == 6 => {
+                let src: [u8; 16] = ip[8..24].try_into().ok()?;
+                Some((src.into(), vlan))
+            }
+            _ => None,
+        }
+    }
+
     /// True for broadcast and multicast destinations (the group bit).
     pub fn is_group_dst(&self) -> bool {
         self.buffer.as_ref()[0] & 1 != 0
@@ -71,5 +94,32 @@ mod tests {
         assert!(e.is_group_dst());
         assert_eq!(e.vlan(), 0x005);
         assert!(EthernetFrame::new_checked(&f[..13]).is_err());
+    }
+
+    #[test]
+    fn ip_sources() {
+        let mut v4 = [0u8; 34];
+        v4[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        v4[14] = 0x45;
+        v4[26..30].copy_from_slice(&[198, 18, 0, 1]);
+        let e = EthernetFrame::new_checked(&v4[..]).unwrap();
+        assert_eq!(e.ip_source(), Some(("198.18.0.1".parse().unwrap(), 0)));
+        let mut tagged = [0u8; 58];
+        tagged[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        tagged[14..16].copy_from_slice(&7u16.to_be_bytes());
+        tagged[16..18].copy_from_slice(&0x86ddu16.to_be_bytes());
+        tagged[18] = 0x60;
+        tagged[26..42].copy_from_slice(
+            &"2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        let e = EthernetFrame::new_checked(&tagged[..]).unwrap();
+        assert_eq!(e.ip_source(), Some(("2001:db8::1".parse().unwrap(), 7)));
+        assert_eq!(
+            EthernetFrame::new_checked(&v4[..30]).unwrap().ip_source(),
+            None
+        );
     }
 }
