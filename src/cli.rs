@@ -78,6 +78,9 @@ Options:
   -h, --help             show this summary
 ";
 
+/// Users in this group get `-L` when the plug is their forced command.
+pub const IPLOG_GROUP: &str = "vdeplug_iplog";
+
 pub const NOT_A_SHELL: &str = "\
 This is a Virtual Distributed Ethernet (vde) tunnel broker.
 This is not a login shell: only vde_plug can be run through it.
@@ -172,13 +175,17 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
         return Err(CliError::Usage(None));
     }
     let mut common = common_options(&mut args)?;
+    let mut iplog = false;
     if let Some(shell_cmd) = args.opt_value_from_str::<_, String>("-c").map_err(bad)? {
         if shell_cmd != "vde_plug" && shell_cmd != "vde_plug_rs" {
             return Err(CliError::NotAShell);
         }
+        // As a forced ssh command: log, and log IPs for members of the
+        // group vde_plug reserves for that.
         common.syslog = true;
+        iplog = crate::sys::user_in_group(crate::sys::uid(), IPLOG_GROUP);
     }
-    let iplog = args.contains(["-L", "--iplog"]);
+    iplog |= args.contains(["-L", "--iplog"]);
     common.syslog |= args.contains(["-l", "--log"]) || iplog;
     let mut args1 = OpenArgs::default();
     let mut args2 = OpenArgs::default();

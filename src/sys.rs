@@ -173,6 +173,32 @@ pub fn group_id(name: &str) -> Option<u32> {
     None
 }
 
+/// Whether user `uid` belongs to the group named `group` (primary or
+/// supplementary).
+pub fn user_in_group(uid: u32, group: &str) -> bool {
+    let (Some(name), Some(gid)) = (user_name(uid), group_id(group)) else {
+        return false;
+    };
+    let Ok(cname) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: getpwuid's result is read at once; getgrouplist fills at most
+    // `n` entries of `groups` and updates `n`.
+    unsafe {
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() {
+            return false;
+        }
+        let base = (*pw).pw_gid;
+        let mut groups = [0 as libc::gid_t; 256];
+        let mut n = groups.len() as libc::c_int;
+        if libc::getgrouplist(cname.as_ptr(), base, groups.as_mut_ptr(), &mut n) < 0 {
+            return false;
+        }
+        groups[..n as usize].contains(&gid)
+    }
+}
+
 pub fn user_name(uid: u32) -> Option<String> {
     // SAFETY: getpwuid returns static storage or null; the name is copied at once.
     let pw = unsafe { libc::getpwuid(uid) };
