@@ -183,7 +183,7 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
         // As a forced ssh command: log, and log IPs for members of the
         // group vde_plug reserves for that.
         common.syslog = true;
-        iplog = crate::sys::user_in_group(crate::sys::uid(), IPLOG_GROUP);
+        iplog = crate::accounts::user_in_group(crate::sys::uid(), IPLOG_GROUP);
     }
     iplog |= args.contains(["-L", "--iplog"]);
     common.syslog |= args.contains(["-l", "--log"]) || iplog;

@@ -45,7 +45,7 @@ impl SysLog {
     pub fn open(event: &str) -> SysLog {
         // SAFETY: openlog keeps the pointer: the ident is a static string.
         unsafe { libc::openlog(c"vde_plug".as_ptr(), 0, libc::LOG_USER) };
-        let user = crate::sys::user_name(crate::sys::uid()).unwrap_or_else(|| "?".into());
+        let user = crate::accounts::user_name(crate::sys::uid()).unwrap_or_else(|| "?".into());
         let ip = std::env::var("SSH_CLIENT")
             .ok()
             .and_then(|s| s.split_whitespace().next().map(String::from))

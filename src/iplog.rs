@@ -19,7 +19,7 @@ pub struct IpLog {
 impl IpLog {
     pub fn new() -> IpLog {
         IpLog {
-            user: crate::sys::user_name(crate::sys::uid()).unwrap_or_else(|| "?".into()),
+            user: crate::accounts::user_name(crate::sys::uid()).unwrap_or_else(|| "?".into()),
             real_ip: std::env::var("SSH_CLIENT")
                 .ok()
                 .and_then(|s| s.split_whitespace().next().map(String::from))

@@ -6,6 +6,7 @@
 //! things a plug joins), [`engine`] (the loop), then [`cli`] and [`run`]
 //! for the binaries.
 
+pub mod accounts;
 pub mod batch;
 pub mod cli;
 pub mod daemon;

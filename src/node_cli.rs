@@ -70,7 +70,7 @@ pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOption
         .map_err(bad)?
     {
         access.gid = Some(
-            crate::sys::group_id(&g)
+            crate::accounts::group_id(&g)
                 .ok_or_else(|| CliError::Usage(Some(format!("unknown group '{g}'"))))?,
         );
     }

@@ -156,60 +156,6 @@ pub fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
     cvt(unsafe { libc::mkdir(c.as_ptr(), mode as libc::mode_t) }).map(drop)
 }
 
-/// A group name or number to a gid, as vdeplug4 reads `grp=` and `-g`.
-pub fn group_id(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: getgrnam returns a pointer into static storage or null; we
-    // copy the gid out before any other call.
-    let g = unsafe { libc::getgrnam(c.as_ptr()) };
-    if !g.is_null() {
-        // SAFETY: non-null result of getgrnam.
-        return Some(unsafe { (*g).gr_gid });
-    }
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        let digits: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
-        return digits.parse().ok();
-    }
-    None
-}
-
-/// Whether user `uid` belongs to the group named `group` (primary or
-/// supplementary).
-pub fn user_in_group(uid: u32, group: &str) -> bool {
-    let (Some(name), Some(gid)) = (user_name(uid), group_id(group)) else {
-        return false;
-    };
-    let Ok(cname) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: getpwuid's result is read at once; getgrouplist fills at most
-    // `n` entries of `groups` and updates `n`.
-    unsafe {
-        let pw = libc::getpwuid(uid);
-        if pw.is_null() {
-            return false;
-        }
-        let base = (*pw).pw_gid;
-        let mut groups = [0 as libc::gid_t; 256];
-        let mut n = groups.len() as libc::c_int;
-        if libc::getgrouplist(cname.as_ptr(), base, groups.as_mut_ptr(), &mut n) < 0 {
-            return false;
-        }
-        groups[..n as usize].contains(&gid)
-    }
-}
-
-pub fn user_name(uid: u32) -> Option<String> {
-    // SAFETY: getpwuid returns static storage or null; the name is copied at once.
-    let pw = unsafe { libc::getpwuid(uid) };
-    if pw.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name of a non-null passwd entry is a valid C string.
-    let name = unsafe { std::ffi::CStr::from_ptr((*pw).pw_name) };
-    Some(name.to_string_lossy().into_owned())
-}
-
 pub fn uid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }

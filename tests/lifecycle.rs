@@ -254,3 +254,23 @@ fn iplog_forwards_frames_unchanged() {
     }
     assert_eq!(cable.wait_frames(3), &frames[..]);
 }
+
+/// An unknown group name is a clear error (exit 1), never a crash: the
+/// static binary reads /etc/group itself instead of glibc's NSS modules.
+#[test]
+fn unknown_group_is_an_error_not_a_crash() {
+    let t = Scratch::new("grp");
+    let node = t.path("n");
+    let (code, err) = outcome(
+        rs_plug(),
+        &[&format!("hub://{node}[grp=surely-no-such-group]")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("invalid group: surely-no-such-group"), "{err}");
+    assert!(!Path::new(&node).exists());
+    let (code, err) = outcome(bonding_node(), &["--group", "surely-no-such-group", &node]);
+    assert_eq!(code, Some(255), "{err}");
+    // A group given by number needs no lookup.
+    let (code, _) = outcome(rs_plug(), &[&format!("hub://{node}[grp=0]")]);
+    assert_eq!(code, Some(0));
+}

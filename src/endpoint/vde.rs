@@ -194,7 +194,12 @@ fn finish_handshake(
     mut mode: u32,
 ) -> io::Result<()> {
     if let Some(g) = group {
-        let gid = sys::group_id(g).unwrap_or(0);
+        // vde_plug would fall back to group 0 (atoi); an unknown group is
+        // an error here rather than a socket given to root's group.
+        let gid = crate::accounts::group_id(g).ok_or_else(|| {
+            eprintln!("invalid group: {g}");
+            io::Error::from_raw_os_error(libc::EINVAL)
+        })?;
         sys::chgrp(own_path, gid)?;
     } else if mode & 0o077 == 0 {
         // Nobody else was granted access: if the switch belongs to another

@@ -49,7 +49,7 @@ pub fn derived_dirmode(mode: u32) -> u32 {
 /// `/tmp/vdenode_USER` (or `/tmp/vdenode_uEUID` for a user with no name).
 pub fn default_node_path() -> PathBuf {
     let euid = sys::euid();
-    match sys::user_name(euid) {
+    match crate::accounts::user_name(euid) {
         Some(name) => PathBuf::from(format!("/tmp/vdenode_{name}")),
         None => PathBuf::from(format!("/tmp/vdenode_u{euid}")),
     }

@@ -29,7 +29,6 @@ use self::ports::{PortId, PortTable};
 use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
 use crate::stats::{LinkStats, StatsTable};
-use crate::sys;
 use crate::url::Locator;
 
 /// More ports than this are refused (each costs two descriptors).
@@ -121,7 +120,10 @@ impl NetNode {
                     }
                 }
                 "dirmode" => dirmode = Some(parse_octal(v)),
-                "grp" => access.gid = Some(sys::group_id(v).ok_or_else(|| invalid("group", v))?),
+                "grp" => {
+                    access.gid =
+                        Some(crate::accounts::group_id(v).ok_or_else(|| invalid("group", v))?)
+                }
                 "hashsize" => switch.hash_size = parse_c_int(v) as usize,
                 "hashseed" => switch.hash_seed = parse_c_int(v) as u64,
                 "expiretime" => switch.expire = Duration::from_secs(parse_c_int(v) as u64),
