@@ -27,6 +27,27 @@ fn node_with_cables(
     (host, cables)
 }
 
+/// Sends host frames with sequence numbers `seqs`, each only once the
+/// cables together have every earlier one, so no cable is ever full.
+fn send_one_at_a_time(host: &mut Plug, cables: &mut [Plug], seqs: std::ops::Range<u32>) {
+    let already: usize = cables.iter().map(|c| c.received.len()).sum();
+    for (i, s) in seqs.enumerate() {
+        host.send(&frame(1, s, 60));
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while cables
+            .iter_mut()
+            .map(|c| c.collect(Duration::from_millis(1)))
+            .sum::<usize>()
+            < already + i + 1
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "frame {s} never reached a cable"
+            );
+        }
+    }
+}
+
 /// `policy=rr` deals frames to the cables in exactly the order the C
 /// bonding module does.
 #[test]
@@ -44,16 +65,7 @@ fn rr_policy_matches_c_round_robin() {
                 c
             })
             .collect();
-        for s in 0..30u32 {
-            host.send(&frame(1, s, 60));
-            let total = s as usize + 1;
-            while cables
-                .iter_mut()
-                .map(|c| c.collect(Duration::from_millis(1)))
-                .sum::<usize>()
-                < total
-            {}
-        }
+        send_one_at_a_time(&mut host, &mut cables, 0..30);
         // A cable leaves; the rest go on in the C module's order.
         let gone = cables.remove(0);
         drop(gone);
@@ -212,15 +224,7 @@ fn sigusr1_prints_per_cable_counters() {
     let t = Scratch::new("usr1");
     let dir = t.path("b");
     let (mut host, mut cables) = node_with_cables(&format!("bonding://{dir}"), &dir, C_PLUG, 2);
-    for s in 0..10u32 {
-        host.send(&frame(1, s, 60));
-        while cables
-            .iter_mut()
-            .map(|c| c.collect(Duration::from_millis(1)))
-            .sum::<usize>()
-            <= s as usize
-        {}
-    }
+    send_one_at_a_time(&mut host, &mut cables, 0..10);
     cables[0].send(&frame(2, 99, 70));
     host.wait_frames(1);
     host.signal(libc::SIGUSR1);
@@ -322,15 +326,7 @@ fn weights_bias_the_share_per_cable() {
         let (mut host, mut cables) =
             node_with_cables(&format!("bonding://{dir}{params}"), &dir, C_PLUG, 2);
         let n = 400u32;
-        for s in 0..n {
-            host.send(&frame(1, s, 60));
-            while cables
-                .iter_mut()
-                .map(|c| c.collect(Duration::from_millis(1)))
-                .sum::<usize>()
-                <= s as usize
-            {}
-        }
+        send_one_at_a_time(&mut host, &mut cables, 0..n);
         let got: Vec<usize> = cables.iter().map(|c| c.received.len()).collect();
         assert_eq!(got, vec![300, 100], "{params}");
     }
