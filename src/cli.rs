@@ -130,6 +130,35 @@ pub fn split_command(argv: Vec<OsString>) -> Split {
     }
 }
 
+/// A command line after the part every binary shares: `-h`, the common
+/// options, and the cuts at `--` and `=`.
+pub struct Begun {
+    /// What is left to parse for the binary's own options.
+    pub args: Arguments,
+    pub common: Common,
+    pub operands: Vec<OsString>,
+    pub command: Option<Vec<String>>,
+}
+
+pub fn begin(argv: Vec<OsString>) -> Result<Begun, CliError> {
+    let Split {
+        options,
+        operands,
+        command,
+    } = split_command(argv);
+    let mut args = Arguments::from_vec(options);
+    if args.contains(["-h", "--help"]) {
+        return Err(CliError::Usage(None));
+    }
+    let common = common_options(&mut args)?;
+    Ok(Begun {
+        args,
+        common,
+        operands,
+        command,
+    })
+}
+
 /// Pulls the options every binary shares.
 pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
     let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
@@ -164,17 +193,13 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
     if argv0.starts_with('-') {
         return Err(CliError::NotAShell);
     }
-    let Split {
-        options,
+    let Begun {
+        mut args,
+        mut common,
         operands,
         command,
-    } = split_command(argv);
-    let mut args = Arguments::from_vec(options);
+    } = begin(argv)?;
     let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
-    if args.contains(["-h", "--help"]) {
-        return Err(CliError::Usage(None));
-    }
-    let mut common = common_options(&mut args)?;
     let mut iplog = false;
     if let Some(shell_cmd) = args.opt_value_from_str::<_, String>("-c").map_err(bad)? {
         if shell_cmd != "vde_plug" && shell_cmd != "vde_plug_rs" {

@@ -3,9 +3,7 @@
 
 use std::ffi::OsString;
 
-use pico_args::Arguments;
-
-use crate::cli::{common_options, no_stray_options, split_command, CliError, Common, Split};
+use crate::cli::{begin, no_stray_options, Begun, CliError, Common};
 use crate::endpoint::cmd::CommandEndpoint;
 use crate::endpoint::node::control::{absolute_node_path, derived_dirmode, Access};
 use crate::endpoint::node::kind::NodeKind;
@@ -36,17 +34,13 @@ pub struct NodeOptions {
 
 /// Parses the node command line; `extra_flag` is `--policy` or `--dedup`.
 pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOptions, CliError> {
-    let Split {
-        options,
+    let Begun {
+        mut args,
+        common,
         operands,
         command,
-    } = split_command(argv);
-    let mut args = Arguments::from_vec(options);
+    } = begin(argv)?;
     let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
-    if args.contains(["-h", "--help"]) {
-        return Err(CliError::Usage(None));
-    }
-    let common = common_options(&mut args)?;
     let mut access = Access::default();
     if let Some(m) = args
         .opt_value_from_str::<_, String>("--mode")
