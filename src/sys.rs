@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::wire::sockaddr::to_libc;
 
@@ -22,6 +22,16 @@ fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(r as usize)
+    }
+}
+
+/// A file that is removed when this value is dropped (a socket's name).
+#[derive(Debug)]
+pub struct UnlinkOnDrop(pub PathBuf);
+
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -148,6 +158,31 @@ pub fn chgrp(path: &Path, gid: u32) -> io::Result<()> {
     let c = cpath(path)?;
     // SAFETY: c is a valid C string; uid -1 leaves the owner alone.
     cvt(unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) }).map(drop)
+}
+
+/// Opens a directory (read-only, close-on-exec) to hold a lock on it.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: a valid C string; the fd is owned at once.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// flock(2), retried when a signal interrupts it.
+pub fn flock(fd: &OwnedFd, how: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        match cvt(unsafe { libc::flock(fd.as_raw_fd(), how) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(drop),
+        }
+    }
 }
 
 pub fn mkdir(path: &Path, mode: u32) -> io::Result<()> {

@@ -12,7 +12,7 @@ use super::ports::{Port, PortId};
 use super::{ctl_token, data_token, NetNode, MAX_PORTS};
 use crate::endpoint::{register_fd, token};
 use crate::stats::LinkStats;
-use crate::sys;
+use crate::sys::{self, UnlinkOnDrop};
 use crate::wire::REQUEST_HEADER_LEN;
 
 impl NetNode {
@@ -79,7 +79,7 @@ impl NetNode {
             Ok(new) => {
                 let raw = new.data.as_raw_fd();
                 port.data = Some(new.data);
-                port.data_path = Some(new.path);
+                port.data_path = Some(UnlinkOnDrop(new.path));
                 port.description = new.description;
                 port.readable = true;
                 port.writable = true;

@@ -3,12 +3,12 @@
 //! order vdeplug4 keeps them, which its round robin walks.
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::batch::BATCH;
 use crate::ring::Slot;
 use crate::stats::LinkStats;
+use crate::sys::UnlinkOnDrop;
 use crate::wire::request::MAX_REQUEST_LEN;
 
 pub type PortId = usize;
@@ -18,7 +18,6 @@ pub struct Port {
     pub ctl: OwnedFd,
     /// The datagram socket, once the request was honoured.
     pub data: Option<OwnedFd>,
-    pub data_path: Option<PathBuf>,
     /// The request as read so far.
     pub request: [u8; MAX_REQUEST_LEN],
     pub request_len: usize,
@@ -40,6 +39,9 @@ pub struct Port {
     pub credit: i64,
     /// Since when the port has been full (no room in its socket).
     pub full_since: Option<Instant>,
+    /// `NODE/fdN`, removed when the port goes. Last, so that both sockets
+    /// are closed by then: whoever sees the name gone sees the port gone.
+    pub data_path: Option<UnlinkOnDrop>,
 }
 
 impl Port {
@@ -47,7 +49,6 @@ impl Port {
         Port {
             ctl,
             data: None,
-            data_path: None,
             request: [0; MAX_REQUEST_LEN],
             request_len: 0,
             description: String::new(),
@@ -61,6 +62,7 @@ impl Port {
             weight: 1,
             credit: 0,
             full_since: None,
+            data_path: None,
         }
     }
 
@@ -72,14 +74,6 @@ impl Port {
 
     pub fn is_connected(&self) -> bool {
         self.data.is_some()
-    }
-}
-
-impl Drop for Port {
-    fn drop(&mut self) {
-        if let Some(p) = &self.data_path {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }
 
