@@ -119,6 +119,47 @@ fn signals_leave_nothing_behind() {
     }
 }
 
+/// The race behind a node left on disk: a vde client binds its own socket
+/// in the node directory and removes it only once it has connected to its
+/// port. A signal that ends the node in between must still take the whole
+/// directory: here two clients are frozen in the handshake, one before its
+/// request, one after the node's reply.
+#[test]
+fn signal_during_a_handshake_removes_the_node() {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let t = Scratch::new("sigjoin");
+        let a = t.path("A");
+        let mut plug = Plug::spawn(rs_plug(), &[&format!("bonding://{a}")]);
+        wait_for_path(&format!("{a}/ctl"));
+        let early = UnixDatagram::bind(format!("{a}/.77777-00000")).unwrap();
+        let late_path = Path::new(&a).join(".77777-00001");
+        let late = UnixDatagram::bind(&late_path).unwrap();
+        let mut ctl = UnixStream::connect(format!("{a}/ctl")).unwrap();
+        use std::io::{Read, Write};
+        ctl.write_all(&valid_request(&late_path, b"frozen"))
+            .unwrap();
+        ctl.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reply = [0u8; 110];
+        ctl.read_exact(&mut reply).unwrap();
+        assert_eq!(port_count(&a), 1);
+        assert_eq!(joining_count(&a), 2);
+        plug.signal(sig);
+        let (status, err) = plug.wait();
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            status.code() == Some(0) || status.signal() == Some(sig),
+            "{status:?}: {err}"
+        );
+        assert!(
+            !Path::new(&a).exists(),
+            "node {a} left behind: {:?}",
+            dir_listing(&a)
+        );
+        drop((early, late, ctl));
+    }
+}
+
 fn child_of(pid: i32) -> Option<i32> {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {

@@ -979,6 +979,46 @@ fn stale_node_of_a_killed_process_is_replaced() {
     assert!(!Path::new(&node).exists());
 }
 
+/// A node killed between binding `ctl.new` and renaming it to `ctl` leaves
+/// a directory holding only `ctl.new`: stale too, and replaced. The same
+/// directory while its maker is alive (it holds the directory's lock from
+/// `mkdir` on) is a node starting up, and is refused untouched.
+#[test]
+fn node_killed_while_starting_is_stale() {
+    use std::os::fd::AsRawFd;
+    let t = Scratch::new("starting");
+    let node = t.path("n");
+    std::fs::create_dir(&node).unwrap();
+    drop(UnixDatagram::bind(format!("{node}/ctl.new")).unwrap());
+    let url = format!("bonding://{node}");
+
+    // Its maker still holds the lock: starting, not stale.
+    let maker = std::fs::File::open(&node).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(maker.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let (st, err) = Plug::spawn(rs_plug(), &[&url]).wait();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("vde_open {url}: File exists")),
+        "{err}"
+    );
+    assert_eq!(dir_listing(&node), vec!["ctl.new".to_string()]);
+
+    // The maker is gone (the kernel drops its lock): stale.
+    drop(maker);
+    let mut plug = LivePlug::spawn(rs_plug(), &["-v", &url]);
+    plug.wait_line("removing a stale node");
+    plug.wait_line(": ready");
+    assert_eq!(dir_listing(&node), vec!["ctl".to_string()]);
+    let mut cable = Plug::spawn(rs_plug(), &[&node]);
+    wait_ports(&node, 1);
+    one_cable_traffic(&mut plug, &mut cable, 0);
+    plug.close_stdin();
+    let (st, log) = plug.finish();
+    assert_eq!(st.code(), Some(0), "{log}");
+    assert!(!Path::new(&node).exists());
+}
+
 #[test]
 fn live_node_is_refused_and_keeps_working() {
     require_c_reference();

@@ -79,6 +79,10 @@ pub struct NodeDir {
     pub listener: OwnedFd,
     pub access: Access,
     ctl_path: PathBuf,
+    /// The directory, open and `flock`ed for the node's whole life: a node
+    /// that holds it is alive, even before its `ctl` listens. The kernel
+    /// lets go of it when the process dies, however it dies.
+    _lock: OwnedFd,
 }
 
 impl NodeDir {
@@ -87,32 +91,41 @@ impl NodeDir {
     /// which is removed first.
     pub fn create(path: &Path, access: Access) -> io::Result<NodeDir> {
         // Private until it has its group and final mode.
-        match sys::mkdir(path, 0o700) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && is_stale(path) => {
+        let lock = match sys::mkdir(path, 0o700) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let Some(stale) = lock_if_stale(path) else {
+                    return Err(e);
+                };
                 info!(
                     "{}: removing a stale node left by a dead process",
                     path.display()
                 );
-                remove_stale(path)?;
+                remove_sockets(path)?;
+                std::fs::remove_dir(path)?;
+                drop(stale);
                 sys::mkdir(path, 0o700)?;
+                lock_dir(path, libc::LOCK_EX)?
             }
-            r => r?,
-        }
+            r => {
+                r?;
+                lock_dir(path, libc::LOCK_EX)?
+            }
+        };
         let ctl_path = path.join("ctl");
         let dir = NodeDir {
             path: path.to_path_buf(),
             listener: sys::unix_socket(libc::SOCK_STREAM)?,
             access,
             ctl_path,
+            _lock: lock,
         };
         if let Some(gid) = access.gid {
             sys::chgrp(path, gid)?;
         }
         sys::chmod(path, access.dirmode)?;
         // `ctl` appears only once it listens, with its final owner and
-        // mode: a client that sees it can connect, and a second opener
-        // never takes a node that is starting for a stale one.
-        let new_path = path.join("ctl.new");
+        // mode: a client that sees it can connect.
+        let new_path = path.join(CTL_BEING_MADE);
         sys::bind(&dir.listener, &new_path)?;
         let ready = (|| {
             if let Some(gid) = access.gid {
@@ -133,42 +146,70 @@ impl NodeDir {
 impl Drop for NodeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.ctl_path);
-        let _ = std::fs::remove_dir(&self.path);
+        // A vde client binds its own socket in here and removes it once it
+        // has connected to its port: one caught in between would keep the
+        // directory. Its handshake cannot finish now, so its socket goes.
+        for _ in 0..3 {
+            match std::fs::remove_dir(&self.path) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                    let _ = remove_sockets(&self.path);
+                }
+                _ => return,
+            }
+        }
     }
 }
 
-/// A node directory is stale when nothing listens on its `ctl` (connect is
-/// refused) and it holds nothing but sockets: what a node killed with
-/// SIGKILL leaves. A live node, or a directory with anything else in it,
-/// is never touched.
-pub fn is_stale(path: &Path) -> bool {
+/// The name `ctl` has while it is being set up.
+const CTL_BEING_MADE: &str = "ctl.new";
+
+/// Opens the directory `path` and takes an `flock` on it (`LOCK_NB` in
+/// `how` to fail at once when another process holds it).
+fn lock_dir(path: &Path, how: libc::c_int) -> io::Result<OwnedFd> {
+    let dir = sys::open_dir(path)?;
+    sys::flock(&dir, how)?;
+    Ok(dir)
+}
+
+/// A node directory is stale when it is what a node killed with SIGKILL
+/// leaves: nothing listens on its `ctl` (connect is refused, or only
+/// `ctl.new` is there: killed while starting), no process holds its lock
+/// (every node of ours holds it while alive), and it holds nothing but
+/// sockets. A live node, an empty directory, or one with anything else in
+/// it is never taken. Returns the lock, held while the caller removes it.
+pub fn lock_if_stale(path: &Path) -> Option<OwnedFd> {
     use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    if !meta.is_dir() {
-        return false;
+    if !std::fs::symlink_metadata(path).ok()?.is_dir() {
+        return None;
     }
-    let Ok(probe) = sys::unix_socket(libc::SOCK_STREAM) else {
-        return false;
-    };
+    let probe = sys::unix_socket(libc::SOCK_STREAM).ok()?;
     match sys::connect(&probe, &path.join("ctl")) {
         Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {}
-        _ => return false,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            if !path.join(CTL_BEING_MADE).exists() {
+                return None;
+            }
+        }
+        _ => return None,
     }
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return false;
-    };
-    entries
+    let lock = lock_dir(path, libc::LOCK_EX | libc::LOCK_NB).ok()?;
+    let only_sockets = std::fs::read_dir(path)
+        .ok()?
         .map(|e| e.and_then(|e| e.file_type()))
-        .all(|t| matches!(t, Ok(t) if t.is_socket()))
+        .all(|t| matches!(t, Ok(t) if t.is_socket()));
+    only_sockets.then_some(lock)
 }
 
-fn remove_stale(path: &Path) -> io::Result<()> {
-    for e in std::fs::read_dir(path)? {
-        std::fs::remove_file(e?.path())?;
+/// Removes every socket in `dir` (and nothing else).
+fn remove_sockets(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_socket() {
+            std::fs::remove_file(e.path())?;
+        }
     }
-    std::fs::remove_dir(path)
+    Ok(())
 }
 
 /// Why a request was turned down.
