@@ -196,6 +196,13 @@ fn node_modes_match_the_c_reference() {
         let mut ours = Plug::spawn(rs_plug(), &[&format!("bonding://{rs_node}{params}")]);
         wait_for_path(&format!("{c_node}/ctl"));
         wait_for_path(&format!("{rs_node}/ctl"));
+        // The C node binds `ctl` and sets its mode afterwards: once it has
+        // answered a client, its loop runs, so its set-up is over.
+        let socks = t.dir.join("socks");
+        let _ = std::fs::create_dir(&socks);
+        for node in [&c_node, &rs_node] {
+            drop(RawClient::join(node, &socks).expect("join"));
+        }
         let c_modes = (mode_gid(&c_node), mode_gid(&format!("{c_node}/ctl")));
         let rs_modes = (mode_gid(&rs_node), mode_gid(&format!("{rs_node}/ctl")));
         assert_eq!(rs_modes, c_modes, "{params}: ours vs C (dir, ctl)");

@@ -14,8 +14,8 @@ fn node_with_cables(
     node_dir: &str,
     cable_plug: &str,
     k: usize,
-) -> (Plug, Vec<Plug>) {
-    let host = Plug::spawn(rs_plug(), &[node_url]);
+) -> (LivePlug, Vec<Plug>) {
+    let host = LivePlug::spawn(rs_plug(), &[node_url]);
     wait_for_path(&format!("{node_dir}/ctl"));
     let cables = (0..k)
         .map(|i| {
@@ -165,7 +165,16 @@ fn backpressure_through_the_chain_loses_nothing() {
             stdin
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // Resume the cable once the node has found it full and holds frames
+    // back: the backpressure this test is about has then happened.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while host.counter("port 0").skipped == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never found the stopped cable full"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     cables[0].signal(libc::SIGCONT);
     let got = cables[0].wait_frames(n as usize);
     assert_eq!(got.len(), n as usize);
@@ -176,14 +185,17 @@ fn backpressure_through_the_chain_loses_nothing() {
 }
 
 /// multi with dedup: two cables carry the same frames; the host gets each
-/// one once. Without dedup it gets both copies (the seed's behaviour).
+/// one once. Without dedup it gets both copies (the seed's behaviour). The
+/// window is long enough that no copy can fall outside it however slow
+/// the machine; the test ends when the node's counters show that both
+/// cables delivered every frame, so no late copy can follow.
 #[test]
 fn multi_dedup_delivers_each_frame_once() {
     require_c_reference();
-    for (params, copies) in [("[dedup=500]", 1usize), ("", 2)] {
+    for (params, copies) in [("[dedup=60000]", 1usize), ("", 2)] {
         let t = Scratch::new("dedup");
         let (m, h) = (t.path("m"), t.path("h"));
-        let mut host = Plug::spawn(rs_plug(), &[&format!("multi://{m}{params}")]);
+        let mut host = LivePlug::spawn(rs_plug(), &[&format!("multi://{m}{params}")]);
         let _hub = Plug::spawn(rs_plug(), &[&format!("hub://{h}"), "null://"]);
         wait_for_path(&format!("{m}/ctl"));
         wait_for_path(&format!("{h}/ctl"));
@@ -200,9 +212,29 @@ fn multi_dedup_delivers_each_frame_once() {
                 host.wait_frames((s as usize + 1) * copies);
             }
         }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let rows = host.counters();
+            let ports: Vec<u64> = rows
+                .iter()
+                .filter(|r| r.link.starts_with("port "))
+                .map(|r| r.frames_in)
+                .collect();
+            if ports == [n as u64, n as u64] {
+                let host_out = rows
+                    .iter()
+                    .find(|r| r.link.ends_with(" host"))
+                    .map(|r| r.frames_out);
+                assert_eq!(host_out, Some(n as u64 * copies as u64), "{params:?}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{params:?}: the cables delivered {ports:?} of {n} frames each"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         host.wait_frames(n as usize * copies);
-        std::thread::sleep(Duration::from_millis(100));
-        host.collect(Duration::from_millis(10));
         assert_eq!(
             host.received.len(),
             n as usize * copies,
@@ -227,38 +259,30 @@ fn sigusr1_prints_per_cable_counters() {
     send_one_at_a_time(&mut host, &mut cables, 0..10);
     cables[0].send(&frame(2, 99, 70));
     host.wait_frames(1);
-    host.signal(libc::SIGUSR1);
-    std::thread::sleep(Duration::from_millis(200));
-    let (status, stderr) = host.terminate();
-    assert!(status.success(), "{status:?}");
-    let table: Vec<&str> = stderr.lines().collect();
-    let host_row = table
+    let rows = host.counters();
+    let host_row = rows
         .iter()
-        .find(|l| l.contains(&format!("bonding://{dir} host")))
-        .expect(&stderr);
-    let cols: Vec<&str> = host_row.split_whitespace().collect();
-    // link, "host", frames_in, bytes_in, frames_out, bytes_out ...
-    assert_eq!(cols[2], "10", "{host_row}");
-    assert_eq!(cols[4], "1", "{host_row}");
-    let ports: Vec<&&str> = table
+        .find(|r| r.link == format!("bonding://{dir} host"))
+        .unwrap_or_else(|| panic!("no host row: {rows:#?}"));
+    assert_eq!((host_row.frames_in, host_row.frames_out), (10, 1));
+    let ports: Vec<&CounterRow> = rows
         .iter()
-        .filter(|l| l.trim_start().starts_with("port "))
+        .filter(|r| r.link.starts_with("port "))
         .collect();
-    assert_eq!(ports.len(), 2, "{stderr}");
-    let outs: Vec<u64> = ports
+    assert_eq!(ports.len(), 2, "{rows:#?}");
+    assert_eq!(ports.iter().map(|r| r.frames_out).sum::<u64>(), 10);
+    assert!(ports
         .iter()
-        .map(|l| l.split_whitespace().nth(4).unwrap().parse().unwrap())
-        .collect();
-    assert_eq!(outs.iter().sum::<u64>(), 10);
-    assert!(
-        ports.iter().all(|l| l.contains("vdeplug: user=")),
-        "{stderr}"
-    );
+        .all(|r| r.description.contains("vdeplug: user=")));
     let pid = cables[0].pid();
     assert!(
-        ports.iter().any(|l| l.contains(&format!("pid={pid}"))),
-        "{stderr}"
+        ports
+            .iter()
+            .any(|r| r.description.contains(&format!("pid={pid}"))),
+        "{rows:#?}"
     );
+    host.close_stdin();
+    assert!(host.finish().0.success());
 }
 
 /// A stream cable whose far end stalls and then resumes delivers every

@@ -294,14 +294,25 @@ pub fn port_count(dir: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Waits until a node directory holds exactly `n` port sockets.
+/// Sockets of vde clients still in their handshake: a client binds
+/// `NODE/.PID-N`, sends its request, connects to its port, and only then
+/// removes that name.
+pub fn joining_count(dir: &str) -> usize {
+    dir_listing(dir)
+        .iter()
+        .filter(|n| n.starts_with('.'))
+        .count()
+}
+
+/// Waits until a node directory holds exactly `n` port sockets and no
+/// client is still joining: `n` cables are up at both ends.
 pub fn wait_ports(dir: &str, n: usize) {
     let deadline = Instant::now() + PATIENCE;
-    while port_count(dir) != n {
+    while port_count(dir) != n || joining_count(dir) != 0 {
         assert!(
             Instant::now() < deadline,
-            "{dir}: expected {n} ports, have {}",
-            port_count(dir)
+            "{dir}: expected {n} ports and no client joining, have {:?}",
+            dir_listing(dir)
         );
         std::thread::sleep(Duration::from_millis(5));
     }
