@@ -20,6 +20,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -520,7 +521,8 @@ impl Net {
     fn wait_cables(&mut self, n: usize) {
         let (vm1, vm2) = (self.vm(1), self.vm(2));
         let deadline = Instant::now() + PATIENCE;
-        while port_count(&vm1) != n || port_count(&vm2) != n {
+        let joined = |dir: &str| port_count(dir) == n && joining_count(dir) == 0;
+        while !joined(&vm1) || !joined(&vm2) {
             for c in &mut self.cables {
                 if port_count(&vm1) < n {
                     c.assert_running();
@@ -570,22 +572,29 @@ impl Net {
         let count = count.to_string();
         let out = Command::new("ip")
             .args(["netns", "exec", &self.a.name, "ping", "-c", &count])
-            .args(["-i", interval, "-W", "2", ADDR_B])
+            // A late reply is not a lost one: -W bounds a hang only.
+            .args(["-i", interval, "-W", "10", ADDR_B])
             .stdin(Stdio::null())
             .output()
             .unwrap();
         Ping::parse(&String::from_utf8_lossy(&out.stdout))
     }
 
-    /// `ping -i 0.01` from A to B in the background, until `Ping::stop`.
-    fn ping_start(&self) -> Child {
-        Command::new("ip")
+    /// `ping -i 0.01` from A to B in the background, until `LivePing::stop`.
+    fn ping_start(&self) -> LivePing {
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &self.a.name, "ping", "-i", "0.01", ADDR_B])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        LivePing {
+            lines: lines_of(child.stdout.take().unwrap()),
+            child,
+            text: String::new(),
+            answered: 0,
+        }
     }
 
     /// Sends `len` pseudo-random bytes over TCP from A to an echo server in
@@ -685,25 +694,50 @@ impl Ping {
         self.transmitted.saturating_sub(self.received)
     }
 
-    /// Stops a `ping_start` ping (SIGINT: it prints its summary).
-    fn stop(mut child: Child) -> Ping {
-        signal(child.id() as i32, libc::SIGINT);
-        let mut text = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        let _ = child.wait();
-        Ping::parse(&text)
-    }
-
     /// Pings with no answer among those sent before the last answered one
     /// (the ones still in flight when ping was stopped do not count).
     fn holes(&self) -> Vec<u32> {
         let last = self.answered.iter().next_back().copied().unwrap_or(0);
         (1..=last).filter(|s| !self.answered.contains(s)).collect()
+    }
+}
+
+/// A ping running in the background whose replies the test follows as
+/// they come, to move on once enough have been answered (not after a time).
+struct LivePing {
+    child: Child,
+    lines: Receiver<String>,
+    text: String,
+    answered: usize,
+}
+
+impl LivePing {
+    /// Waits (bounded by PATIENCE) until `more` further replies came.
+    fn wait_replies(&mut self, more: usize) {
+        let want = self.answered + more;
+        let deadline = Instant::now() + PATIENCE;
+        while self.answered < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("{} of {want} ping replies:\n{}", self.answered, self.text)
+            });
+            if line.contains("icmp_seq=") && !line.contains("DUP!") {
+                self.answered += 1;
+            }
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
+    }
+
+    /// Stops the ping (SIGINT: it prints its summary) and parses all it said.
+    fn stop(mut self) -> Ping {
+        signal(self.child.id() as i32, libc::SIGINT);
+        let _ = self.child.wait();
+        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
+        Ping::parse(&self.text)
     }
 }
 
@@ -764,15 +798,17 @@ fn multi_handoff(name: &str, extra: &[&str]) {
     let p = net.ping(3, "0.1");
     assert_eq!(p.lost(), 0, "one cable:\n{}", p.text);
 
-    let ping = net.ping_start();
-    std::thread::sleep(Duration::from_millis(500));
+    // Each step waits for replies, so pings flow before, across and after
+    // the handoff however slow the machine is.
+    let mut ping = net.ping_start();
+    ping.wait_replies(20);
     net.cable(Impl::Ours, Impl::Ours);
-    std::thread::sleep(Duration::from_millis(300));
+    ping.wait_replies(20);
     net.cut(0);
     net.wait_cables(1);
-    std::thread::sleep(Duration::from_millis(500));
-    let p = Ping::stop(ping);
-    assert!(p.answered.len() > 50, "too few pings:\n{}", p.text);
+    ping.wait_replies(20);
+    let p = ping.stop();
+    assert!(p.answered.len() >= 60, "too few pings:\n{}", p.text);
     assert!(
         p.holes().is_empty(),
         "pings lost in the handoff: {:?}\n{}",

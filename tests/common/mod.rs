@@ -456,7 +456,7 @@ impl LivePlug {
     pub fn spawn(prog: &str, args: &[&str]) -> LivePlug {
         let mut child = spawn_piped(prog, args);
         let rx = frame_reader(child.stdout.take().unwrap());
-        let lrx = stderr_lines(child.stderr.take().unwrap());
+        let lrx = lines_of(child.stderr.take().unwrap());
         LivePlug {
             plug: Plug {
                 stdin: child.stdin.take(),
@@ -528,11 +528,12 @@ impl LivePlug {
     }
 }
 
-/// A thread that hands over a process's stderr line by line.
-pub fn stderr_lines(err: std::process::ChildStderr) -> Receiver<String> {
+/// A thread that hands over what a process writes (its stderr, stdout...)
+/// line by line.
+pub fn lines_of(from: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(err).lines() {
+        for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
@@ -825,7 +826,7 @@ impl ManualHost {
         ManualHost {
             stdin: child.stdin.take(),
             stdout: child.stdout.take().unwrap(),
-            lines: stderr_lines(child.stderr.take().unwrap()),
+            lines: lines_of(child.stderr.take().unwrap()),
             child,
             buf: Vec::new(),
             log: Vec::new(),
