@@ -1,8 +1,6 @@
 //! multi_node: a multi node whose host side is a URL, a command or stdio.
 
-use std::time::Duration;
-
-use vde_plug_rs::endpoint::node::kind::NodeKind;
+use vde_plug_rs::endpoint::node::kind::{parse_dedup, NodeKind};
 
 const USAGE: &str = "\
 Usage: multi_node [OPTIONS] [PATH] [URL | = COMMAND [ARGS]]
@@ -30,10 +28,7 @@ fn main() {
         "--dedup",
         |d| {
             let dedup = match d {
-                Some(ms) => {
-                    let ms: u64 = ms.parse().map_err(|_| format!("bad --dedup '{ms}'"))?;
-                    (ms > 0).then(|| Duration::from_millis(ms))
-                }
+                Some(ms) => parse_dedup(ms).map_err(|e| e.to_string())?,
                 None => None,
             };
             Ok(NodeKind::Multi { dedup })

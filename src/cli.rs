@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use pico_args::Arguments;
 
 use crate::endpoint::vde::OpenArgs;
+use crate::number::{self, BadNumber};
+use crate::wire::request::MAX_PORT;
 
 /// What the plug joins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,15 +88,9 @@ This is a Virtual Distributed Ethernet (vde) tunnel broker.
 This is not a login shell: only vde_plug can be run through it.
 ";
 
-fn octal(s: &str) -> Result<u32, CliError> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .map_err(|_| CliError::Usage(Some(format!("bad mode '{s}'"))))
-}
-
-fn positive(s: &str) -> Result<i32, CliError> {
-    match s.parse::<i32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(CliError::Usage(Some(format!("bad port '{s}'")))),
+impl From<BadNumber> for CliError {
+    fn from(e: BadNumber) -> Self {
+        CliError::Usage(Some(e.to_string()))
     }
 }
 
@@ -165,9 +161,14 @@ pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
     let mut c = Common {
         daemon: args.contains(["-d", "--daemon"]),
         pidfile: args.opt_value_from_str(["-p", "--pidfile"]).map_err(bad)?,
-        stats_every: args.opt_value_from_str("--stats").map_err(bad)?,
         ..Common::default()
     };
+    if let Some(s) = args
+        .opt_value_from_str::<_, String>("--stats")
+        .map_err(bad)?
+    {
+        c.stats_every = Some(number::decimal("--stats interval (s)", &s, 1..=86_400)?);
+    }
     while args.contains(["-v", "--verbose"]) {
         c.verbose += 1;
     }
@@ -218,13 +219,13 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
         .opt_value_from_str::<_, String>(["-m", "--mod"])
         .map_err(bad)?
     {
-        args1.mode = octal(&m)?;
+        args1.mode = number::octal("mode", &m, number::MAX_MODE)?;
     }
     if let Some(m) = args
         .opt_value_from_str::<_, String>(["-M", "--mod2"])
         .map_err(bad)?
     {
-        args2.mode = octal(&m)?;
+        args2.mode = number::octal("mode", &m, number::MAX_MODE)?;
     }
     args1.group = args.opt_value_from_str(["-g", "--group"]).map_err(bad)?;
     args2.group = args.opt_value_from_str(["-G", "--group2"]).map_err(bad)?;
@@ -232,13 +233,13 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
         .opt_value_from_str::<_, String>("--port")
         .map_err(bad)?
     {
-        args1.port = positive(&p)?;
+        args1.port = number::decimal("port", &p, 1..=MAX_PORT)? as i32;
     }
     if let Some(p) = args
         .opt_value_from_str::<_, String>("--port2")
         .map_err(bad)?
     {
-        args2.port = positive(&p)?;
+        args2.port = number::decimal("port", &p, 1..=MAX_PORT)? as i32;
     }
     let description = args.opt_value_from_str(["-D", "--descr"]).map_err(bad)?;
     let free = args.finish();

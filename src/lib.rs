@@ -15,6 +15,7 @@ pub mod engine;
 pub mod iplog;
 pub mod lane;
 pub mod node_cli;
+pub mod number;
 pub mod open;
 pub mod ring;
 pub mod run;

@@ -11,6 +11,7 @@ use crate::endpoint::node::NetNode;
 use crate::endpoint::stream::StreamEndpoint;
 use crate::endpoint::vde::OpenArgs;
 use crate::endpoint::{Endpoint, OpenError};
+use crate::number;
 use crate::open::{description, open};
 use crate::run::{run, Opener};
 
@@ -46,16 +47,13 @@ pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOption
         .opt_value_from_str::<_, String>("--mode")
         .map_err(bad)?
     {
-        let mode = u32::from_str_radix(&m, 8)
-            .map_err(|_| CliError::Usage(Some(format!("bad mode '{m}'"))))?;
-        access = Access::with_mode(mode);
+        access = Access::with_mode(number::octal("mode", &m, number::MAX_MODE)?);
     }
     if let Some(m) = args
         .opt_value_from_str::<_, String>("--dirmode")
         .map_err(bad)?
     {
-        access.dirmode = u32::from_str_radix(&m, 8)
-            .map_err(|_| CliError::Usage(Some(format!("bad mode '{m}'"))))?;
+        access.dirmode = number::octal("dirmode", &m, number::MAX_DIRMODE)?;
     } else {
         access.dirmode = derived_dirmode(access.mode);
     }

@@ -14,10 +14,11 @@ use mio::{Interest, Registry};
 
 use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
+use crate::number::{self, BadNumber};
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
 use crate::url::Locator;
-use crate::wire::request::{self, MAX_REQUEST_LEN, REQ_NEW_CONTROL, REQ_NEW_PORT0};
+use crate::wire::request::{self, MAX_PORT, MAX_REQUEST_LEN, REQ_NEW_CONTROL, REQ_NEW_PORT0};
 use crate::wire::{SockaddrUn, SOCKADDR_UN_LEN};
 
 /// vde_switch's usual control directories, tried for an empty path.
@@ -72,21 +73,24 @@ impl VdeClient {
         let mut group = args.group.clone();
         let mut mode = args.mode;
         let mut portgroup: Option<String> = None;
+        let invalid = |e: BadNumber| {
+            eprintln!("{e}");
+            OpenError(libc::EINVAL)
+        };
         for (k, v) in params {
             match k {
                 "port" | "portgroup" => portgroup = Some(v),
                 "group" => group = Some(v),
-                _ => mode = u32::from_str_radix(v.trim_start_matches("0o"), 8).unwrap_or(0),
+                _ => mode = number::octal("mode", &v, number::MAX_MODE).map_err(invalid)?,
             }
         }
-        // A numeric group is a port number (0 means "port 0"); a port given
-        // as an option becomes the group when none is named.
+        // A group that starts with a digit is a port number (0 means "port
+        // 0"); a port given as an option becomes the group when none is named.
         match portgroup.as_deref() {
             None | Some("") if port != 0 => portgroup = Some(port.max(0).to_string()),
             Some(pg) if pg.starts_with(|c: char| c.is_ascii_digit()) => {
-                if let Ok(n) = pg.parse::<i32>() {
-                    port = if n == 0 { -1 } else { n };
-                }
+                let n = number::decimal("port", pg, 0..=MAX_PORT).map_err(invalid)? as i32;
+                port = if n == 0 { -1 } else { n };
             }
             _ => {}
         }

@@ -23,6 +23,9 @@ pub const MAX_REQUEST_LEN: usize = REQUEST_HEADER_LEN + MAX_DESCRIPTION;
 pub const REQ_NEW_CONTROL: u32 = 0;
 /// Request type for port 0 (vde_switch's "any port 0" compatibility value).
 pub const REQ_NEW_PORT0: u32 = 1;
+/// The largest port a request can ask for: the port rides in the top 24
+/// bits of the type.
+pub const MAX_PORT: u64 = (1 << 24) - 1;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RequestV3<T: AsRef<[u8]>> {

@@ -2,6 +2,22 @@
 
 use std::time::Duration;
 
+use crate::number::{self, BadNumber};
+
+/// `dedup=MS`: the window of a multi node's duplicate filter (0: off).
+pub fn parse_dedup(ms: &str) -> Result<Option<Duration>, BadNumber> {
+    let ms = number::decimal("dedup window (ms)", ms, 0..=3_600_000)?;
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+/// `weights=3:1:2`: the shares of a bonding node's cables, separated by `:`
+/// or `,` (the `/` of a locator separates parameters).
+pub fn parse_weights(s: &str) -> Result<Vec<u32>, BadNumber> {
+    s.split([':', ','])
+        .map(|w| number::decimal("weight", w, 1..=10_000).map(|w| w as u32))
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BondingPolicy {
     /// Round robin over the cables that can take a frame now; when none

@@ -23,11 +23,12 @@ use mio::{Interest, Registry};
 
 use self::control::{absolute_node_path, Access, NodeDir};
 use self::dedup::Dedup;
-use self::kind::{BondingPolicy, NodeKind, SwitchConfig};
+use self::kind::{parse_dedup, parse_weights, BondingPolicy, NodeKind, SwitchConfig};
 use self::mac_table::MacTable;
 use self::ports::{PortId, PortTable};
 use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
+use crate::number;
 use crate::stats::{LinkStats, StatsTable};
 use crate::url::Locator;
 
@@ -35,6 +36,8 @@ use crate::url::Locator;
 const MAX_PORTS: usize = 4096;
 /// A control connection that has not sent a whole request by then is closed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A switch's MAC table is made whole at start-up: this bounds `hashsize=`.
+const MAX_HASH_SIZE: u64 = 1 << 20;
 
 const LISTENER: usize = 0;
 
@@ -107,32 +110,49 @@ impl NetNode {
         let mut policy = BondingPolicy::Adaptive;
         let mut dedup = None;
         let mut weights = Vec::new();
-        let invalid = |what: &str, v: &str| {
-            eprintln!("invalid {what}: {v}");
+        let invalid = |why: &dyn std::fmt::Display| {
+            eprintln!("{why}");
             OpenError(libc::EINVAL)
         };
         for (k, v) in &params {
+            let v = v.as_str();
             match *k {
                 "mode" => {
+                    let mode =
+                        number::octal("mode", v, number::MAX_MODE).map_err(|e| invalid(&e))?;
                     access = Access {
                         gid: access.gid,
-                        ..Access::with_mode(parse_octal(v))
+                        ..Access::with_mode(mode)
                     }
                 }
-                "dirmode" => dirmode = Some(parse_octal(v)),
+                "dirmode" => {
+                    dirmode = Some(
+                        number::octal("dirmode", v, number::MAX_DIRMODE)
+                            .map_err(|e| invalid(&e))?,
+                    )
+                }
                 "grp" => {
-                    access.gid =
-                        Some(crate::accounts::group_id(v).ok_or_else(|| invalid("group", v))?)
+                    access.gid = Some(
+                        crate::accounts::group_id(v)
+                            .ok_or_else(|| invalid(&format!("invalid group: {v}")))?,
+                    )
                 }
-                "hashsize" => switch.hash_size = parse_c_int(v) as usize,
-                "hashseed" => switch.hash_seed = parse_c_int(v) as u64,
-                "expiretime" => switch.expire = Duration::from_secs(parse_c_int(v) as u64),
-                "policy" => policy = v.parse().map_err(|_| invalid("policy", v))?,
-                "weights" => weights = parse_weights(v).ok_or_else(|| invalid("weights", v))?,
-                _ => {
-                    let ms: u64 = v.parse().map_err(|_| invalid("dedup window", v))?;
-                    dedup = (ms > 0).then(|| Duration::from_millis(ms));
+                "hashsize" => {
+                    switch.hash_size = number::decimal("hashsize", v, 1..=MAX_HASH_SIZE)
+                        .map_err(|e| invalid(&e))? as usize
                 }
+                "hashseed" => {
+                    switch.hash_seed = number::decimal("hashseed", v, 0..=u64::from(u32::MAX))
+                        .map_err(|e| invalid(&e))?
+                }
+                "expiretime" => {
+                    let s = number::decimal("expiretime (s)", v, 1..=u64::from(u32::MAX))
+                        .map_err(|e| invalid(&e))?;
+                    switch.expire = Duration::from_secs(s)
+                }
+                "policy" => policy = v.parse().map_err(|e: String| invalid(&e))?,
+                "weights" => weights = parse_weights(v).map_err(|e| invalid(&e))?,
+                _ => dedup = parse_dedup(v).map_err(|e| invalid(&e))?,
             }
         }
         if let Some(d) = dirmode {
@@ -372,32 +392,4 @@ fn queued_bytes(lane: &Lane) -> u64 {
         .iter()
         .map(|&s| ring.frame(s).len() as u64)
         .sum()
-}
-
-/// `weights=3:1:2`: positive shares separated by `:` or `,` (the `/` of
-/// the URL separates parameters).
-fn parse_weights(s: &str) -> Option<Vec<u32>> {
-    s.split([':', ','])
-        .map(|w| w.trim().parse::<u32>().ok().filter(|&w| w > 0))
-        .collect()
-}
-
-/// Octal as vdeplug4 reads modes (`strtol(s, NULL, 8)`: leading digits).
-fn parse_octal(s: &str) -> u32 {
-    let digits: String = s
-        .trim()
-        .chars()
-        .take_while(|c| ('0'..='7').contains(c))
-        .collect();
-    u32::from_str_radix(&digits, 8).unwrap_or(0)
-}
-
-/// A decimal number as `atoi` reads it.
-fn parse_c_int(s: &str) -> i64 {
-    let digits: String = s
-        .trim()
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().unwrap_or(0)
 }
