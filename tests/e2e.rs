@@ -492,7 +492,7 @@ impl Net {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = Proc::spawn(&self.t, &format!("node{side}"), "ip", &args);
         ns.configure_tap(addr);
-        wait_for_path(&format!("{path}/ctl"));
+        wait_node(&path);
         self.nodes.push(p);
     }
 

@@ -71,6 +71,77 @@ fn usage_errors_exit_255() {
     }
 }
 
+/// Numbers are strict: a value that is not all digits or out of range is
+/// refused, naming the value, with vde_open's `Invalid argument` and exit
+/// 1 for a locator parameter and a usage error (255) for an option; and
+/// nothing is created. (vdeplug4 reads them with atoi/strtol: `mode=abc`
+/// makes a node with mode 0 that nobody can join.)
+#[test]
+fn bad_numbers_are_refused_and_create_nothing() {
+    let t = Scratch::new("badnum");
+    let n = t.path("n");
+    let sw = t.path("sw");
+    std::fs::create_dir(&sw).unwrap();
+    let params = [
+        ("bonding", "mode=abc", "'abc'"),
+        ("bonding", "mode=0999", "'0999'"),
+        ("hub", "mode=01600", "'01600'"),
+        ("multi", "dirmode=8", "'8'"),
+        ("multi", "dirmode=027777", "'027777'"),
+        ("switch", "hashsize=0", "'0'"),
+        ("switch", "hashsize=12k", "'12k'"),
+        ("switch", "hashseed=-1", "'-1'"),
+        ("switch", "expiretime=1.5", "'1.5'"),
+        ("bonding", "weights=3:0", "'0'"),
+        ("bonding", "weights=3:x", "'x'"),
+        ("multi", "dedup=1s", "'1s'"),
+    ];
+    for (module, param, named) in params {
+        let url = format!("{module}://{n}[{param}]");
+        let (code, err) = outcome(rs_plug(), &[&url]);
+        assert_eq!(code, Some(1), "{url}: {err}");
+        assert!(
+            err.contains(named),
+            "{url}: the message names the value: {err}"
+        );
+        assert!(
+            err.lines()
+                .any(|l| l == format!("vde_open {url}: Invalid argument")),
+            "{url}: {err}"
+        );
+        assert!(!Path::new(&n).exists(), "{url} made {n}");
+    }
+    for url in [format!("{sw}[3x]"), format!("vde://{sw}[mode=0888]")] {
+        let (code, err) = outcome(rs_plug(), &[&url]);
+        assert_eq!(code, Some(1), "{url}: {err}");
+        assert!(err.contains("Invalid argument"), "{url}: {err}");
+        assert!(
+            dir_listing(&sw).is_empty(),
+            "{url} left {:?}",
+            dir_listing(&sw)
+        );
+    }
+    let node_url = format!("bonding://{n}");
+    let options: [(&str, &[&str]); 10] = [
+        (rs_plug(), &["-m", "abc", &node_url]),
+        (rs_plug(), &["-M", "0999", &node_url, "null://"]),
+        (rs_plug(), &["--port", "0", &node_url]),
+        (rs_plug(), &["--port2", "2x", &node_url, "null://"]),
+        (rs_plug(), &["--stats", "0", &node_url]),
+        (bonding_node(), &["--mode", "9", &n]),
+        (bonding_node(), &["--dirmode", "x", &n]),
+        (bonding_node(), &["--stats", "-1", &n]),
+        (multi_node(), &["--dedup", "x", &n]),
+        (multi_node(), &["--stats", "1e3", &n]),
+    ];
+    for (prog, args) in options {
+        let (code, err) = outcome(prog, args);
+        assert_eq!(code, Some(255), "{prog} {args:?}: {err}");
+        assert!(err.contains("invalid "), "{prog} {args:?}: {err}");
+        assert!(!Path::new(&n).exists(), "{args:?} made {n}");
+    }
+}
+
 /// SIGTERM (and SIGINT, SIGHUP) remove every node and reap the child.
 #[test]
 fn signals_leave_nothing_behind() {
@@ -87,8 +158,8 @@ fn signals_leave_nothing_behind() {
                 &format!("multi://{b}"),
             ],
         );
-        wait_for_path(&format!("{a}/ctl"));
-        wait_for_path(&format!("{b}/ctl"));
+        wait_node(&a);
+        wait_node(&b);
         let cable = Plug::spawn(C_PLUG, &[&a]);
         wait_ports(&a, 1);
         let child_pid = child_of(plug.pid()).expect("the = child");
@@ -131,7 +202,7 @@ fn signal_during_a_handshake_removes_the_node() {
         let t = Scratch::new("sigjoin");
         let a = t.path("A");
         let mut plug = Plug::spawn(rs_plug(), &[&format!("bonding://{a}")]);
-        wait_for_path(&format!("{a}/ctl"));
+        wait_node(&a);
         let early = UnixDatagram::bind(format!("{a}/.77777-00000")).unwrap();
         let late_path = Path::new(&a).join(".77777-00001");
         let late = UnixDatagram::bind(&late_path).unwrap();
@@ -181,7 +252,7 @@ fn stream_eof_removes_the_node() {
     let t = Scratch::new("eof");
     let n = t.path("n");
     let mut plug = Plug::spawn(rs_plug(), &[&format!("multi://{n}")]);
-    wait_for_path(&format!("{n}/ctl"));
+    wait_node(&n);
     plug.close_stdin();
     let (status, _) = plug.wait();
     assert_eq!(status.code(), Some(0));
@@ -200,7 +271,7 @@ fn daemon_with_pidfile() {
         .unwrap();
     assert!(st.success());
     wait_for_path(&pidfile);
-    wait_for_path(&format!("{n}/ctl"));
+    wait_node(&n);
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -223,8 +294,8 @@ fn multi_handoff_loses_nothing() {
     let (m1, m2) = (t.path("vm1"), t.path("vm2"));
     let mut vm1 = Plug::spawn(rs_plug(), &[&format!("multi://{m1}")]);
     let mut vm2 = Plug::spawn(rs_plug(), &[&format!("multi://{m2}")]);
-    wait_for_path(&format!("{m1}/ctl"));
-    wait_for_path(&format!("{m2}/ctl"));
+    wait_node(&m1);
+    wait_node(&m2);
     let cable1 = Plug::spawn(rs_plug(), &[&m1, "=", rs_plug(), &m2]);
     wait_ports(&m1, 1);
     wait_ports(&m2, 1);
@@ -282,7 +353,7 @@ fn iplog_forwards_frames_unchanged() {
     let t = Scratch::new("iplog");
     let h = t.path("h");
     let mut host = Plug::spawn(rs_plug(), &["-L", &format!("hub://{h}")]);
-    wait_for_path(&format!("{h}/ctl"));
+    wait_node(&h);
     let mut cable = Plug::spawn(C_PLUG, &[&h]);
     wait_ports(&h, 1);
     let mut ipv4 = frame(1, 0, 60);

@@ -130,7 +130,7 @@ fn cycles(kind: &str) {
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
     let mut host = ManualHost::spawn(rs_plug(), &[&format!("{kind}://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let pid = host.pid();
     let idle_fds = idle_fds(&node, &socks, pid);
     let warmed_up = warm_up(&mut host, &node, &socks);
@@ -203,7 +203,7 @@ fn many_cables(kind: &str) {
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
     let mut host = Plug::spawn(rs_plug(), &[&format!("{kind}://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let pid = host.pid();
     let idle_fds = idle_fds(&node, &socks, pid);
     let clients: Vec<RawClient> = (0..CABLES)
@@ -276,7 +276,7 @@ fn leave_right_after_sending(kind: &str) {
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
     let mut host = Plug::spawn(rs_plug(), &[&format!("{kind}://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let n = 300u32;
     for cycle in 0..n {
         let client = RawClient::join(&node, &socks).expect("join");
@@ -331,7 +331,7 @@ fn leaving_cables_c_node_for_comparison() {
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
     let mut host = Plug::spawn(C_PLUG, &[&format!("bonding://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let n = 300u32;
     for cycle in 0..n {
         let client = RawClient::join(&node, &socks).expect("join");

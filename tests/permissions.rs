@@ -194,8 +194,8 @@ fn node_modes_match_the_c_reference() {
         let rs_node = t.path(&format!("r{i}"));
         let mut c = Plug::spawn(C_PLUG, &[&format!("bonding://{c_node}{params}")]);
         let mut ours = Plug::spawn(rs_plug(), &[&format!("bonding://{rs_node}{params}")]);
-        wait_for_path(&format!("{c_node}/ctl"));
-        wait_for_path(&format!("{rs_node}/ctl"));
+        wait_node(&c_node);
+        wait_node(&rs_node);
         // The C node binds `ctl` and sets its mode afterwards: once it has
         // answered a client, its loop runs, so its set-up is over.
         let socks = t.dir.join("socks");
@@ -244,7 +244,7 @@ fn other_user_cannot_join_a_private_node() {
     let user = TestUser::new();
     let node = t.path("n");
     let mut host = Plug::spawn(rs_plug(), &[&format!("bonding://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let before = dir_listing(&node);
     for prog in [bin.as_str(), C_PLUG] {
         let (st, err) = user.spawn(prog, &[&node], false).wait();
@@ -271,7 +271,7 @@ fn other_user_joins_an_open_node() {
     let user = TestUser::new();
     let node = t.path("n");
     let mut host = Plug::spawn(rs_plug(), &[&format!("bonding://{node}[mode=0666]")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     for (i, prog) in [bin.as_str(), C_PLUG].into_iter().enumerate() {
         let mut cable = user.spawn(prog, &[&node], false);
         wait_ports(&node, 1);
@@ -301,7 +301,7 @@ fn group_member_joins_a_group_node() {
         rs_plug(),
         &[&format!("bonding://{node}[mode=0660/grp={}]", group.name)],
     );
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     assert_eq!(mode_gid(&node), (0o2770, group.gid));
     assert_eq!(mode_gid(&format!("{node}/ctl")), (0o660, group.gid));
     for prog in [bin.as_str(), C_PLUG] {

@@ -16,7 +16,7 @@ fn node_with_cables(
     k: usize,
 ) -> (LivePlug, Vec<Plug>) {
     let host = LivePlug::spawn(rs_plug(), &[node_url]);
-    wait_for_path(&format!("{node_dir}/ctl"));
+    wait_node(node_dir);
     let cables = (0..k)
         .map(|i| {
             let c = Plug::spawn(cable_plug, &[node_dir]);
@@ -57,7 +57,7 @@ fn rr_policy_matches_c_round_robin() {
         let t = Scratch::new("rr");
         let dir = t.path("b");
         let mut host = Plug::spawn(node_plug, &[&format!("bonding://{dir}{params}")]);
-        wait_for_path(&format!("{dir}/ctl"));
+        wait_node(&dir);
         let mut cables: Vec<Plug> = (0..3)
             .map(|i| {
                 let c = Plug::spawn(C_PLUG, &[&dir]);
@@ -197,8 +197,8 @@ fn multi_dedup_delivers_each_frame_once() {
         let (m, h) = (t.path("m"), t.path("h"));
         let mut host = LivePlug::spawn(rs_plug(), &[&format!("multi://{m}{params}")]);
         let _hub = Plug::spawn(rs_plug(), &[&format!("hub://{h}"), "null://"]);
-        wait_for_path(&format!("{m}/ctl"));
-        wait_for_path(&format!("{h}/ctl"));
+        wait_node(&m);
+        wait_node(&h);
         let _c1 = Plug::spawn(rs_plug(), &[&m, &h]);
         let _c2 = Plug::spawn(C_PLUG, &[&m, &h]);
         wait_ports(&m, 2);
@@ -302,8 +302,8 @@ fn stream_cable_flushes_after_its_reader_stalls() {
             &format!("hub://{h2}"),
         ],
     );
-    wait_for_path(&format!("{h}/ctl"));
-    wait_for_path(&format!("{h2}/ctl"));
+    wait_node(&h);
+    wait_node(&h2);
     let inner = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", cable.pid()))
         .unwrap()
         .split_whitespace()

@@ -49,7 +49,7 @@ impl Rig {
         let socks = t.dir.join("s");
         std::fs::create_dir(&socks).unwrap();
         let host = LivePlug::spawn(rs_plug(), &["-v", &format!("{kind}://{node}")]);
-        wait_for_path(&format!("{node}/ctl"));
+        wait_node(&node);
         let mut cables = Vec::new();
         for (i, prog) in [C_PLUG, rs_plug()].into_iter().enumerate() {
             cables.push(Plug::spawn(prog, &[&node]));
@@ -640,7 +640,7 @@ fn hostile_stream_input() {
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
     let mut host = LivePlug::spawn(rs_plug(), &["-v", &format!("bonding://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let cable = RawClient::join(&node, &socks).unwrap();
     let expect = |cable: &RawClient, f: &[u8], what: &str| {
         let got = cable
@@ -803,7 +803,7 @@ fn cmd_child_exit_ends_the_plug_cleanly() {
             rs_plug(),
             &["-v", &format!("hub://{node}"), "=", "sh", "-c", &script],
         );
-        wait_for_path(&format!("{node}/ctl"));
+        wait_node(&node);
         let mut cable = Plug::spawn(C_PLUG, &[&node]);
         wait_ports(&node, 1);
         let deadline = Instant::now() + PATIENCE;
@@ -843,7 +843,7 @@ fn stdout_closed_under_a_node_plug() {
     let t = Scratch::new("epipe");
     let node = t.path("n");
     let mut plug = Plug::spawn_stdout_closed(rs_plug(), &[&format!("hub://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let mut cable = Plug::spawn(C_PLUG, &[&node]);
     wait_ports(&node, 1);
     cable.send(&frame(5, 1, 60));
@@ -947,7 +947,7 @@ fn stale_node_of_a_killed_process_is_replaced() {
     let node = t.path("n");
     let url = format!("bonding://{node}");
     let mut first = LivePlug::spawn(rs_plug(), &["-v", &url]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let mut cable = Plug::spawn(C_PLUG, &[&node]);
     wait_ports(&node, 1);
     one_cable_traffic(&mut first, &mut cable, 0);
@@ -1027,7 +1027,7 @@ fn live_node_is_refused_and_keeps_working() {
     for module in ["bonding", "multi", "hub"] {
         let url = format!("bonding://{node}");
         let mut live = Plug::spawn(rs_plug(), &[&url]);
-        wait_for_path(&format!("{node}/ctl"));
+        wait_node(&node);
         let mut cable = Plug::spawn(C_PLUG, &[&node]);
         wait_ports(&node, 1);
         // After a first exchange the cable's own socket is gone too.
@@ -1121,7 +1121,7 @@ fn slow_host_reader(size: usize) {
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
     let mut host = ManualHost::spawn(rs_plug(), &[&format!("bonding://{node}")]);
-    wait_for_path(&format!("{node}/ctl"));
+    wait_node(&node);
     let client = RawClient::join(&node, &socks).unwrap();
     let slots = vde_plug_rs::engine::LANE_SLOTS as u64;
     // Enough to fill the lane behind a full pipe and output buffer.

@@ -283,6 +283,24 @@ pub fn wait_for_path(path: &str) {
     }
 }
 
+/// Waits until the node at `dir` accepts connections on its `ctl`. The C
+/// node binds `ctl` before it listens (and sets its mode after): a client
+/// that connects as soon as the name appears can be refused.
+pub fn wait_node(dir: &str) {
+    let ctl = format!("{dir}/ctl");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match UnixStream::connect(&ctl) {
+            Ok(_) => return,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "{dir}: no node listening on ctl: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Number of port sockets (`fdN`) in a node directory.
 pub fn port_count(dir: &str) -> usize {
     std::fs::read_dir(dir)
