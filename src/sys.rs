@@ -160,6 +160,25 @@ pub fn chgrp(path: &Path, gid: u32) -> io::Result<()> {
     cvt(unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) }).map(drop)
 }
 
+/// The user id of the process at the other end of a unix stream socket
+/// (`SO_PEERCRED`, taken when it connected).
+pub fn peer_uid(fd: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: an all-zero ucred is valid; getsockopt fills at most `len`.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writing.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    })?;
+    Ok(cred.uid)
+}
+
 /// Opens a directory (read-only, close-on-exec) to hold a lock on it.
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let c = cpath(path)?;

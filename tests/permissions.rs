@@ -319,3 +319,95 @@ fn group_member_joins_a_group_node() {
         wait_ports(&node, 0);
     }
 }
+
+/// A raw vde client in perl (perl-base is part of every Debian system): it
+/// asks `ctl` for a port whose frames go to the datagram socket `target`,
+/// binding that socket first when `bind` is set, and prints how many reply
+/// bytes came before the node closed the connection or replied in full.
+const RAW_CLIENT_PL: &str = r#"
+use Socket;
+my ($ctl, $target, $bind) = @ARGV;
+my $own;
+if ($bind) {
+    socket($own, AF_UNIX, SOCK_DGRAM, 0) or die "socket: $!";
+    bind($own, pack_sockaddr_un($target)) or die "bind: $!";
+}
+socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+connect($s, pack_sockaddr_un($ctl)) or die "connect: $!";
+my $req = pack("L L L S a108", 0xfeedface, 3, 0, AF_UNIX, $target) . "perl client";
+syswrite($s, $req) == length($req) or die "write: $!";
+my $got = "";
+while (length($got) < 110) {
+    my $n = sysread($s, my $buf, 512);
+    last unless $n;
+    $got .= $buf;
+}
+print "reply ", length($got), "\n";
+"#;
+
+/// Peer credentials: a user who may join a `mode=0666` node cannot make it
+/// send frames to another user's socket. The node checks the client's uid
+/// (SO_PEERCRED) against the owner of the socket the request names: no
+/// port, nothing left, one log line, and that socket receives nothing;
+/// the same client naming its own socket gets its port.
+#[test]
+fn a_client_cannot_point_a_node_at_another_users_socket() {
+    if skip_unless_root("a_client_cannot_point_a_node_at_another_users_socket") {
+        return;
+    }
+    require_c_reference();
+    let (t, _bin) = open_scratch("peercred");
+    let user = TestUser::new();
+    let node = t.path("n");
+    let mut host = LivePlug::spawn(rs_plug(), &["-v", &format!("bonding://{node}[mode=0666]")]);
+    wait_node(&node);
+    let mut cable = Plug::spawn(C_PLUG, &[&node]);
+    wait_ports(&node, 1);
+    let listing = dir_listing(&node);
+
+    // root's socket, which the user can reach but does not own.
+    let victim_path = t.dir.join("victim");
+    let victim = std::os::unix::net::UnixDatagram::bind(&victim_path).unwrap();
+    std::fs::set_permissions(&victim_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    victim.set_nonblocking(true).unwrap();
+    let users_dir = t.dir.join("u");
+    std::fs::create_dir(&users_dir).unwrap();
+    std::fs::set_permissions(&users_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let own_path = users_dir.join("own");
+
+    let ask = |target: &std::path::Path, bind: bool| -> String {
+        let out = Command::new("setpriv")
+            .arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .args(["--clear-groups", "perl", "-e", RAW_CLIENT_PL])
+            .arg(format!("{node}/ctl"))
+            .arg(target)
+            .arg(if bind { "1" } else { "" })
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(ask(&victim_path, false), "reply 0", "refused");
+    host.wait_line(&format!(
+        "refused a client of uid {} naming a socket of uid 0",
+        user.uid
+    ));
+    assert_eq!(dir_listing(&node), listing, "no port made");
+    // The node goes on, and the victim got none of its frames.
+    traffic(&mut host, &mut cable, 0);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        victim.recv(&mut buf).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "the other user's socket received a frame"
+    );
+    // The same client with its own socket is a client like any other.
+    assert_eq!(ask(&own_path, true), "reply 110", "its own socket");
+    host.close_stdin();
+    assert_eq!(host.finish().0.code(), Some(0));
+}

@@ -111,6 +111,13 @@ impl NetNode {
                 );
                 self.remove_port(id);
             }
+            Err(Refused::NotTheirs { peer, owner }) => {
+                warn!(
+                    "{}: refused a client of uid {peer} naming a socket of uid {owner}; no port made",
+                    self.label
+                );
+                self.remove_port(id);
+            }
             Err(Refused::Io(e)) => {
                 warn!("{}: cannot make a port: {e}", self.label);
                 self.remove_port(id);

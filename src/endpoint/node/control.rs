@@ -212,10 +212,26 @@ fn remove_sockets(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The owner and identity (uid, device, inode) of the socket at `path`,
+/// which must be a socket.
+fn socket_owner(path: &Path) -> io::Result<(u32, u64, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
+    }
+    Ok((meta.uid(), meta.dev(), meta.ino()))
+}
+
 /// Why a request was turned down.
 #[derive(Debug)]
 pub enum Refused {
     Malformed,
+    /// The request names a socket of another user than the client's.
+    NotTheirs {
+        peer: u32,
+        owner: u32,
+    },
     /// The client's socket could not be reached: no port is made.
     Unreachable(io::Error),
     Io(io::Error),
@@ -238,8 +254,24 @@ pub fn answer_request(dir: &NodeDir, ctl: &OwnedFd, request: &[u8]) -> Result<Ne
         .path()
         .map_err(|_| Refused::Malformed)?
         .to_path_buf();
+    // Frames go wherever the request points: only to a socket of the
+    // client's own (root may name any), checked again once connected so
+    // that the name cannot be swapped in between.
+    let peer = sys::peer_uid(ctl).map_err(Refused::Io)?;
+    let owner = socket_owner(&client).map_err(Refused::Unreachable)?;
+    if peer != 0 && owner.0 != peer {
+        return Err(Refused::NotTheirs {
+            peer,
+            owner: owner.0,
+        });
+    }
     let data = sys::unix_socket(libc::SOCK_DGRAM).map_err(Refused::Io)?;
     sys::connect(&data, &client).map_err(Refused::Unreachable)?;
+    if socket_owner(&client).ok() != Some(owner) {
+        return Err(Refused::Unreachable(io::Error::from_raw_os_error(
+            libc::ESTALE,
+        )));
+    }
     let path = dir.path.join(format!("fd{}", ctl.as_raw_fd()));
     let _ = std::fs::remove_file(&path);
     sys::bind(&data, &path).map_err(Refused::Io)?;
