@@ -179,6 +179,14 @@ pub fn peer_uid(fd: &OwnedFd) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
+/// Opens /dev/null, close-on-exec: a descriptor held in reserve.
+pub fn open_dev_null() -> io::Result<OwnedFd> {
+    // SAFETY: a static C string; the fd is owned at once.
+    let fd = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Opens a directory (read-only, close-on-exec) to hold a lock on it.
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let c = cpath(path)?;

@@ -235,7 +235,10 @@ impl Rig {
         assert!(self.cables.iter().all(is_running), "a healthy cable died");
     }
 
+    /// Back to the two cables (a bonding node deals frames to any port it
+    /// still has), then every frame both ways, then nothing left over.
     fn check(&mut self) {
+        self.clean();
         self.traffic();
         self.clean();
     }

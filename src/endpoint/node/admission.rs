@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use log::{debug, info, warn};
 use mio::{Interest, Registry};
 
-use super::control::{answer_request, Refused};
+use super::control::{answer_request, Accepted, Refused};
 use super::ports::{Port, PortId};
 use super::{ctl_token, data_token, NetNode, MAX_PORTS};
 use crate::endpoint::{register_fd, token};
@@ -18,8 +18,12 @@ use crate::wire::REQUEST_HEADER_LEN;
 impl NetNode {
     pub(super) fn accept_all(&mut self, registry: &Registry) {
         loop {
-            let fd = match sys::accept(&self.dir.listener) {
-                Ok(Some(fd)) => fd,
+            let fd = match self.dir.accept() {
+                Ok(Some(Accepted::Connection(fd))) => fd,
+                Ok(Some(Accepted::TurnedAway)) => {
+                    self.turned_away();
+                    continue;
+                }
                 Ok(None) => return,
                 Err(e) => {
                     warn!("{}: accept: {e}", self.label);
@@ -118,10 +122,28 @@ impl NetNode {
                 );
                 self.remove_port(id);
             }
+            Err(Refused::Io(e))
+                if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) =>
+            {
+                self.remove_port(id);
+                self.turned_away();
+            }
             Err(Refused::Io(e)) => {
                 warn!("{}: cannot make a port: {e}", self.label);
                 self.remove_port(id);
             }
+        }
+    }
+
+    /// A cable refused for want of descriptors: counted, and logged at
+    /// most once a second however many knock.
+    fn turned_away(&mut self) {
+        self.turned_away += 1;
+        if self.out_of_fds_log.ready() {
+            warn!(
+                "{}: out of descriptors, refusing new cables ({} so far); the others go on",
+                self.label, self.turned_away
+            );
         }
     }
 
@@ -170,6 +192,8 @@ impl NetNode {
         if let Some(mac) = &mut self.mac {
             mac.forget_port(id);
         }
+        // A client that went away in its handshake may have left its socket.
+        self.dir.sweep_dead_clients();
     }
 
     pub(super) fn remove_dead(&mut self) {

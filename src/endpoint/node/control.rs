@@ -79,6 +79,9 @@ pub struct NodeDir {
     pub listener: OwnedFd,
     pub access: Access,
     ctl_path: PathBuf,
+    /// A descriptor kept in hand to turn clients away when the process
+    /// has no other left (see [`NodeDir::accept`]).
+    reserve: Option<OwnedFd>,
     /// The directory, open and `flock`ed for the node's whole life: a node
     /// that holds it is alive, even before its `ctl` listens. The kernel
     /// lets go of it when the process dies, however it dies.
@@ -117,6 +120,7 @@ impl NodeDir {
             listener: sys::unix_socket(libc::SOCK_STREAM)?,
             access,
             ctl_path,
+            reserve: sys::open_dev_null().ok(),
             _lock: lock,
         };
         if let Some(gid) = access.gid {
@@ -140,6 +144,58 @@ impl NodeDir {
             return Err(e);
         }
         Ok(dir)
+    }
+}
+
+/// What a connection on `ctl` came to.
+pub enum Accepted {
+    /// A control connection to serve.
+    Connection(OwnedFd),
+    /// Out of descriptors: a client was turned away (its connection
+    /// closed at once, so it fails now rather than wait in the backlog).
+    TurnedAway,
+}
+
+impl NodeDir {
+    /// Accepts the next connection on `ctl`; `Ok(None)` when none waits.
+    pub fn accept(&mut self) -> io::Result<Option<Accepted>> {
+        match sys::accept(&self.listener) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                if self.reserve.take().is_none() {
+                    return Err(e);
+                }
+                let turned_away = sys::accept(&self.listener);
+                self.reserve = sys::open_dev_null().ok();
+                match turned_away? {
+                    Some(_) => Ok(Some(Accepted::TurnedAway)),
+                    None => Ok(None),
+                }
+            }
+            r => Ok(r?.map(Accepted::Connection)),
+        }
+    }
+}
+
+impl NodeDir {
+    /// Removes the sockets that vde clients killed in their handshake left
+    /// in the directory (they name them `.PID-N`): nothing is bound to
+    /// them any more, so a connect is refused. A live client's is kept.
+    pub fn sweep_dead_clients(&self) {
+        use std::os::unix::fs::FileTypeExt;
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let dead = e.file_name().as_encoded_bytes().starts_with(b".")
+                && e.file_type().is_ok_and(|t| t.is_socket())
+                && sys::unix_socket(libc::SOCK_DGRAM).is_ok_and(|probe| {
+                    matches!(sys::connect(&probe, &e.path()),
+                        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED))
+                });
+            if dead {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use self::ports::{PortId, PortTable};
 use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
 use crate::number;
-use crate::stats::{LinkStats, StatsTable};
+use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::url::Locator;
 
 /// More ports than this are refused (each costs two descriptors).
@@ -78,6 +78,9 @@ pub struct NetNode {
     weights: Vec<u32>,
     /// Cables that have joined so far (which weight the next one gets).
     joined: usize,
+    /// Cables refused for want of descriptors, and their log's throttle.
+    turned_away: u64,
+    out_of_fds_log: LogThrottle,
 }
 
 /// Parameters every node takes, in vdeplug4's order (abbreviations match
@@ -200,6 +203,8 @@ impl NetNode {
             waiting_on_laggard: false,
             weights: Vec::new(),
             joined: 0,
+            turned_away: 0,
+            out_of_fds_log: LogThrottle::default(),
         })
     }
 
