@@ -8,6 +8,7 @@ use crate::endpoint::node::NetNode;
 use crate::endpoint::null::NullEndpoint;
 use crate::endpoint::tap::TapEndpoint;
 use crate::endpoint::vde::{OpenArgs, VdeClient};
+use crate::endpoint::{ptp, seqpacket, udp, vxlan, vxvde};
 use crate::endpoint::{Endpoint, OpenError};
 use crate::url::Locator;
 
@@ -44,8 +45,16 @@ pub fn resolve_url(url: &str) -> String {
 
 /// Opens any supported locator.
 pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn Endpoint>, OpenError> {
-    let loc = Locator::parse(&resolve_url(url));
+    let url = resolve_url(url);
+    // Modules that read the text after `://` as it stands.
+    let raw = url.split_once("://").map_or("", |(_, rest)| rest);
+    let loc = Locator::parse(&url);
     Ok(match loc.module.as_str() {
+        "udp" => Box::new(udp::open(raw)?),
+        "ptp" => Box::new(ptp::open(raw, args)?),
+        "seqpacket" => Box::new(seqpacket::open(raw)?),
+        "vxlan" => Box::new(vxlan::open(raw)?),
+        "vxvde" => Box::new(vxvde::open(raw)?),
         "vde" => Box::new(VdeClient::open(&loc, description, args)?),
         "hub" | "switch" | "multi" | "bonding" => Box::new(NetNode::open(&loc)?),
         "tap" => Box::new(TapEndpoint::open(&loc.address)?),

@@ -242,3 +242,165 @@ pub fn strerror(errno: i32) -> String {
     let s = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) };
     s.to_string_lossy().into_owned()
 }
+
+/// A socket address of any family, as the kernel reads and writes it.
+#[derive(Clone, Copy)]
+pub(crate) struct SockAddr {
+    pub(crate) storage: libc::sockaddr_storage,
+    pub(crate) len: libc::socklen_t,
+}
+
+impl SockAddr {
+    pub(crate) fn empty() -> SockAddr {
+        SockAddr {
+            // SAFETY: sockaddr_storage is plain old data; zero is valid.
+            storage: unsafe { std::mem::zeroed() },
+            len: 0,
+        }
+    }
+
+    pub(crate) fn family(&self) -> i32 {
+        i32::from(self.storage.ss_family)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
+        &self.storage as *const _ as *const libc::sockaddr
+    }
+
+    /// An IPv4 or IPv6 address (IPv6 scope id and flow info kept).
+    pub(crate) fn from_inet(addr: std::net::SocketAddr) -> SockAddr {
+        let mut s = SockAddr::empty();
+        match addr {
+            std::net::SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than sockaddr_in and
+                // suitably aligned.
+                unsafe { std::ptr::write(&mut s.storage as *mut _ as *mut libc::sockaddr_in, sin) };
+                s.len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            }
+            std::net::SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: as above, for sockaddr_in6.
+                unsafe {
+                    std::ptr::write(&mut s.storage as *mut _ as *mut libc::sockaddr_in6, sin6)
+                };
+                s.len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            }
+        }
+        s
+    }
+
+    /// The IPv4 or IPv6 address held, if it is one.
+    pub(crate) fn inet(&self) -> Option<std::net::SocketAddr> {
+        use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+        let p = &self.storage as *const libc::sockaddr_storage;
+        match self.family() {
+            libc::AF_INET if self.len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let a = unsafe { &*(p as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
+                Some(SocketAddrV4::new(ip, u16::from_be(a.sin_port)).into())
+            }
+            libc::AF_INET6 if self.len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let a = unsafe { &*(p as *const libc::sockaddr_in6) };
+                let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Some(
+                    SocketAddrV6::new(
+                        ip,
+                        u16::from_be(a.sin6_port),
+                        a.sin6_flowinfo,
+                        a.sin6_scope_id,
+                    )
+                    .into(),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    /// A unix-domain address with the whole `sockaddr_un` as its length, as
+    /// vdeplug4's ptp module passes it.
+    pub(crate) fn from_unix_path(path: &[u8]) -> io::Result<SockAddr> {
+        let mut s = SockAddr::empty();
+        // SAFETY: sockaddr_storage is larger than sockaddr_un.
+        let un = unsafe { &mut *(&mut s.storage as *mut _ as *mut libc::sockaddr_un) };
+        if path.len() >= un.sun_path.len() || path.contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        un.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, &c) in un.sun_path.iter_mut().zip(path) {
+            *d = c as libc::c_char;
+        }
+        s.len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        Ok(s)
+    }
+}
+
+/// A non-blocking, close-on-exec socket of any family.
+pub(crate) fn socket(family: i32, kind: i32, proto: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned at once.
+    let fd = cvt(unsafe {
+        libc::socket(
+            family,
+            kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto,
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub(crate) fn bind_addr(fd: &OwnedFd, addr: &SockAddr) -> io::Result<()> {
+    // SAFETY: addr holds a valid address of addr.len bytes.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), addr.as_ptr(), addr.len) }).map(drop)
+}
+
+pub(crate) fn connect_addr(fd: &OwnedFd, addr: &SockAddr) -> io::Result<()> {
+    // SAFETY: addr holds a valid address of addr.len bytes.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), addr.as_ptr(), addr.len) }).map(drop)
+}
+
+pub(crate) fn local_addr(fd: &OwnedFd) -> io::Result<SockAddr> {
+    let mut s = SockAddr::empty();
+    s.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage has room for len bytes; the kernel writes the length.
+    cvt(unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            &mut s.storage as *mut _ as *mut libc::sockaddr,
+            &mut s.len,
+        )
+    })?;
+    Ok(s)
+}
+
+/// setsockopt(2) of a plain value.
+pub(crate) fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: value points at size_of::<T>() readable bytes.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}

@@ -67,6 +67,31 @@ impl Locator {
         }
     }
 
+    /// The locator of a module that takes its options after slashes, as
+    /// vdeplug4's `vde_parseparms` reads them (vxlan, vxvde):
+    /// `ADDRESS/key=value/key/...`, quoting as elsewhere. `rest` is what
+    /// follows `module://`.
+    pub(crate) fn parse_slashed(module: &str, rest: &str) -> Locator {
+        let (address, mut cursor) = next_token(rest.as_bytes(), b'/');
+        let mut params = Vec::new();
+        while let Some(chunk) = cursor {
+            let (elem, next) = next_token(chunk, b'/');
+            cursor = next;
+            let (key, value) = match elem.find('=') {
+                Some(eq) => (elem[..eq].to_string(), Some(elem[eq + 1..].to_string())),
+                None => (elem.clone(), None),
+            };
+            if !key.is_empty() {
+                params.push(Param { key, value });
+            }
+        }
+        Locator {
+            module: module.to_string(),
+            address,
+            params,
+        }
+    }
+
     /// Resolves every parameter against `known` (in priority order, as
     /// prefixes). A bare word that matches no key goes to `bare_to` when the
     /// module accepts one (vde's port or port group). Later values win.
@@ -206,6 +231,21 @@ mod tests {
             l.resolve(&["mode"], None).unwrap(),
             vec![("mode", "2".into())]
         );
+    }
+
+    #[test]
+    fn slashed_options() {
+        let l = Locator::parse_slashed("vxvde", "239.1.2.3/port=5/v6//vni='a/b'");
+        assert_eq!(l.address, "239.1.2.3");
+        assert_eq!(l.params.len(), 3);
+        assert_eq!(l.params[1].value, None);
+        assert_eq!(l.params[2].value.as_deref(), Some("a/b"));
+        let l = Locator::parse_slashed("vxlan", "");
+        assert_eq!((l.address.as_str(), l.params.len()), ("", 0));
+        let r = Locator::parse_slashed("vxlan", "/v=3/po=9")
+            .resolve(&["port", "vni", "v6"], None)
+            .unwrap();
+        assert_eq!(r, vec![("vni", "3".into()), ("port", "9".into())]);
     }
 
     /// 20,000 random locators over an alphabet rich in the characters the

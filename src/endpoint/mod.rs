@@ -3,11 +3,19 @@
 //! frames the other side queued for it. The engine knows nothing else.
 
 pub mod cmd;
+pub(crate) mod dgram;
+pub(crate) mod inet;
+pub(crate) mod mcast;
 pub mod node;
 pub mod null;
+pub(crate) mod ptp;
+pub(crate) mod seqpacket;
 pub mod stream;
 pub mod tap;
+pub(crate) mod udp;
 pub mod vde;
+pub(crate) mod vxlan;
+pub(crate) mod vxvde;
 
 use std::io;
 use std::os::fd::RawFd;

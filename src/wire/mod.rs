@@ -5,6 +5,7 @@ pub mod ethernet;
 pub mod request;
 pub mod sockaddr;
 pub mod stream;
+pub(crate) mod vxlan;
 
 pub use ethernet::EthernetFrame;
 pub use request::{RequestV3, REQUEST_HEADER_LEN};

@@ -1,0 +1,111 @@
+//! IPv4 and IPv6 names and addresses for the udp, vxlan and vxvde modules,
+//! the way their `getaddrinfo` calls read them: numeric addresses, names
+//! from `/etc/hosts`, numeric ports. (A static glibc cannot load the NSS
+//! modules `getaddrinfo` would need for anything else.)
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+const HOSTS: &str = "/etc/hosts";
+
+/// Which address families a look-up may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+impl Family {
+    pub(crate) fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    fn admits(self, addr: &IpAddr) -> bool {
+        self == Family::Any || self == Family::of(addr)
+    }
+
+    /// The wildcard address (`AI_PASSIVE` with no host).
+    pub(crate) fn unspecified(self) -> IpAddr {
+        match self {
+            Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+}
+
+/// A numeric port, as `getaddrinfo` reads a service given in digits.
+pub(crate) fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A host: a numeric address, or a name in `/etc/hosts` (first match of
+/// the family, in file order).
+pub(crate) fn resolve_host(host: &str, family: Family) -> Option<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return family.admits(&ip).then_some(ip);
+    }
+    let text = std::fs::read_to_string(HOSTS).ok()?;
+    hosts_lookup(&text, host, family)
+}
+
+fn hosts_lookup(text: &str, host: &str, family: Family) -> Option<IpAddr> {
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else {
+            continue;
+        };
+        if family.admits(&ip) && words.any(|w| w.eq_ignore_ascii_case(host)) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
+/// `host` and `port` as one socket address.
+pub(crate) fn resolve(host: &str, port: &str, family: Family) -> Option<SocketAddr> {
+    let port = parse_port(port)?;
+    Some(SocketAddr::new(resolve_host(host, family)?, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_hosts_and_ports() {
+        assert_eq!(
+            resolve("198.18.0.1", "5000", Family::Any),
+            Some("198.18.0.1:5000".parse().unwrap())
+        );
+        assert_eq!(
+            resolve("::1", "7", Family::Any),
+            Some("[::1]:7".parse().unwrap())
+        );
+        assert_eq!(resolve("::1", "7", Family::V4), None);
+        assert_eq!(resolve("198.18.0.1", "x", Family::Any), None);
+        assert_eq!(resolve("198.18.0.1", "65536", Family::Any), None);
+        assert_eq!(resolve("198.18.0.1", "", Family::Any), None);
+        assert_eq!(resolve("[::1]", "7", Family::Any), None);
+    }
+
+    #[test]
+    fn hosts_file() {
+        let text = "# c\n127.0.0.1 localhost\n::1 localhost ip6-localhost # x\nbad line\n";
+        assert_eq!(
+            hosts_lookup(text, "localhost", Family::Any),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            hosts_lookup(text, "LOCALHOST", Family::V6),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(hosts_lookup(text, "x", Family::Any), None);
+    }
+}
