@@ -36,12 +36,18 @@ impl Family {
     }
 }
 
-/// A numeric port, as `getaddrinfo` reads a service given in digits.
+/// A numeric port, as glibc's `getaddrinfo` reads a service given in
+/// digits: any number, kept modulo 65536 (`99999` is port 34463); an
+/// empty one is port 0.
 pub(crate) fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok()
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        v = v.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+    }
+    Some(v as u16)
 }
 
 /// A host: a numeric address, or a name in `/etc/hosts` (first match of
@@ -90,8 +96,14 @@ mod tests {
         );
         assert_eq!(resolve("::1", "7", Family::V4), None);
         assert_eq!(resolve("198.18.0.1", "x", Family::Any), None);
-        assert_eq!(resolve("198.18.0.1", "65536", Family::Any), None);
-        assert_eq!(resolve("198.18.0.1", "", Family::Any), None);
+        assert_eq!(
+            resolve("198.18.0.1", "99999", Family::Any),
+            Some("198.18.0.1:34463".parse().unwrap())
+        );
+        assert_eq!(
+            resolve("198.18.0.1", "", Family::Any),
+            Some("198.18.0.1:0".parse().unwrap())
+        );
         assert_eq!(resolve("[::1]", "7", Family::Any), None);
     }
 

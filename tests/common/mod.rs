@@ -940,3 +940,19 @@ impl Drop for ManualHost {
         let _ = self.child.wait();
     }
 }
+
+impl Plug {
+    /// Like [`Plug::spawn`], for a command the caller has prepared (an
+    /// inherited descriptor, another environment); its standard streams
+    /// are set to pipes here.
+    pub fn spawn_command(cmd: &mut Command) -> Plug {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let rx = frame_reader(child.stdout.take().unwrap());
+        Plug::wrap(child, rx)
+    }
+}
