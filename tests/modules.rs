@@ -461,6 +461,24 @@ mod vxlan {
         }
     }
 
+    /// The default group, and every option the manual lists.
+    #[test]
+    fn default_group_and_options_ours_and_c() {
+        require_c_reference();
+        let mut net = Netns::new();
+        let (na, nb) = net.pair();
+        let ours = format!(
+            "vxlan:///v4/port=4791/vni=7/ttl=2/rcvbuf=1m/hashsize=16/expiretime=30/if={}",
+            net.ifname("a")
+        );
+        let mut a = plug_in(&na, rs_plug(), &ours);
+        let mut b = plug_in(&nb, C_PLUG, "vxlan:///port=4791/vni=7");
+        open_path(&mut a, &mut [&mut b], 1);
+        open_path(&mut b, &mut [&mut a], 2);
+        transfer(&mut b, 11, BROADCAST, N, &mut [&mut a]);
+        transfer(&mut a, 10, mac(11), N, &mut [&mut b]);
+    }
+
     #[test]
     fn ours_at_both_ends() {
         let mut net = Netns::new();
@@ -522,6 +540,22 @@ mod vxvde {
                 assert_eq!(from_src(p, s).len(), 0, "a member heard its own frame");
             }
         }
+    }
+
+    /// `grp=` moves the group address and sets the VNI, as in C; the other
+    /// options are accepted and used (the interface by name).
+    #[test]
+    fn grp_and_other_options_ours_and_c() {
+        require_c_reference();
+        let mut net = Netns::new();
+        let (na, nb) = net.pair();
+        let ours = format!(
+            "vxvde://239.18.0.7/grp=4660/port=14791/ttl=2/rcvbuf=256k/hash=64/exp=60/if={}",
+            net.ifname("a")
+        );
+        let mut a = plug_in(&na, rs_plug(), &ours);
+        let mut b = plug_in(&nb, C_PLUG, "vxvde://239.18.0.7/grp=4660/port=14791");
+        both_ways(&mut a, &mut b, N);
     }
 
     /// A member that leaves says goodbye: the others forget its MACs and
@@ -600,4 +634,62 @@ fn bad_locators_fail_as_in_c() {
         assert!(c.1.starts_with("vde_open"), "{url}: C gave {c:?}");
         assert_eq!(outcome(rs_plug()), c, "{url}");
     }
+}
+
+/// `vde_plug_rs bonding:///vm udp://...` style cables: a bonding node in
+/// each of two namespaces, with a tap as its host, joined by two UDP
+/// cables (one all ours, one ours and C); ping across loses nothing.
+#[test]
+fn bonding_over_two_udp_cables() {
+    require_c_reference();
+    let scratch = Scratch::new("bondudp");
+    let mut net = Netns::new();
+    let (na, nb) = net.pair();
+    let tap = net.ifname("t");
+    let vm = |side: &str| scratch.path(&format!("vm{side}"));
+    let mut keep = Vec::new();
+    for (ns, side, addr) in [(&na, "a", "198.19.0.1/24"), (&nb, "b", "198.19.0.2/24")] {
+        let node = vm(side);
+        let tap_url = format!("tap://{tap}");
+        keep.push(Plug::spawn(
+            "ip",
+            &["netns", "exec", ns, bonding_node(), &node, &tap_url],
+        ));
+        wait_for_path(&format!("{node}/ctl"));
+        run(&["ip", "-n", ns, "addr", "add", addr, "dev", &tap]);
+        run(&["ip", "-n", ns, "link", "set", &tap, "up"]);
+    }
+    let cables = [
+        (&na, rs_plug(), vm("a"), "udp://5001->198.18.0.2:5001"),
+        (&nb, rs_plug(), vm("b"), "udp://5001->198.18.0.1:5001"),
+        (&na, rs_plug(), vm("a"), "udp://5002->198.18.0.2:5002"),
+        (&nb, C_PLUG, vm("b"), "udp://5002->198.18.0.1:5002"),
+    ];
+    for (ns, prog, node, url) in cables {
+        keep.push(Plug::spawn(
+            "ip",
+            &["netns", "exec", ns, prog, node.as_str(), url],
+        ));
+    }
+    wait_ports(&vm("a"), 2);
+    wait_ports(&vm("b"), 2);
+    let ping = |count: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &na, "ping", "-n", "-q", "-c", count])
+            .args(["-i", "0.02", "-W", "2", "198.19.0.2"])
+            .output()
+            .unwrap()
+    };
+    // Until the first reply (neighbour discovery, sockets bound)...
+    let deadline = Instant::now() + PATIENCE;
+    while !ping("1").status.success() {
+        assert!(Instant::now() < deadline, "no ping reply across the bond");
+    }
+    // ...then every ping is answered.
+    let out = ping("50");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("50 packets transmitted, 50 received"),
+        "{text}"
+    );
 }
