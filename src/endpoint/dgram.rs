@@ -78,7 +78,13 @@ pub(crate) struct DatagramLink<P: Policy> {
     side: usize,
     clock: Instant,
     hung_up: bool,
+    /// `fill` stopped at its round limit with datagrams left to read.
+    more: bool,
 }
+
+/// Batches one `fill` reads from each socket at most, so that a flood of
+/// datagrams that are not frames (another VNI, say) cannot hold the loop.
+const FILL_ROUNDS: usize = 16;
 
 /// Seconds on a clock that starts far from zero, so that a never-used
 /// table entry (time 0) is never fresh.
@@ -104,6 +110,7 @@ impl<P: Policy> DatagramLink<P> {
             side: 0,
             clock: Instant::now(),
             hung_up: false,
+            more: false,
         }
     }
 
@@ -181,7 +188,12 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
 
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
         let mut total = 0;
-        loop {
+        self.more = false;
+        for round in 0.. {
+            if round == FILL_ROUNDS {
+                self.more = lane.ring.free_slots() > 0 && self.socks.iter().any(|s| s.readable);
+                break;
+            }
             let mut any = false;
             for s in 0..self.socks.len() {
                 if !self.socks[s].readable || lane.ring.free_slots() == 0 {
@@ -293,6 +305,10 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
             }
         }
         Ok(total)
+    }
+
+    fn wake_in(&self) -> Option<std::time::Duration> {
+        self.more.then_some(std::time::Duration::ZERO)
     }
 
     fn report(&self, table: &mut StatsTable) {
