@@ -326,7 +326,7 @@ impl MacTable {
 
     /// Remembers that `src` (a unicast MAC) was heard from `peer` at `now`.
     pub(crate) fn learn(&mut self, src: &[u8], peer: SocketAddr, now: u64) {
-        if self.entries.is_empty() || src[0] & 1 == 1 {
+        if self.entries.is_empty() || src.len() < 6 || src[0] & 1 == 1 {
             return;
         }
         let key = Self::key(src);
@@ -340,7 +340,7 @@ impl MacTable {
 
     /// The peer behind `dst`, if heard from within the expiry time.
     pub(crate) fn lookup(&self, dst: &[u8], now: u64) -> Option<SocketAddr> {
-        if self.entries.is_empty() || dst[0] & 1 == 1 {
+        if self.entries.is_empty() || dst.len() < 6 || dst[0] & 1 == 1 {
             return None;
         }
         let key = Self::key(dst);
@@ -402,6 +402,10 @@ mod tests {
         let mut none = MacTable::new(0, 10);
         none.learn(&m1, a, 1);
         assert_eq!(none.lookup(&m1, 1), None);
+        // Too short to hold a MAC: nothing learned, nothing found.
+        t.learn(&[2, 0], a, 100);
+        assert_eq!(t.lookup(&[2, 0], 100), None);
+        assert_eq!(t.lookup(&[], 100), None);
         // An unused entry is never a match, even for an all-zero MAC.
         assert_eq!(MacTable::new(4, 10).lookup(&[0; 6], 1 << 32), None);
     }

@@ -92,13 +92,14 @@ impl Policy for Vxlan {
         if let Some(mut from) = io.sender(i).inet() {
             // VXLAN peers are always reached on the VXLAN port.
             from.set_port(self.port);
-            self.table.learn(&frame[6..12], from, now);
+            self.table
+                .learn(frame.get(6..12).unwrap_or_default(), from, now);
         }
         Verdict::Keep
     }
 
     fn route(&mut self, frame: &[u8], now: u64) -> Option<SockAddr> {
-        Some(match self.table.lookup(&frame[..6], now) {
+        Some(match self.table.lookup(frame, now) {
             Some(peer) => mcast::peer_addr(peer),
             None => self.group,
         })

@@ -221,12 +221,13 @@ impl Policy for Vxvde {
         if !ours || (sock == MULTI && self.is_own_echo(io, i, &from)) {
             return Verdict::Ignore;
         }
-        self.table.learn(&frame[6..12], from, now);
+        self.table
+            .learn(frame.get(6..12).unwrap_or_default(), from, now);
         Verdict::Keep
     }
 
     fn route(&mut self, frame: &[u8], now: u64) -> Option<SockAddr> {
-        Some(match self.table.lookup(&frame[..6], now) {
+        Some(match self.table.lookup(frame, now) {
             Some(peer) => mcast::peer_addr(peer),
             None => self.group,
         })
