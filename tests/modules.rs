@@ -558,6 +558,92 @@ mod vxvde {
         both_ways(&mut a, &mut b, N);
     }
 
+    /// Datagrams that are not frames of this network (no header, another
+    /// VNI, other flags, a header and too little frame, a goodbye from a
+    /// stranger) reach a member of ours on the group and on its own port:
+    /// none comes out as a frame, and the network keeps working.
+    #[test]
+    fn foreign_datagrams_are_dropped() {
+        require_c_reference();
+        let mut net = Netns::new();
+        let (na, nb) = net.pair();
+        let mut ours = plug_in(&na, rs_plug(), URL);
+        let mut c = plug_in(&nb, C_PLUG, URL);
+        open_path(&mut c, &mut [&mut ours], 2);
+        open_path(&mut ours, &mut [&mut c], 1);
+        // Our member's own port, as the C member learned it: read from
+        // the namespace's socket table.
+        let out = Command::new("ip")
+            .args(["netns", "exec", &na, "cat", "/proc/net/udp"])
+            .output()
+            .unwrap();
+        let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)?
+                    .split(':')
+                    .nth(1)
+                    .map(String::from)
+            })
+            .filter_map(|h| u16::from_str_radix(&h, 16).ok())
+            .filter(|&p| p != 14790)
+            .collect();
+        assert_eq!(ports.len(), 1, "one unicast socket: {ports:?}");
+        let mut bad: Vec<Vec<u8>> = Vec::new();
+        let good_frame = frame(66, 0, 60);
+        let hdr = |flags: u8, vni: u32, last: u8| {
+            let v = vni.to_be_bytes();
+            vec![flags, 0, 0, 0, v[1], v[2], v[3], last]
+        };
+        for len in 0..8 {
+            bad.push(hdr(8, 77, 0)[..len].to_vec());
+        }
+        for h in [
+            hdr(8, 78, 0),
+            hdr(0x0c, 77, 0),
+            hdr(0, 77, 0),
+            hdr(8, 77, 1),
+        ] {
+            let mut d = h.clone();
+            d.extend_from_slice(&good_frame);
+            bad.push(d);
+        }
+        for n in 0..=14 {
+            let mut d = hdr(8, 77, 0);
+            d.extend_from_slice(&good_frame[..n]);
+            bad.push(d);
+        }
+        let targets = [
+            "239.18.0.7:14790".to_string(),
+            format!("198.18.0.1:{}", ports[0]),
+        ];
+        let nsb = nb.clone();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(format!("/run/netns/{nsb}")).unwrap();
+            // SAFETY: setns of this helper thread only.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let sock = std::net::UdpSocket::bind("198.18.0.2:0").unwrap();
+            for t in &targets {
+                for d in &bad {
+                    sock.send_to(d, t).unwrap();
+                }
+            }
+        })
+        .join()
+        .unwrap();
+        // The network still works, and nothing but its frames came out.
+        transfer(&mut c, 11, BROADCAST, 8, &mut [&mut ours]);
+        transfer(&mut ours, 10, mac(11), 8, &mut [&mut c]);
+        assert!(
+            ours.received
+                .iter()
+                .all(|f| [PROBE + 2, 11].contains(&f[11])),
+            "a foreign datagram came out as a frame"
+        );
+    }
+
     /// A member that leaves says goodbye: the others forget its MACs and
     /// send frames for them to the group again.
     #[test]
