@@ -742,6 +742,17 @@ fn bonding_over_two_udp_cables() {
             &["netns", "exec", ns, bonding_node(), &node, &tap_url],
         ));
         wait_for_path(&format!("{node}/ctl"));
+        // The tap may come after the node's socket.
+        let deadline = Instant::now() + PATIENCE;
+        while !Command::new("ip")
+            .args(["-n", ns, "link", "show", &tap])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "{tap} never appeared");
+        }
         run(&["ip", "-n", ns, "addr", "add", addr, "dev", &tap]);
         run(&["ip", "-n", ns, "link", "set", &tap, "up"]);
     }
