@@ -722,6 +722,39 @@ fn bad_locators_fail_as_in_c() {
     }
 }
 
+/// Numbers in vxlan and vxvde options are checked (vdeplug4 reads them
+/// with `atoi` and goes on with 0): the value is named, then the usual
+/// `vde_open` line, exit 1. Unknown group names too.
+#[test]
+fn bad_numbers_are_refused() {
+    let mut net = Netns::new();
+    let ns = net.ns("n");
+    for (url, why) in [
+        ("vxlan:///hashsize=abc", "invalid hashsize 'abc'"),
+        ("vxlan:///vni=16777216", "invalid vni '16777216'"),
+        ("vxlan:///ttl=1x", "invalid ttl '1x'"),
+        ("vxvde:///expiretime=0", "invalid expiretime (s) '0'"),
+        ("vxvde:///rcvbuf=12q", "invalid rcvbuf '12q'"),
+        (
+            "vxvde:///grp=no-such-group-here",
+            "invalid group: no-such-group-here",
+        ),
+    ] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, rs_plug(), url])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {err}");
+        assert!(err.contains(why), "{url}: {err}");
+        assert!(
+            err.contains(&format!("vde_open {url}: Invalid argument")),
+            "{url}: {err}"
+        );
+    }
+}
+
 /// `vde_plug_rs bonding:///vm udp://...` style cables: a bonding node in
 /// each of two namespaces, with a tap as its host, joined by two UDP
 /// cables (one all ours, one ours and C); ping across loses nothing.

@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 
 use super::inet::{parse_port, resolve_host, Family};
 use super::OpenError;
+use crate::number::{self, BadNumber};
 use crate::sys::{self, SockAddr};
 use crate::url::Locator;
 
@@ -90,8 +91,32 @@ impl VxOptions {
         })
     }
 
-    pub(crate) fn ttl(&self) -> i32 {
-        self.ttl.as_deref().map_or(1, atoi)
+    /// `ttl=`, 0 to 255 (default 1).
+    pub(crate) fn ttl(&self) -> Result<i32, OpenError> {
+        self.ttl.as_deref().map_or(Ok(1), |t| {
+            number::decimal("ttl", t, 0..=255)
+                .map(|t| t as i32)
+                .map_err(invalid)
+        })
+    }
+
+    /// `rcvbuf=`: bytes, with a k, m or g suffix as vdeplug4 allows.
+    pub(crate) fn rcvbuf(&self) -> Result<Option<libc::c_int>, OpenError> {
+        let Some(r) = self.rcvbuf.as_deref() else {
+            return Ok(None);
+        };
+        let (digits, shift) = match r.as_bytes().last() {
+            Some(b'k' | b'K') => (&r[..r.len() - 1], 10),
+            Some(b'm' | b'M') => (&r[..r.len() - 1], 20),
+            Some(b'g' | b'G') => (&r[..r.len() - 1], 30),
+            _ => (r, 0),
+        };
+        let max = i32::MAX as u64 >> shift;
+        let n = number::decimal("rcvbuf", digits, 0..=max).map_err(|mut e| {
+            e.value = r.to_string();
+            invalid(e)
+        })?;
+        Ok(Some((n << shift) as libc::c_int))
     }
 
     pub(crate) fn ifindex(&self) -> u32 {
@@ -105,83 +130,58 @@ impl VxOptions {
         unsafe { libc::if_nametoindex(c.as_ptr()) }
     }
 
-    pub(crate) fn table(&self) -> MacTable {
-        let size = self
-            .hashsize
-            .as_deref()
-            .map_or(DEFAULT_HASHSIZE as i64, |s| i64::from(atoi(s)));
-        let expire = self.expiretime.as_deref().map_or(0, atoi);
-        let expire = if expire <= 0 {
-            DEFAULT_EXPIRE
-        } else {
-            expire as u64
+    /// The learning table of `hashsize=` entries (0: learn nothing, every
+    /// frame to the group), valid for `expiretime=` seconds.
+    pub(crate) fn table(&self) -> Result<MacTable, OpenError> {
+        let size = match self.hashsize.as_deref() {
+            None => DEFAULT_HASHSIZE,
+            Some(h) => {
+                number::decimal("hashsize", h, 0..=MAX_HASHSIZE as u64).map_err(invalid)? as usize
+            }
         };
-        // C reads the size as unsigned: a negative one is huge.
-        let size = if size < 0 {
-            MAX_HASHSIZE
-        } else {
-            (size as usize).min(MAX_HASHSIZE)
+        let expire = match self.expiretime.as_deref() {
+            None => DEFAULT_EXPIRE,
+            Some(e) => {
+                number::decimal("expiretime (s)", e, 1..=u64::from(u32::MAX)).map_err(invalid)?
+            }
         };
-        MacTable::new(size, expire)
+        Ok(MacTable::new(size, expire))
     }
 }
 
-/// `atoi`: leading blanks, a sign, digits; 0 when there are none.
-pub(crate) fn atoi(s: &str) -> i32 {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let mut v: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        v = (v * 10 + i64::from(b - b'0')).min(1 << 40);
-    }
-    (if neg { -v } else { v }) as i32
-}
-
-/// vdeplug4's `strtoullm`: a number (C prefixes allowed) with k, m, g, t
-/// multipliers after it.
-pub(crate) fn size_with_suffix(s: &str) -> u64 {
-    let t = s.trim_start();
-    let (radix, body) = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        (16, h)
-    } else if t.len() > 1 && t.starts_with('0') {
-        (8, &t[1..])
-    } else {
-        (10, t)
-    };
-    let end = body
-        .find(|c: char| !c.is_digit(radix))
-        .unwrap_or(body.len());
-    let mut v = u64::from_str_radix(&body[..end], radix).unwrap_or(0);
-    for c in body[end..].chars() {
-        let shift = match c {
-            'k' | 'K' => 10,
-            'm' | 'M' => 20,
-            'g' | 'G' => 30,
-            't' | 'T' => 40,
-            _ => 0,
-        };
-        v = v.wrapping_shl(shift);
-    }
-    v
+/// A bad number: the message names it (stderr, as for an unknown key).
+pub(crate) fn invalid(e: BadNumber) -> OpenError {
+    eprintln!("{e}");
+    OpenError(libc::EINVAL)
 }
 
 /// A group name or number as vdeplug4's `vde_grnam2gid` reads it: empty
-/// is our effective group, digits are a number, a name is looked up;
-/// `None` when there is none or the name is unknown.
-pub(crate) fn group_number(name: Option<&str>) -> Option<u32> {
-    let name = name?;
+/// is our effective group, digits are a number (at most `max`), a name is
+/// looked up. An unknown name is an error (vdeplug4 ignores it).
+pub(crate) fn group_number(
+    what: &'static str,
+    name: Option<&str>,
+    max: u32,
+) -> Result<Option<u32>, OpenError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
     if name.is_empty() {
         // SAFETY: getegid cannot fail.
-        return Some(unsafe { libc::getegid() });
+        return Ok(Some(unsafe { libc::getegid() }));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(atoi(name) as u32);
+        return number::decimal(what, name, 0..=u64::from(max))
+            .map(|n| Some(n as u32))
+            .map_err(invalid);
     }
-    crate::accounts::group_id(name)
+    match crate::accounts::group_id(name) {
+        Some(g) => Ok(Some(g)),
+        None => {
+            eprintln!("invalid group: {name}");
+            Err(OpenError(libc::EINVAL))
+        }
+    }
 }
 
 /// The socket family of an address.
@@ -197,12 +197,9 @@ pub(crate) fn udp_socket(addr: &IpAddr) -> std::io::Result<OwnedFd> {
     sys::socket(af(addr), libc::SOCK_DGRAM, libc::IPPROTO_UDP)
 }
 
-pub(crate) fn set_rcvbuf(fd: &OwnedFd, rcvbuf: Option<&str>) -> std::io::Result<()> {
+pub(crate) fn set_rcvbuf(fd: &OwnedFd, rcvbuf: Option<libc::c_int>) -> std::io::Result<()> {
     match rcvbuf {
-        Some(r) => {
-            let v = size_with_suffix(r) as u32 as libc::c_int;
-            sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &v)
-        }
+        Some(v) => sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &v),
         None => Ok(()),
     }
 }
@@ -369,17 +366,30 @@ pub(crate) fn peer_addr(peer: SocketAddr) -> SockAddr {
 mod tests {
     use super::*;
 
+    fn opts(rest: &str) -> VxOptions {
+        VxOptions::parse("vxvde", rest, &["ttl", "rcvbuf", "hashsize", "expiretime"]).unwrap()
+    }
+
     #[test]
-    fn numbers_as_c_reads_them() {
-        assert_eq!(atoi(" 42x"), 42);
-        assert_eq!(atoi("-3"), -3);
-        assert_eq!(atoi("x"), 0);
-        assert_eq!(size_with_suffix("1k"), 1024);
-        assert_eq!(size_with_suffix("0x10M"), 16 << 20);
-        assert_eq!(size_with_suffix("010"), 8);
-        assert_eq!(group_number(Some("123")), Some(123));
-        assert_eq!(group_number(None), None);
-        assert_eq!(group_number(Some("no-such-group-here")), None);
+    fn strict_numbers() {
+        assert_eq!(opts("/ttl=7").ttl().unwrap(), 7);
+        assert_eq!(opts("").ttl().unwrap(), 1);
+        for bad in ["/ttl=256", "/ttl=x", "/ttl=-1", "/ttl="] {
+            assert!(opts(bad).ttl().is_err(), "{bad}");
+        }
+        assert_eq!(opts("/rcvbuf=1k").rcvbuf().unwrap(), Some(1024));
+        assert_eq!(opts("/rcvbuf=3M").rcvbuf().unwrap(), Some(3 << 20));
+        assert_eq!(opts("/rcvbuf=100").rcvbuf().unwrap(), Some(100));
+        for bad in ["/rcvbuf=1x", "/rcvbuf=k", "/rcvbuf=4g", "/rcvbuf=0x10"] {
+            assert!(opts(bad).rcvbuf().is_err(), "{bad}");
+        }
+        assert!(opts("/hashsize=0/expiretime=5").table().is_ok());
+        assert!(opts("/hashsize=-1").table().is_err());
+        assert!(opts("/expiretime=0").table().is_err());
+        assert_eq!(group_number("vni", Some("123"), 255).unwrap(), Some(123));
+        assert!(group_number("vni", Some("256"), 255).is_err());
+        assert_eq!(group_number("vni", None, 255).unwrap(), None);
+        assert!(group_number("grp", Some("no-such-group-here"), 255).is_err());
     }
 
     #[test]

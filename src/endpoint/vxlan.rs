@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 
 use super::dgram::{DatagramLink, Policy, Verdict};
 use super::inet::Family;
-use super::mcast::{self, atoi, MacTable, VxOptions};
+use super::mcast::{self, invalid, MacTable, VxOptions};
 use super::OpenError;
 use crate::batch::{AddrBatch, Datagram};
+use crate::number;
 use crate::sys::{self, SockAddr};
 use crate::wire::vxlan::{self as header, VxlanHeader, VNI_MAX, VXLAN_HEADER_LEN};
 use crate::wire::ETH_HEADER_LEN;
@@ -46,15 +47,21 @@ pub(crate) fn open(rest: &str) -> Result<DatagramLink<Vxlan>, OpenError> {
     let group = opts.group(DEFAULT_PORT, Family::Any)?;
     let ip = group.ip();
     let ifindex = opts.ifindex();
+    let ttl = opts.ttl()?;
+    let rcvbuf = opts.rcvbuf()?;
+    let table = opts.table()?;
+    let vni = match opts.vni.as_deref() {
+        None => 1,
+        Some(v) => number::decimal("vni", v, 0..=u64::from(VNI_MAX)).map_err(invalid)? as u32,
+    };
     let fd = mcast::udp_socket(&ip)?;
-    mcast::set_rcvbuf(&fd, opts.rcvbuf.as_deref())?;
-    mcast::set_multicast_ttl(&fd, &ip, opts.ttl())?;
+    mcast::set_rcvbuf(&fd, rcvbuf)?;
+    mcast::set_multicast_ttl(&fd, &ip, ttl)?;
     mcast::set_multicast_loop(&fd, &ip, false)?;
     let any = SocketAddr::new(Family::of(&ip).unspecified(), group.port());
     sys::bind_addr(&fd, &SockAddr::from_inet(any)).map_err(|_| OpenError(libc::ENETUNREACH))?;
     mcast::join_group(&fd, &ip, ifindex)?;
     mcast::set_multicast_if(&fd, &ip, ifindex)?;
-    let vni = opts.vni.as_deref().map_or(1, atoi) as u32 & VNI_MAX;
     let mut hdr = [0u8; VXLAN_HEADER_LEN];
     header::emit(&mut hdr, vni);
     let policy = Vxlan {
@@ -62,7 +69,7 @@ pub(crate) fn open(rest: &str) -> Result<DatagramLink<Vxlan>, OpenError> {
         vni,
         group: SockAddr::from_inet(group),
         port: group.port(),
-        table: opts.table(),
+        table,
     };
     Ok(DatagramLink::new(policy, vec![fd], &hdr))
 }

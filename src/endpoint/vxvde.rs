@@ -61,21 +61,23 @@ pub(crate) fn open(rest: &str) -> Result<DatagramLink<Vxvde>, OpenError> {
         (false, true) => Family::V6,
         _ => Family::Any,
     };
-    let grp = group_number(opts.grp.as_deref());
-    let vni = group_number(opts.vni.as_deref())
+    let grp = group_number("grp", opts.grp.as_deref(), u32::MAX)?;
+    let vni = group_number("vni", opts.vni.as_deref(), VNI_MAX)?
         .or(grp)
         .unwrap_or(DEFAULT_VNI);
+    let ttl = opts.ttl()?;
+    let rcvbuf = opts.rcvbuf()?;
+    let table = opts.table()?;
     let mut group = opts.group(DEFAULT_PORT, family)?;
     if let Some(g) = grp {
         group.set_ip(with_group_id(group.ip(), g));
     }
     let ip = group.ip();
     let ifindex = opts.ifindex();
-    let ttl = opts.ttl();
 
     let multi = mcast::udp_socket(&ip)?;
     let uni = mcast::udp_socket(&ip)?;
-    mcast::set_rcvbuf(&uni, opts.rcvbuf.as_deref())?;
+    mcast::set_rcvbuf(&uni, rcvbuf)?;
     let one: libc::c_int = 1;
     match ip {
         IpAddr::V4(_) => {
@@ -114,7 +116,7 @@ pub(crate) fn open(rest: &str) -> Result<DatagramLink<Vxvde>, OpenError> {
             IpAddr::V6(a) => a,
             IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
         },
-        table: opts.table(),
+        table,
     };
     Ok(DatagramLink::new(policy, vec![multi, uni], &hdr))
 }
