@@ -23,8 +23,10 @@ use crate::wire::ETH_HEADER_LEN;
 pub(crate) enum Verdict {
     /// A frame for the other side.
     Keep,
-    /// Not a frame (too short, another network, our own echo): dropped.
+    /// Shorter than a frame: dropped and counted (`runt`).
     Runt,
+    /// Not a frame of this link (another VNI, our own echo, a goodbye):
+    /// dropped without a count.
     Ignore,
     /// The peer has gone: the link ends.
     End,
