@@ -339,6 +339,34 @@ mod ptp {
         pair(rs_plug(), rs_plug());
     }
 
+    /// A third end finds both sockets live: `Address already in use`,
+    /// exit 1, as the C module says; the link carries on.
+    #[test]
+    fn a_third_end_is_refused_as_in_c() {
+        require_c_reference();
+        let scratch = Scratch::new("ptp3");
+        let url = format!("ptp://{}", scratch.path("link"));
+        let mut a = Plug::spawn(rs_plug(), &[&url]);
+        wait_for_path(&scratch.path("link"));
+        let mut b = Plug::spawn(C_PLUG, &[&url]);
+        wait_for_path(&scratch.path("link+"));
+        let third = |prog: &str| {
+            let out = Command::new(prog)
+                .arg(&url)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let want = (Some(1), format!("vde_open {url}: Address already in use\n"));
+        assert_eq!(third(C_PLUG), want);
+        assert_eq!(third(rs_plug()), want);
+        both_ways(&mut a, &mut b, 8);
+    }
+
     #[test]
     fn a_stale_socket_file_is_taken_over() {
         require_c_reference();
