@@ -386,6 +386,7 @@ fn qemu_bonding_two_cables_loses_no_ping() {
     assert_eq!(sent, 20);
     assert_eq!(received, sent, "pings lost\n{}", g1.story());
     g1.wait_poweroff();
+    assert!(!Path::new(&vm1).exists(), "qemu left its node {vm1} behind");
 }
 
 /// Two guests on multi nodes hosted by qemu: cable 1 (ours) carries the
@@ -418,4 +419,5 @@ fn qemu_multi_handoff_loses_no_ping() {
     assert!(sent >= 20, "only {sent} pings\n{}", g1.story());
     assert_eq!(received, sent, "pings lost\n{}", g1.story());
     g1.wait_poweroff();
+    assert!(!Path::new(&vm1).exists(), "qemu left its node {vm1} behind");
 }
