@@ -16,7 +16,7 @@
 //! The testbed (qemu unpacked from Debian's packages, a 6.1 kernel, a
 //! busybox initramfs whose /init prints `VPT-...` lines on the serial
 //! console) is built by scripts/qemu-setup, which scripts/test runs; this
-//! test runs it too when the testbed is missing. The guests run under TCG
+//! test runs it too (a tenth of a second when the testbed is up to date). The guests run under TCG
 //! (no usable /dev/kvm when nested): a boot takes a few seconds. Every wait
 //! is for a condition, bounded by [`VM_PATIENCE`] (a hang bound, not a
 //! timing assertion); guests are killed and reaped on drop, also on panic.
@@ -58,37 +58,33 @@ struct Testbed {
 }
 
 impl Testbed {
-    /// Takes the scenario lock, building the testbed first if it is missing.
+    /// Takes the scenario lock, building the testbed first if it is missing
+    /// or stale. `VPT_QEMU_DIR` (default target/qemu) is where it lives.
     fn get() -> (Testbed, MutexGuard<'static, ()>) {
         let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = std::env::var_os("VPT_QEMU_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo.join("target/qemu"));
-        if !dir.join("ready").exists() {
-            say!(
-                "qemu testbed missing in {}: running scripts/qemu-setup",
-                dir.display()
-            );
-            let status = Command::new(repo.join("scripts/qemu-setup"))
-                .stdin(Stdio::null())
-                .status()
-                .expect("cannot run scripts/qemu-setup");
-            assert!(status.success(), "scripts/qemu-setup failed: {status}");
-        }
+        // Checks the testbed (a tenth of a second) and builds what is missing
+        // or stale (its /init changed).
+        let setup = Command::new(repo.join("scripts/qemu-setup"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run scripts/qemu-setup");
+        assert!(
+            setup.status.success(),
+            "scripts/qemu-setup failed ({}):\n{}{}",
+            setup.status,
+            String::from_utf8_lossy(&setup.stdout),
+            String::from_utf8_lossy(&setup.stderr)
+        );
         require_c_reference();
         let bed = Testbed {
             qemu: dir.join("root/usr/bin/qemu-system-x86_64"),
             vmlinux: dir.join("vmlinux"),
             initrd: dir.join("initramfs.cpio.gz"),
         };
-        for p in [&bed.qemu, &bed.vmlinux, &bed.initrd] {
-            assert!(
-                p.exists(),
-                "{} is missing: run scripts/qemu-setup",
-                p.display()
-            );
-        }
         (bed, guard)
     }
 }
