@@ -345,14 +345,20 @@ fn two_guests(
     for (g, vm) in [(&g1, &vm1), (&g2, &vm2)] {
         let ctl = format!("{vm}/ctl");
         wait_until(&ctl, || Path::new(&ctl).exists());
+        // The C node binds ctl before it listens.
+        wait_node(vm);
         g.assert_mapped(&module);
     }
     (g1, g2, vm1, vm2)
 }
 
+/// Waits until `n` cables are up at both nodes (bounded by the VM's
+/// patience: qemu's own loop serves the node).
 fn wait_joined(vm1: &str, vm2: &str, n: usize) {
     for vm in [vm1, vm2] {
-        wait_until(&format!("{n} ports in {vm}"), || port_count(vm) == n);
+        wait_until(&format!("{n} ports in {vm}, no client joining"), || {
+            port_count(vm) == n && joining_count(vm) == 0
+        });
     }
 }
 
