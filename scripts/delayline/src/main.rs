@@ -97,9 +97,24 @@ fn packet_socket(ifname: &str) -> Result<libc::c_int, String> {
         let big: libc::c_int = 8 << 20;
         let opts = [
             (libc::SOL_PACKET, PACKET_VNET_HDR, one, "PACKET_VNET_HDR"),
-            (libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, one, "PACKET_IGNORE_OUTGOING"),
-            (libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, big, "SO_RCVBUFFORCE"),
-            (libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, big, "SO_SNDBUFFORCE"),
+            (
+                libc::SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                one,
+                "PACKET_IGNORE_OUTGOING",
+            ),
+            (
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                big,
+                "SO_RCVBUFFORCE",
+            ),
+            (
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                big,
+                "SO_SNDBUFFORCE",
+            ),
         ];
         for (level, name, val, label) in opts {
             let r = libc::setsockopt(
@@ -217,19 +232,21 @@ impl Ring {
         if self.used == 0 {
             return None;
         }
-        Some(u64::from_ne_bytes(self.buf[self.head..self.head + 8].try_into().unwrap()))
+        Some(u64::from_ne_bytes(
+            self.buf[self.head..self.head + 8].try_into().unwrap(),
+        ))
     }
 
     /// The oldest frame (after front_due returned Some).
     fn front(&self) -> &[u8] {
-        let len =
-            u32::from_ne_bytes(self.buf[self.head + 8..self.head + 12].try_into().unwrap()) as usize;
+        let len = u32::from_ne_bytes(self.buf[self.head + 8..self.head + 12].try_into().unwrap())
+            as usize;
         &self.buf[self.head + HDR..self.head + HDR + len]
     }
 
     fn pop(&mut self) {
-        let len =
-            u32::from_ne_bytes(self.buf[self.head + 8..self.head + 12].try_into().unwrap()) as usize;
+        let len = u32::from_ne_bytes(self.buf[self.head + 8..self.head + 12].try_into().unwrap())
+            as usize;
         let need = rec_size(len);
         self.head += need;
         if self.head == self.buf.len() {
@@ -269,7 +286,12 @@ fn run_direction(rx: libc::c_int, tx: libc::c_int, delay_ns: u64, ring_bytes: us
             let f = ring.front();
             // SAFETY: f is a valid slice; tx is an open socket.
             let r = unsafe {
-                libc::send(tx, f.as_ptr() as *const libc::c_void, f.len(), libc::MSG_DONTWAIT)
+                libc::send(
+                    tx,
+                    f.as_ptr() as *const libc::c_void,
+                    f.len(),
+                    libc::MSG_DONTWAIT,
+                )
             };
             if r < 0 {
                 bump(&c.drop_tx, 1);
@@ -384,7 +406,10 @@ fn main() -> ExitCode {
     }
     let _ = t1.join();
     let _ = t2.join();
-    for (name, c) in [(format!("{}>{}", pos[0], pos[1]), &ab), (format!("{}>{}", pos[1], pos[0]), &ba)] {
+    for (name, c) in [
+        (format!("{}>{}", pos[0], pos[1]), &ab),
+        (format!("{}>{}", pos[1], pos[0]), &ba),
+    ] {
         let g = |x: &AtomicU64| x.load(Ordering::Relaxed);
         println!(
             "delayline {name} delay_ms={delay_ms} frames_in={} frames_out={} bytes_out={} \
