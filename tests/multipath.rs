@@ -1,0 +1,435 @@
+//! The multipath testbed of scripts/e2e-multipath, small: two bonding nodes
+//! (ours, policy adaptive) in namespaces A and B, two ssh cables from A to
+//! an sshd in B, each over its own path through a middle namespace that
+//! delays it (scripts/delayline, built here if needed) and shapes it (tbf):
+//! path 1 8 Mbit/s 5 ms, path 2 3 Mbit/s 25 ms, one way.
+//!
+//! The assertions are about shapes, not speeds: both cables carry frames;
+//! while path 1 is blackholed the bond still answers over path 2; after it
+//! comes back both carry frames again. Every wait is bounded and ends on a
+//! condition. What today's scheduler cannot do yet (issue 10) is marked
+//! `#[ignore]`.
+//!
+//! Needs root, like tests/e2e.rs (whose set-up helpers it shares through
+//! tests/netbed), and skips, saying so, without it.
+
+mod common;
+mod netbed;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use common::*;
+use netbed::*;
+
+/// (rate in kbit/s, one-way delay in ms) of paths 1 and 2.
+const PATHS: [(u32, u32); 2] = [(8000, 5), (3000, 25)];
+const SSH_PORT: u16 = 2222;
+/// Bound on waiting for a path to carry traffic again after a blackhole:
+/// the ssh connection's TCP may be in retransmission back-off.
+const REVIVAL: Duration = Duration::from_secs(60);
+
+/// Builds scripts/delayline (its own crate) into TARGET/delayline and
+/// returns the binary.
+fn delayline() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
+    let target = if target.starts_with('/') {
+        target
+    } else {
+        format!("{root}/{target}")
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(&cargo)
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(format!("{root}/scripts/delayline/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", format!("{target}/delayline"))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(st.success(), "building scripts/delayline failed");
+    format!("{target}/delayline/release/delayline")
+}
+
+/// The testbed. Fields drop in order: cables, nodes, delay lines, sshd,
+/// namespaces, scratch directory.
+struct Bed {
+    cables: Vec<Proc>,
+    nodes: Vec<Proc>,
+    relays: Vec<Proc>,
+    sshd: Sshd,
+    a: Netns,
+    b: Netns,
+    /// The middle namespaces, held for their Drop.
+    _m: Vec<Netns>,
+    t: Scratch,
+}
+
+impl Bed {
+    fn new(name: &str) -> Bed {
+        let delayline = delayline();
+        let t = Scratch::new(name);
+        let a = Netns::new("A");
+        let b = Netns::new("B");
+        let m = vec![Netns::new("M"), Netns::new("M")];
+        let mut relays = Vec::new();
+        for (i, &(kbit, ms)) in PATHS.iter().enumerate() {
+            let n = i + 1;
+            let mid = &m[i].name;
+            let (p, ea, eb) = (format!("p{n}"), format!("a{n}"), format!("b{n}"));
+            run(
+                "ip",
+                &[
+                    "link", "add", &p, "netns", &a.name, "type", "veth", "peer", "name", &ea,
+                    "netns", mid,
+                ],
+            );
+            run(
+                "ip",
+                &[
+                    "link", "add", &p, "netns", &b.name, "type", "veth", "peer", "name", &eb,
+                    "netns", mid,
+                ],
+            );
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &a.name,
+                    "addr",
+                    "add",
+                    &format!("198.18.{n}.1/24"),
+                    "dev",
+                    &p,
+                ],
+            );
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &b.name,
+                    "addr",
+                    "add",
+                    &format!("198.18.{n}.2/24"),
+                    "dev",
+                    &p,
+                ],
+            );
+            for e in [&ea, &eb] {
+                run("ip", &["-n", mid, "link", "set", "dev", e, "promisc", "on"]);
+                run("ip", &["-n", mid, "link", "set", "dev", e, "up"]);
+                let rate = format!("{kbit}kbit");
+                run(
+                    "ip",
+                    &[
+                        "netns", "exec", mid, "tc", "qdisc", "replace", "dev", e, "root", "tbf",
+                        "rate", &rate, "burst", "15140", "latency", "50ms",
+                    ],
+                );
+            }
+            run("ip", &["-n", &a.name, "link", "set", "dev", &p, "up"]);
+            run("ip", &["-n", &b.name, "link", "set", "dev", &p, "up"]);
+            let ready = t.path(&format!("relay{n}.ready"));
+            let relay = Proc::spawn(
+                &t,
+                &format!("relay{n}"),
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    mid,
+                    &delayline,
+                    &ea,
+                    &eb,
+                    &ms.to_string(),
+                    "--ready-file",
+                    &ready,
+                ],
+            );
+            wait_until(&format!("delay line {n} ready"), || {
+                std::path::Path::new(&ready).exists()
+            });
+            relays.push(relay);
+        }
+        let sshd = Sshd::start_in(&t, &b, SSH_PORT, &a, "198.18.1.2");
+        Bed {
+            cables: Vec::new(),
+            nodes: Vec::new(),
+            relays,
+            sshd,
+            a,
+            b,
+            _m: m,
+            t,
+        }
+    }
+
+    fn vm(&self, side: usize) -> String {
+        self.t.path(&format!("vm{side}"))
+    }
+
+    /// Our bonding node on tap://tap0 in A (side 1) or B (side 2).
+    fn node(&mut self, side: usize, extra: &[&str]) {
+        let (ns, addr) = if side == 1 {
+            (&self.a, ADDR_A)
+        } else {
+            (&self.b, ADDR_B)
+        };
+        let path = self.vm(side);
+        let mut args = vec!["netns", "exec", &ns.name, bonding_node()];
+        args.extend(extra);
+        args.extend([path.as_str(), "tap://tap0"]);
+        let p = Proc::spawn(&self.t, &format!("node{side}"), "ip", &args);
+        ns.configure_tap(addr);
+        wait_node(&path);
+        self.nodes.push(p);
+    }
+
+    /// Cable over path `n`, from A:
+    /// `vde_plug_rs vm1 = ssh -b 198.18.n.1 root@198.18.n.2 vde_plug_rs vm2`.
+    fn cable(&mut self, n: usize) {
+        let (src, dst) = (format!("198.18.{n}.1"), format!("root@198.18.{n}.2"));
+        let (vm1, vm2) = (self.vm(1), self.vm(2));
+        let ssh = self.sshd.ssh_args();
+        let mut args: Vec<&str> = vec!["netns", "exec", &self.a.name, rs_plug(), &vm1, "=", "ssh"];
+        args.extend(ssh.iter().map(String::as_str));
+        args.extend(["-b", &src, &dst, rs_plug(), &vm2]);
+        let p = Proc::spawn(&self.t, &format!("cable{n}"), "ip", &args);
+        self.cables.push(p);
+        let want = self.cables.len();
+        let deadline = Instant::now() + PATIENCE;
+        while port_count(&vm1) != want || port_count(&vm2) != want {
+            for c in &mut self.cables {
+                c.assert_running();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cable {n} never joined both nodes"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Bytes A has sent into path `n` and received from it.
+    fn path_bytes(&self, n: usize) -> (u64, u64) {
+        let read = |what: &str| -> u64 {
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.a.name,
+                    "cat",
+                    &format!("/sys/class/net/p{n}/statistics/{what}"),
+                ],
+            )
+            .trim()
+            .parse()
+            .unwrap()
+        };
+        (read("tx_bytes"), read("rx_bytes"))
+    }
+
+    /// Frames node A has sent into the cable over path `n` (its counters
+    /// table, SIGUSR1; the port is told by the plug's pid).
+    fn cable_frames_out(&mut self, n: usize) -> u64 {
+        let node = &self.nodes[0];
+        let before = node.log().matches("link counters").count();
+        signal(node.pid(), libc::SIGUSR1);
+        let mut table = Vec::new();
+        wait_until("the counters table", || {
+            let log = node.log();
+            let Some((_, last)) = log.rsplit_once("link counters") else {
+                return false;
+            };
+            if log.matches("link counters").count() <= before {
+                return false;
+            }
+            let Some(end) = last.find("\n\n") else {
+                return false;
+            };
+            table = last[..end]
+                .lines()
+                .skip(2)
+                .filter_map(parse_counter_row)
+                .collect();
+            true
+        });
+        let pid = self.cables[n - 1].pid();
+        table
+            .iter()
+            .find(|r| r.link.starts_with("port ") && r.description.contains(&format!("pid={pid}")))
+            .unwrap_or_else(|| panic!("no port of cable {n} (pid {pid}) in {table:#?}"))
+            .frames_out
+    }
+
+    /// Sends `len` bytes over TCP from A to a sink in B, to the end.
+    fn tcp_send(&self, len: usize) {
+        let listener = self.b.enter(|| TcpListener::bind((ADDR_B, 0)).unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let sink = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut got = 0;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return got,
+                    Ok(n) => got += n,
+                    Err(e) => panic!("sink: {e} after {got} bytes"),
+                }
+            }
+        });
+        let to: SocketAddr = (ADDR_B.parse::<std::net::IpAddr>().unwrap(), port).into();
+        let stream = self
+            .a
+            .enter(|| TcpStream::connect_timeout(&to, PATIENCE))
+            .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+        stream
+            .set_write_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let data = vec![0x5au8; len];
+        (&stream).write_all(&data).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(sink.join().unwrap(), len, "bytes received by the sink");
+    }
+
+    fn blackhole(&self, n: usize, on: bool) {
+        signal(
+            self.relays[n - 1].pid(),
+            if on { libc::SIGUSR1 } else { libc::SIGUSR2 },
+        );
+    }
+
+    /// `ping -i 0.01` from A to B in the background.
+    fn pinger(&self) -> Pinger {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.a.name, "ping", "-i", "0.01", ADDR_B])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Pinger {
+            lines: lines_of(child.stdout.take().unwrap()),
+            child,
+            replies: 0,
+        }
+    }
+}
+
+struct Pinger {
+    child: Child,
+    lines: Receiver<String>,
+    replies: usize,
+}
+
+impl Pinger {
+    /// Waits (bounded by PATIENCE) until `more` further replies came.
+    fn wait_replies(&mut self, more: usize) {
+        let want = self.replies + more;
+        let deadline = Instant::now() + PATIENCE;
+        while self.replies < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{} of {want} ping replies", self.replies));
+            if line.contains("icmp_seq=") && !line.contains("DUP!") {
+                self.replies += 1;
+            }
+        }
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Both cables carry frames; with path 1 blackholed the bond still answers
+/// pings over path 2; once path 1 is back, both cables carry frames again.
+#[test]
+fn both_paths_carry_frames_and_survive_a_blackhole() {
+    let Some(_lock) = ready("both_paths_carry_frames_and_survive_a_blackhole") else {
+        return;
+    };
+    let mut bed = Bed::new("mp-blackhole");
+    bed.node(1, &[]);
+    bed.node(2, &[]);
+    bed.cable(1);
+    bed.cable(2);
+
+    let (p1, p2) = (bed.path_bytes(1), bed.path_bytes(2));
+    let (f1, f2) = (bed.cable_frames_out(1), bed.cable_frames_out(2));
+    bed.tcp_send(1 << 20);
+    let (d1, d2) = (bed.cable_frames_out(1) - f1, bed.cable_frames_out(2) - f2);
+    assert!(d1 > 0 && d2 > 0, "frames into cable 1: {d1}, cable 2: {d2}");
+    let (q1, q2) = (bed.path_bytes(1), bed.path_bytes(2));
+    assert!(
+        q1.0 > p1.0 && q2.0 > p2.0,
+        "path bytes sent {p1:?}->{q1:?}, {p2:?}->{q2:?}"
+    );
+
+    // Path 1 goes dark: the bond still answers, over path 2.
+    bed.blackhole(1, true);
+    let mut ping = bed.pinger();
+    let before = bed.path_bytes(2);
+    ping.wait_replies(20);
+    let after = bed.path_bytes(2);
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "path 2 during the blackhole: {before:?} -> {after:?}"
+    );
+    drop(ping);
+
+    // Path 1 comes back: its ssh connection resumes (bounded by REVIVAL),
+    // and both cables carry frames again.
+    bed.blackhole(1, false);
+    let back = bed.path_bytes(1);
+    let deadline = Instant::now() + REVIVAL;
+    while bed.path_bytes(1).1 <= back.1 {
+        assert!(
+            Instant::now() < deadline,
+            "path 1 carries nothing {REVIVAL:?} after the blackhole"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (f1, f2) = (bed.cable_frames_out(1), bed.cable_frames_out(2));
+    bed.tcp_send(256 << 10);
+    let (d1, d2) = (bed.cable_frames_out(1) - f1, bed.cable_frames_out(2) - f2);
+    assert!(
+        d1 > 0 && d2 > 0,
+        "after the blackhole, frames into cable 1: {d1}, cable 2: {d2}"
+    );
+    assert_eq!(port_count(&bed.vm(1)), 2, "a cable was lost");
+}
+
+/// Issue 10: on unequal paths (8 Mbit/s 5 ms + 3 Mbit/s 25 ms) the fast
+/// cable should carry at least twice the slow one's frames. Today's
+/// scheduler deals them about evenly, so this is ignored until issue 10's
+/// scheduler lands.
+#[test]
+#[ignore = "issue 10: the bonding scheduler does not yet follow unequal paths"]
+fn fast_path_carries_at_least_twice_the_slow_ones_frames() {
+    let Some(_lock) = ready("fast_path_carries_at_least_twice_the_slow_ones_frames") else {
+        return;
+    };
+    let mut bed = Bed::new("mp-unequal");
+    bed.node(1, &[]);
+    bed.node(2, &[]);
+    bed.cable(1);
+    bed.cable(2);
+    let (f1, f2) = (bed.cable_frames_out(1), bed.cable_frames_out(2));
+    bed.tcp_send(2 << 20);
+    let (d1, d2) = (bed.cable_frames_out(1) - f1, bed.cable_frames_out(2) - f2);
+    assert!(
+        d1 >= 2 * d2,
+        "frames into the fast cable {d1}, the slow one {d2}"
+    );
+}
