@@ -298,30 +298,58 @@ impl Drop for Proc {
     }
 }
 
+/// A host key, a client key and the file authorizing the client, made
+/// for the run in the scratch directory.
+fn make_keys(t: &Scratch) -> (String, String, String) {
+    let (host, client, keys) = (t.path("host_key"), t.path("client_key"), t.path("keys"));
+    for k in [&host, &client] {
+        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", k]);
+    }
+    std::fs::copy(format!("{client}.pub"), &keys).unwrap();
+    (host, client, keys)
+}
+
+/// An sshd configuration of the test's own: key login as root only.
+fn write_config(t: &Scratch, port: u16, listen: &str, host: &str, keys: &str) -> String {
+    let config = t.path("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress {listen}\nHostKey {host}\nPidFile none\n\
+             AuthorizedKeysFile {keys}\nPermitRootLogin yes\nPubkeyAuthentication yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             StrictModes no\nPrintMotd no\nMaxStartups 100\nMaxSessions 100\n\
+             LogLevel ERROR\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `sh -c` script, config path as `$1`: sshd on a tmpfs /run of its own
+/// (run it in a mount namespace of its own), so the host's /run/sshd is
+/// neither needed nor touched, and another test run cannot take it away.
+fn sshd_in_private_run() -> String {
+    format!(
+        "mount -t tmpfs -o mode=755 sshd-run /run && mkdir -m 755 /run/sshd && \
+         exec {SSHD} -f \"$1\" -D -e"
+    )
+}
+
 /// A real sshd on a free loopback port, with a host key, a client key and
 /// a configuration of its own in the scratch directory.
 pub struct Sshd {
     pub port: u16,
     pub key: String,
-    pub made_run_dir: bool,
     pub proc: Option<Proc>,
 }
 
 impl Sshd {
     pub fn start(t: &Scratch) -> Sshd {
-        let (host, client, keys) = (t.path("host_key"), t.path("client_key"), t.path("keys"));
-        for k in [&host, &client] {
-            run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", k]);
-        }
-        std::fs::copy(format!("{client}.pub"), &keys).unwrap();
-        let made_run_dir = !Path::new("/run/sshd").exists();
-        if made_run_dir {
-            std::fs::create_dir_all("/run/sshd").unwrap();
-        }
+        let (host, client, keys) = make_keys(t);
         let mut sshd = Sshd {
             port: 0,
             key: client,
-            made_run_dir,
             proc: None,
         };
         for attempt in 0..5 {
@@ -331,23 +359,22 @@ impl Sshd {
                 .local_addr()
                 .unwrap()
                 .port();
-            let config = t.path("sshd_config");
-            std::fs::write(
-                &config,
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile none\n\
-                     AuthorizedKeysFile {keys}\nPermitRootLogin yes\nPubkeyAuthentication yes\n\
-                     PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                     StrictModes no\nPrintMotd no\nMaxStartups 100\nMaxSessions 100\n\
-                     LogLevel ERROR\n"
-                ),
-            )
-            .unwrap();
+            let config = write_config(t, port, "127.0.0.1", &host, &keys);
+            let script = sshd_in_private_run();
             let mut p = Proc::spawn(
                 t,
                 &format!("sshd{attempt}"),
-                SSHD,
-                &["-f", &config, "-D", "-e"],
+                "unshare",
+                &[
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &script,
+                    "sh",
+                    &config,
+                ],
             );
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let deadline = Instant::now() + PATIENCE;
@@ -382,27 +409,9 @@ impl Sshd {
     /// tmpfs /run of its own (in the mount namespace `ip netns exec` makes),
     /// so the host's /run/sshd is neither needed nor touched.
     pub fn start_in(t: &Scratch, ns: &Netns, port: u16, from: &Netns, login_addr: &str) -> Sshd {
-        let (host, client, keys) = (t.path("host_key"), t.path("client_key"), t.path("keys"));
-        for k in [&host, &client] {
-            run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", k]);
-        }
-        std::fs::copy(format!("{client}.pub"), &keys).unwrap();
-        let config = t.path("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 0.0.0.0\nHostKey {host}\nPidFile none\n\
-                 AuthorizedKeysFile {keys}\nPermitRootLogin yes\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 StrictModes no\nPrintMotd no\nMaxStartups 100\nMaxSessions 100\n\
-                 LogLevel ERROR\n"
-            ),
-        )
-        .unwrap();
-        let script = format!(
-            "mount -t tmpfs -o mode=755 sshd-run /run && mkdir -m 755 /run/sshd && \
-             exec {SSHD} -f \"$1\" -D -e"
-        );
+        let (host, client, keys) = make_keys(t);
+        let config = write_config(t, port, "0.0.0.0", &host, &keys);
+        let script = sshd_in_private_run();
         let mut p = Proc::spawn(
             t,
             "sshd",
@@ -425,7 +434,6 @@ impl Sshd {
         let sshd = Sshd {
             port,
             key: client,
-            made_run_dir: false,
             proc: Some(p),
         };
         let out = Command::new("ip")
@@ -479,8 +487,5 @@ impl Drop for Sshd {
             }
         }
         self.proc = None;
-        if self.made_run_dir {
-            let _ = std::fs::remove_dir("/run/sshd");
-        }
     }
 }
