@@ -12,6 +12,7 @@ pub mod cli;
 pub mod daemon;
 pub mod endpoint;
 pub mod engine;
+pub mod hosted;
 pub mod iplog;
 pub mod lane;
 pub mod node_cli;

@@ -404,3 +404,47 @@ pub(crate) fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> i
     })
     .map(drop)
 }
+
+/// A non-blocking eventfd: a descriptor a poll sees as readable once
+/// written to (see [`kick`]).
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain eventfd(2); the fd is owned at once.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd: an edge for an edge-triggered poll.
+pub fn kick(fd: RawFd) {
+    let _ = write(fd, &1u64.to_ne_bytes());
+}
+
+/// A non-blocking monotonic timerfd, disarmed.
+pub fn timerfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain timerfd_create(2); the fd is owned at once.
+    let fd = cvt(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms a timerfd to fire once after `after` (at least a microsecond).
+pub fn arm_timer(fd: RawFd, after: std::time::Duration) {
+    let after = after.max(std::time::Duration::from_micros(1));
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs() as libc::time_t,
+            tv_nsec: after.subsec_nanos() as libc::c_long,
+        },
+    };
+    // SAFETY: spec is a valid itimerspec; the old value is not wanted.
+    unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) };
+}
