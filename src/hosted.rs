@@ -81,7 +81,12 @@ impl HostedNode {
         let kick = sys::eventfd()?;
         let timer = sys::timerfd()?;
         register_fd(poll.registry(), kick.as_raw_fd(), KICK, Interest::READABLE)?;
-        register_fd(poll.registry(), timer.as_raw_fd(), TIMER, Interest::READABLE)?;
+        register_fd(
+            poll.registry(),
+            timer.as_raw_fd(),
+            TIMER,
+            Interest::READABLE,
+        )?;
         Ok(HostedNode {
             node,
             poll,

@@ -171,6 +171,11 @@ impl FrameRing {
         self.tags[usize::from(slot)]
     }
 
+    /// Gives a queued frame a new tag (a node's route for it).
+    pub fn set_tag(&mut self, slot: Slot, tag: u32) {
+        self.tags[usize::from(slot)] = tag;
+    }
+
     pub fn is_done(&self, slot: Slot) -> bool {
         self.done[usize::from(slot)]
     }

@@ -27,12 +27,8 @@ pub struct VdeOpenArgs {
 #[repr(C)]
 pub struct VdeplugModule {
     pub flags: c_int,
-    pub vde_open_real: unsafe extern "C" fn(
-        *mut c_char,
-        *mut c_char,
-        c_int,
-        *mut VdeOpenArgs,
-    ) -> *mut Conn,
+    pub vde_open_real:
+        unsafe extern "C" fn(*mut c_char, *mut c_char, c_int, *mut VdeOpenArgs) -> *mut Conn,
     pub vde_recv: unsafe extern "C" fn(*mut Conn, *mut c_void, usize, c_int) -> isize,
     pub vde_send: unsafe extern "C" fn(*mut Conn, *const c_void, usize, c_int) -> isize,
     pub vde_datafd: unsafe extern "C" fn(*mut Conn) -> c_int,
@@ -87,7 +83,9 @@ fn module_name() -> Option<String> {
         if libc::dladdr(me, &mut info) == 0 || info.dli_fname.is_null() {
             return None;
         }
-        CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned()
+        CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned()
     };
     let base = file.rsplit('/').next()?;
     let name = base.strip_prefix("libvdeplug_")?.split('.').next()?;
@@ -104,7 +102,9 @@ unsafe extern "C" fn open(
     open_args: *mut VdeOpenArgs,
 ) -> *mut Conn {
     init_logging();
-    let Some(scheme) = module_name().filter(|m| ["bonding", "multi", "hub", "switch"].contains(&m.as_str())) else {
+    let Some(scheme) =
+        module_name().filter(|m| ["bonding", "multi", "hub", "switch"].contains(&m.as_str()))
+    else {
         set_errno(libc::EPROTONOSUPPORT);
         return ptr::null_mut();
     };
@@ -112,14 +112,20 @@ unsafe extern "C" fn open(
         String::new()
     } else {
         // SAFETY: a C string from libvdeplug.
-        unsafe { CStr::from_ptr(args) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(args) }
+            .to_string_lossy()
+            .into_owned()
     };
     // SAFETY: null or a valid struct from the program.
     let (group, mode) = match unsafe { open_args.as_ref() } {
         Some(a) => {
             let group = (!a.group.is_null())
                 // SAFETY: a C string from the program.
-                .then(|| unsafe { CStr::from_ptr(a.group) }.to_string_lossy().into_owned());
+                .then(|| {
+                    unsafe { CStr::from_ptr(a.group) }
+                        .to_string_lossy()
+                        .into_owned()
+                });
             (group, Some(a.mode))
         }
         None => (None, None),
@@ -164,7 +170,8 @@ unsafe extern "C" fn send(conn: *mut Conn, buf: *const c_void, len: usize, _flag
     };
     if !buf.is_null() {
         // SAFETY: as the caller promises.
-        conn.node.send(unsafe { std::slice::from_raw_parts(buf.cast(), len) });
+        conn.node
+            .send(unsafe { std::slice::from_raw_parts(buf.cast(), len) });
     }
     len as isize
 }

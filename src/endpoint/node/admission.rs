@@ -97,8 +97,7 @@ impl NetNode {
                     return;
                 }
                 info!("{}: port {} joined ({})", self.label, id, port.description);
-                port.weight = self.weights.get(self.joined).copied().unwrap_or(1);
-                self.joined += 1;
+                self.kind.port_joined(port);
                 self.ports.activate(id);
             }
             Err(Refused::Malformed) => {
@@ -189,9 +188,7 @@ impl NetNode {
                 debug!("{}: port {id}: {:?}", self.label, port.stats);
             }
         }
-        if let Some(mac) = &mut self.mac {
-            mac.forget_port(id);
-        }
+        self.kind.port_removed(id);
         // A client that went away in its handshake may have left its socket.
         self.dir.sweep_dead_clients();
     }

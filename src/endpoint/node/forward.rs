@@ -1,21 +1,39 @@
-//! Where frames go inside a node. Host frames arrive queued in a lane and
-//! leave in batches, one `sendmmsg` per port; a port that cannot take more
-//! is marked unwritable until the poll says otherwise.
+//! How frames leave a node for its ports. Frames wait in a lane and leave
+//! in batches, one `sendmmsg` per port ([`send_batch`], the one send loop);
+//! a port that cannot take more is marked unwritable until the poll says
+//! otherwise.
+//!
+//! Two ways to hand out a queue: [`fan_out`] gives each frame to every port
+//! its route names (hub, multi, switch, from the host or from a port), each
+//! port at its own pace; [`round_robin`] and [`adaptive`] deal each frame to
+//! one port (bonding).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::mac_table::{Dest, MacTable};
 use super::ports::{Port, PortId, PortTable};
-use crate::batch::BATCH;
+use crate::batch::{BatchIo, BATCH};
 use crate::lane::Lane;
-use crate::sys;
-use crate::wire::EthernetFrame;
+use crate::ring::{FrameRing, Slot};
 
-/// How long a hub or multi port may hold up the others by being full
-/// before it starts losing frames.
+/// How long a port may hold up the others by being full before it starts
+/// losing frames.
 pub const LAGGARD_GRACE: Duration = Duration::from_millis(20);
+
+/// Where a queued frame goes, kept in its ring tag: the port it came from
+/// (never sent back there; none for the host) and the one port it is for
+/// (none: every port).
+pub fn route(from: Option<PortId>, to: Option<PortId>) -> u32 {
+    let code = |p: Option<PortId>| p.map_or(0, |id| id as u32 + 1);
+    code(from) | code(to) << 16
+}
+
+fn meant_for(tag: u32, id: PortId) -> bool {
+    let me = id as u32 + 1;
+    let (from, to) = (tag & 0xffff, tag >> 16);
+    from != me && (to == 0 || to == me)
+}
 
 /// A send error that means the peer is gone, not that it is busy.
 fn peer_gone(e: &io::Error) -> bool {
@@ -28,80 +46,64 @@ fn peer_gone(e: &io::Error) -> bool {
     )
 }
 
-fn data_fd(ports: &PortTable, id: PortId) -> Option<RawFd> {
-    ports.get(id)?.data.as_ref().map(|d| d.as_raw_fd())
+fn data_fd(port: &Port) -> Option<RawFd> {
+    port.data.as_ref().map(|d| d.as_raw_fd())
 }
 
-/// Sends one frame to one port, best effort (dropped when full).
-pub fn send_one(ports: &mut PortTable, id: PortId, frame: &[u8], dead: &mut Vec<PortId>) {
-    let Some(fd) = data_fd(ports, id) else { return };
-    let port = ports.get_mut(id).expect("port with a socket");
-    match sys::send(fd, frame) {
-        Ok(_) => port.stats.count_out(frame.len()),
-        Err(e) if peer_gone(&e) => dead.push(id),
-        Err(_) => port.stats.drop_full += 1,
-    }
-}
-
-/// Sends one frame to every connected port but `except`.
-pub fn flood_one(
-    ports: &mut PortTable,
-    except: Option<PortId>,
-    frame: &[u8],
+/// Sends `slots` (at most a batch) to port `id`. Returns how many it took;
+/// a port that took fewer is full (marked so), one whose peer is gone is
+/// put on `dead` and took none.
+fn send_batch(
+    io: &mut BatchIo,
+    ring: &FrameRing,
+    id: PortId,
+    port: &mut Port,
+    slots: &[Slot],
     dead: &mut Vec<PortId>,
-) {
-    for i in 0..ports.active().len() {
-        let id = ports.active()[i];
-        if Some(id) != except {
-            send_one(ports, id, frame, dead);
+    now: Instant,
+) -> usize {
+    let Some(fd) = data_fd(port) else {
+        return 0;
+    };
+    let sent = match io.send(fd, ring, slots, &mut port.stats) {
+        Ok(sent) => sent,
+        Err(e) if peer_gone(&e) => {
+            dead.push(id);
+            return 0;
         }
+        Err(_) => 0,
+    };
+    if sent < slots.len().min(BATCH) {
+        port.mark_full(now);
     }
+    sent
 }
 
-/// Hub: the `count` frames just read from port `from` (the newest queued)
-/// also go to every other port, best effort.
-pub fn hub_ports(
+/// Which of a port's two places in the queues: in the lane of host frames,
+/// or in the node's own queue of frames from ports to ports.
+#[derive(Clone, Copy)]
+pub enum Queue {
+    FromHost = 0,
+    FromPorts = 1,
+}
+
+/// Every frame of `lane` to every port its route names. Each port keeps its
+/// own place in the lane, so one that is briefly full catches up later
+/// instead of losing frames; a frame is finished once every port it is
+/// for has it. When the lane is full and some port has everything while
+/// another has been unable to take anything for [`LAGGARD_GRACE`], that
+/// laggard gives up the oldest batch (counted in its `full` column): a
+/// stalled port costs a lane of buffering and a moment, never the others'
+/// traffic. Until then, and whenever no port can take anything, frames
+/// wait. Returns the frames finished and whether it is waiting out a
+/// laggard's grace (the caller should look again soon).
+pub fn fan_out(
     ports: &mut PortTable,
     lane: &mut Lane,
-    from: PortId,
-    count: usize,
-    dead: &mut Vec<PortId>,
-) {
-    let Lane { ring, io } = lane;
-    let queued = ring.queued();
-    let batch = &queued[queued.len() - count..];
-    for i in 0..ports.active().len() {
-        let id = ports.active()[i];
-        if id == from {
-            continue;
-        }
-        let Some(fd) = data_fd(ports, id) else {
-            continue;
-        };
-        let port = ports.get_mut(id).expect("active port");
-        match io.send(fd, ring, batch, &mut port.stats) {
-            Ok(sent) => port.stats.drop_full += (batch.len() - sent) as u64,
-            Err(e) if peer_gone(&e) => dead.push(id),
-            Err(_) => port.stats.drop_full += batch.len() as u64,
-        }
-    }
-}
-
-/// Hub and multi: every host frame to every port. Each port keeps its own
-/// place in the lane (`cursor`), so a port that is briefly full catches up
-/// later instead of losing frames; a frame is finished once every port has
-/// it. When the lane is full and some port has everything while another
-/// has been unable to take anything for [`LAGGARD_GRACE`], that laggard
-/// gives up the oldest batch (counted as dropped): a stalled cable costs a
-/// lane of buffering and a moment, never the others' traffic. Until then,
-/// and whenever no port can take anything, frames wait (backpressure).
-/// Returns the frames finished and whether it is waiting out a laggard's
-/// grace (the caller should look again soon).
-pub fn to_every_port(
-    ports: &mut PortTable,
-    lane: &mut Lane,
+    queue: Queue,
     dead: &mut Vec<PortId>,
 ) -> (usize, bool) {
+    let q = queue as usize;
     let mut done = 0;
     let now = Instant::now();
     loop {
@@ -110,35 +112,56 @@ pub fn to_every_port(
         let mut progress = false;
         for i in 0..ports.active().len() {
             let id = ports.active()[i];
-            let Some(fd) = data_fd(ports, id) else {
+            let port = ports.nth_active_mut(i);
+            // The frames for this port from its place on, a batch at most;
+            // those for others are passed over.
+            let mut at = port.cursor[q];
+            let mut first = None;
+            port.outbox.clear();
+            while at < queued.len() && port.outbox.len() < BATCH {
+                if meant_for(ring.tag(queued[at]), id) {
+                    first.get_or_insert(at);
+                    port.outbox.push(queued[at]);
+                }
+                at += 1;
+            }
+            let Some(first) = first else {
+                port.cursor[q] = at;
                 continue;
             };
-            let port = ports.get_mut(id).expect("active port");
-            if port.cursor >= queued.len() || !port.writable {
+            port.cursor[q] = first;
+            if !port.writable {
                 continue;
             }
-            let batch = &queued[port.cursor..queued.len().min(port.cursor + BATCH)];
-            match io.send(fd, ring, batch, &mut port.stats) {
-                Ok(sent) => {
-                    port.cursor += sent;
-                    progress |= sent > 0;
-                    if sent < batch.len() {
-                        port.mark_full(now);
-                    }
-                }
-                Err(e) if peer_gone(&e) => {
-                    dead.push(id);
-                    port.cursor = queued.len();
-                }
-                Err(_) => port.mark_full(now),
+            let outbox = std::mem::take(&mut port.outbox);
+            let sent = send_batch(io, ring, id, port, &outbox, dead, now);
+            port.outbox = outbox;
+            if dead.last() == Some(&id) {
+                port.cursor[q] = queued.len();
+                continue;
             }
+            progress |= sent > 0;
+            port.cursor[q] = if sent == port.outbox.len() {
+                at
+            } else {
+                // Just past the last frame it took.
+                let mut left = sent;
+                let mut c = first;
+                while left > 0 {
+                    if meant_for(ring.tag(queued[c]), id) {
+                        left -= 1;
+                    }
+                    c += 1;
+                }
+                c
+            };
         }
         let cursors = || {
             ports
                 .active()
                 .iter()
                 .filter_map(|&id| ports.get(id))
-                .map(|p| p.cursor)
+                .map(|p| p.cursor[q])
         };
         let mut front = cursors().min().unwrap_or(queued.len());
         let someone_waits = cursors().any(|c| c == queued.len());
@@ -147,7 +170,7 @@ pub fn to_every_port(
                 .active()
                 .iter()
                 .filter_map(|&id| ports.get(id))
-                .filter(|p| p.cursor == 0)
+                .filter(|p| p.cursor[q] == 0)
                 .all(|p| {
                     p.full_since
                         .is_some_and(|t| now.duration_since(t) >= LAGGARD_GRACE)
@@ -157,17 +180,22 @@ pub fn to_every_port(
             }
             front = queued.len().min(BATCH);
             for i in 0..ports.active().len() {
+                let id = ports.active()[i];
                 let port = ports.nth_active_mut(i);
-                if port.cursor < front {
-                    port.stats.drop_full += (front - port.cursor) as u64;
-                    port.cursor = front;
+                if port.cursor[q] < front {
+                    let lost = queued[port.cursor[q]..front]
+                        .iter()
+                        .filter(|&&s| meant_for(ring.tag(s), id))
+                        .count();
+                    port.stats.drop_full += lost as u64;
+                    port.cursor[q] = front;
                 }
             }
         }
         if front > 0 {
             ring.consume_front(front);
             for i in 0..ports.active().len() {
-                ports.nth_active_mut(i).cursor -= front;
+                ports.nth_active_mut(i).cursor[q] -= front;
             }
             done += front;
             progress = true;
@@ -177,12 +205,6 @@ pub fn to_every_port(
         }
     }
     (done, false)
-}
-
-fn clear_outboxes(ports: &mut PortTable) {
-    for i in 0..ports.active().len() {
-        ports.nth_active_mut(i).outbox.clear();
-    }
 }
 
 /// Picks the port (an index into the active list) for the next frame among
@@ -222,6 +244,51 @@ fn next_port(
     Some(at)
 }
 
+/// Deals the next batch of `ring` into the ports' outboxes, one frame per
+/// pick, and sends each outbox. `what_is_left` says what becomes of frames
+/// a port did not take. Returns the frames dealt (0: no port to pick).
+fn deal(
+    ports: &mut PortTable,
+    rr: &mut usize,
+    weighted: bool,
+    lane: &mut Lane,
+    dead: &mut Vec<PortId>,
+    eligible: impl Fn(&Port) -> bool,
+    what_is_left: impl Fn(&mut Port, usize),
+) -> (usize, usize) {
+    let Lane { ring, io } = lane;
+    for i in 0..ports.active().len() {
+        ports.nth_active_mut(i).outbox.clear();
+    }
+    let queued = ring.queued();
+    let mut dealt = 0;
+    for &slot in &queued[..queued.len().min(BATCH)] {
+        let Some(at) = next_port(ports, rr, weighted, &eligible) else {
+            break;
+        };
+        ports.nth_active_mut(at).outbox.push(slot);
+        dealt += 1;
+    }
+    let now = Instant::now();
+    let mut sent_total = 0;
+    for i in 0..ports.active().len() {
+        let id = ports.active()[i];
+        let port = ports.nth_active_mut(i);
+        if port.outbox.is_empty() {
+            continue;
+        }
+        let outbox = std::mem::take(&mut port.outbox);
+        let sent = send_batch(io, ring, id, port, &outbox, dead, now);
+        what_is_left(port, outbox.len() - sent);
+        for &slot in &outbox[..sent] {
+            ring.mark_done(slot);
+        }
+        port.outbox = outbox;
+        sent_total += sent;
+    }
+    (dealt, sent_total)
+}
+
 /// Bonding, `policy=rr`: vdeplug4's round robin. Each frame goes to the
 /// next port in turn whether or not it can take it; what it cannot take is
 /// dropped. Every frame is finished.
@@ -233,37 +300,20 @@ pub fn round_robin(
     dead: &mut Vec<PortId>,
 ) -> usize {
     let mut done = 0;
-    let Lane { ring, io } = lane;
-    while !ring.is_empty() {
-        let n = ports.active().len();
-        if n == 0 {
+    while !lane.ring.is_empty() {
+        let (dealt, _) = deal(
+            ports,
+            rr,
+            weighted,
+            lane,
+            dead,
+            |_| true,
+            |p, left| p.stats.drop_full += left as u64,
+        );
+        if dealt == 0 {
             break;
         }
-        clear_outboxes(ports);
-        let queued = ring.queued();
-        let batch = &queued[..queued.len().min(BATCH)];
-        for &slot in batch {
-            let at = next_port(ports, rr, weighted, |_| true).expect("ports to choose from");
-            let id = ports.active()[at];
-            ports.get_mut(id).expect("active port").outbox.push(slot);
-        }
-        for i in 0..n {
-            let id = ports.active()[i];
-            let Some(fd) = data_fd(ports, id) else {
-                continue;
-            };
-            let port = ports.get_mut(id).expect("active port");
-            if port.outbox.is_empty() {
-                continue;
-            }
-            match io.send(fd, ring, &port.outbox, &mut port.stats) {
-                Ok(sent) => port.stats.drop_full += (port.outbox.len() - sent) as u64,
-                Err(e) if peer_gone(&e) => dead.push(id),
-                Err(_) => port.stats.drop_full += port.outbox.len() as u64,
-            }
-        }
-        let n = batch.len();
-        done += ring.consume_front(n);
+        done += lane.ring.consume_front(dealt);
     }
     done
 }
@@ -280,86 +330,21 @@ pub fn adaptive(
     dead: &mut Vec<PortId>,
 ) -> usize {
     let mut done = 0;
-    let Lane { ring, io } = lane;
-    loop {
-        let n = ports.active().len();
-        if ring.is_empty() || n == 0 {
-            break;
-        }
-        clear_outboxes(ports);
-        let queued = ring.queued();
-        let batch = &queued[..queued.len().min(BATCH)];
-        let mut assigned = 0;
-        for &slot in batch {
-            let next = next_port(ports, rr, weighted, |p| p.writable && p.data.is_some());
-            let Some(at) = next else { break };
-            ports.nth_active_mut(at).outbox.push(slot);
-            assigned += 1;
-        }
-        if assigned == 0 {
-            break;
-        }
-        let mut sent_total = 0;
-        for i in 0..n {
-            let id = ports.active()[i];
-            let Some(fd) = data_fd(ports, id) else {
-                continue;
-            };
-            let port = ports.get_mut(id).expect("active port");
-            if port.outbox.is_empty() {
-                continue;
-            }
-            let sent = match io.send(fd, ring, &port.outbox, &mut port.stats) {
-                Ok(sent) => sent,
-                Err(e) => {
-                    if peer_gone(&e) {
-                        dead.push(id);
-                    }
-                    0
-                }
-            };
-            if sent < port.outbox.len() {
-                port.writable = false;
-                port.stats.skipped += (port.outbox.len() - sent) as u64;
-            }
-            for &slot in &port.outbox[..sent] {
-                ring.mark_done(slot);
-            }
-            sent_total += sent;
-        }
-        done += ring.sweep();
-        if sent_total == 0 {
+    while !lane.ring.is_empty() {
+        let (dealt, sent) = deal(
+            ports,
+            rr,
+            weighted,
+            lane,
+            dead,
+            |p| p.writable && p.data.is_some(),
+            |p, left| p.stats.skipped += left as u64,
+        );
+        done += lane.ring.sweep();
+        if dealt == 0 || sent == 0 {
             // Every port that looked free was full, or went away.
             break;
         }
     }
     done
-}
-
-/// Switch, from the host: learn the host's source address, then send to
-/// the one port that has the destination, or flood when unknown.
-pub fn switch_from_host(
-    ports: &mut PortTable,
-    mac: &mut MacTable,
-    lane: &mut Lane,
-    dead: &mut Vec<PortId>,
-) -> usize {
-    let now = Instant::now();
-    let ring = &mut lane.ring;
-    let n = ring.queued().len();
-    for i in 0..n {
-        let slot = ring.queued()[i];
-        let frame = ring.frame(slot);
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            continue;
-        };
-        let vlan = eth.vlan();
-        mac.learn(eth.src(), vlan, Dest::Host, now);
-        match mac.lookup(eth.dst(), vlan, now) {
-            Some(Dest::Port(to)) => send_one(ports, to, frame, dead),
-            Some(Dest::Host) => {}
-            None => flood_one(ports, None, frame, dead),
-        }
-    }
-    ring.consume_front(n)
 }

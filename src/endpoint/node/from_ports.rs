@@ -1,126 +1,104 @@
-//! Frames read from ports: what each kind does with them before they go
-//! to the host (hub and switch forward, multi with `dedup=` filters), and
-//! the last frames of ports that are leaving.
+//! Frames read from ports, in batches, into the lane toward the host; each
+//! batch then goes through the kind's "frames from port N" entry point
+//! ([`Kind::from_port`](super::kind::Kind::from_port)). Ports that are
+//! leaving are read until drained, so what a cable sent before it left
+//! still arrives.
 
 use std::os::fd::AsRawFd;
-use std::time::Instant;
 
-use super::forward;
-use super::kind::NodeKind;
-use super::mac_table::Dest;
+use log::debug;
+
 use super::ports::PortId;
 use super::NetNode;
 use crate::lane::Lane;
-use crate::wire::EthernetFrame;
+
+/// What one read of a port gave.
+enum Read {
+    Frames(usize),
+    Drained(usize),
+    Failed,
+}
 
 impl NetNode {
+    /// Reads every readable connected port once, starting one further
+    /// each pass for fairness, while the lane (and the kind) has room.
+    pub(super) fn read_ports(&mut self, lane: &mut Lane) -> usize {
+        let n = self.ports.active().len();
+        let mut total = 0;
+        for k in 0..n {
+            let id = self.ports.active()[(self.read_from + k) % n];
+            if !self.ports.get(id).is_some_and(|p| p.readable) {
+                continue;
+            }
+            match self.read_port(lane, id) {
+                None => break,
+                Some(Read::Frames(got)) => total += got,
+                Some(Read::Drained(got)) => {
+                    if let Some(p) = self.ports.get_mut(id) {
+                        p.readable = false;
+                    }
+                    total += got;
+                }
+                Some(Read::Failed) => self.dead.push(id),
+            }
+        }
+        self.read_from = self.read_from.wrapping_add(1);
+        total
+    }
+
     /// Reads what leaving ports still hold; a drained one is removed.
     pub(super) fn drain_leaving(&mut self, lane: &mut Lane) -> usize {
         let mut total = 0;
-        let mut drained = Vec::new();
-        for i in 0..self.leaving.len() {
-            if lane.ring.free_slots() == 0 {
-                break;
-            }
+        let mut i = 0;
+        while i < self.leaving.len() {
             let id = self.leaving[i];
-            let Some(port) = self.ports.get_mut(id) else {
-                continue;
-            };
-            let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
-                drained.push(id);
-                continue;
-            };
-            let got = match lane
-                .io
-                .recv(fd, &mut lane.ring, usize::MAX, id as u32, &mut port.stats)
-            {
-                Ok(r) if r.drained => {
-                    drained.push(id);
-                    r.frames
+            match self.read_port(lane, id) {
+                None => break,
+                Some(Read::Frames(got)) => {
+                    total += got;
+                    i += 1;
                 }
-                Ok(r) => r.frames,
-                Err(_) => {
-                    drained.push(id);
-                    continue;
+                Some(Read::Drained(got)) => {
+                    total += got;
+                    self.remove_port(id);
                 }
-            };
-            if got > 0 {
-                self.after_port_read(lane, id, got);
-                total += got;
+                Some(Read::Failed) => self.remove_port(id),
             }
-        }
-        for id in drained {
-            self.remove_port(id);
         }
         total
     }
 
-    /// The kind's work on the `count` frames just read from port `from`
-    /// (the newest in the lane): hub and switch forward them to other
-    /// ports, multi with `dedup=` drops the ones the host already had.
-    pub(super) fn after_port_read(&mut self, lane: &mut Lane, from: PortId, count: usize) {
-        match self.kind {
-            NodeKind::Hub => forward::hub_ports(&mut self.ports, lane, from, count, &mut self.dead),
-            NodeKind::Switch(_) => self.switch_ports(lane, from, count),
-            NodeKind::Multi { dedup: Some(_) } => self.suppress_duplicates(lane, from, count),
-            _ => {}
+    /// One batched read of port `id` into `lane`, then the kind's work on
+    /// what came. `None` when there is no room to read into.
+    fn read_port(&mut self, lane: &mut Lane, id: PortId) -> Option<Read> {
+        let room = self.kind.port_read_limit().min(lane.ring.free_slots());
+        if room == 0 {
+            return None;
         }
-    }
-
-    /// Switch: learns the source of each new frame from port `from` and
-    /// sends it on when its destination is another known port; frames for
-    /// the host (or flooded) stay queued for the host.
-    pub(super) fn switch_ports(&mut self, lane: &mut Lane, from: PortId, count: usize) {
-        let Some(mac) = &mut self.mac else { return };
-        let now = Instant::now();
-        let Lane { ring, .. } = lane;
-        let queued = ring.queued().len();
-        for i in queued - count..queued {
-            let slot = ring.queued()[i];
-            let eth = match EthernetFrame::new_checked(ring.frame(slot)) {
-                Ok(e) => e,
-                Err(_) => continue,
-            };
-            let vlan = eth.vlan();
-            mac.learn(eth.src(), vlan, Dest::Port(from), now);
-            match mac.lookup(eth.dst(), vlan, now) {
-                Some(Dest::Host) => {}
-                Some(Dest::Port(to)) => {
-                    if to != from {
-                        forward::send_one(&mut self.ports, to, ring.frame(slot), &mut self.dead);
-                    }
-                    ring.mark_done(slot);
-                }
-                None => forward::flood_one(
-                    &mut self.ports,
-                    Some(from),
-                    ring.frame(slot),
-                    &mut self.dead,
-                ),
+        let Some(port) = self.ports.get_mut(id) else {
+            return Some(Read::Failed);
+        };
+        let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
+            return Some(Read::Drained(0));
+        };
+        let got = match lane
+            .io
+            .recv(fd, &mut lane.ring, room, id as u32, &mut port.stats)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("{}: port {id}: {e}", self.label);
+                return Some(Read::Failed);
             }
+        };
+        if got.frames > 0 {
+            self.kind
+                .from_port(&mut self.ports, lane, id, got.frames, &mut self.dead);
         }
-        ring.sweep();
-    }
-
-    /// Multi with `dedup=`: drops new frames the host already had.
-    pub(super) fn suppress_duplicates(&mut self, lane: &mut Lane, from: PortId, count: usize) {
-        let Some(dedup) = &mut self.dedup else { return };
-        let now = Instant::now();
-        let ring = &mut lane.ring;
-        let queued = ring.queued().len();
-        let mut dropped = 0;
-        for i in queued - count..queued {
-            let slot = ring.queued()[i];
-            if dedup.is_duplicate(ring.frame(slot), now) {
-                ring.mark_done(slot);
-                dropped += 1;
-            }
-        }
-        if dropped > 0 {
-            ring.sweep();
-            if let Some(p) = self.ports.get_mut(from) {
-                p.stats.drop_dup += dropped;
-            }
-        }
+        Some(if got.drained {
+            Read::Drained(got.frames)
+        } else {
+            Read::Frames(got.frames)
+        })
     }
 }

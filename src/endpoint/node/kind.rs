@@ -1,8 +1,20 @@
-//! What kind of node, and the knobs each kind has.
+//! What kind of node: the knobs each kind has ([`NodeKind`]), and the
+//! kind as one value with its state and its two entry points, frames from
+//! the host and frames from port N ([`Kind`]). The node around it owns the
+//! ports, the counters and the cleanup; the shells (the binaries' engine,
+//! the libvdeplug module) drive the node and never look at its kind.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::dedup::Dedup;
+use super::forward::{self, route, Queue};
+use super::mac_table::{Dest, MacTable};
+use super::ports::{Port, PortId, PortTable};
+use crate::batch::BATCH;
+use crate::engine::LANE_SLOTS;
+use crate::lane::Lane;
 use crate::number::{self, BadNumber};
+use crate::wire::EthernetFrame;
 
 /// `dedup=MS`: the window of a multi node's duplicate filter (0: off).
 pub fn parse_dedup(ms: &str) -> Result<Option<Duration>, BadNumber> {
@@ -78,9 +90,309 @@ impl NodeKind {
             NodeKind::Bonding(_) => "bonding",
         }
     }
+}
 
-    /// Whether a frame from one port also goes to the other ports.
-    pub fn port_to_port(&self) -> bool {
-        matches!(self, NodeKind::Hub | NodeKind::Switch(_))
+/// Frames from a port on their way to other ports (hub, switch): a lane of
+/// the node's own, handed out by [`forward::fan_out`] like host frames, so
+/// a port that cannot keep up loses only its own frames.
+pub(crate) struct PortToPort {
+    lane: Lane,
+    waiting: bool,
+}
+
+impl PortToPort {
+    fn new() -> PortToPort {
+        PortToPort {
+            lane: Lane::new(LANE_SLOTS),
+            waiting: false,
+        }
     }
+
+    /// Queues a copy of `frame` with its route; false when full (the
+    /// caller reads no more than [`Kind::port_read_limit`] allows).
+    fn push(&mut self, frame: &[u8], from: PortId, to: Option<PortId>) -> bool {
+        self.lane.ring.push_copy(frame, route(Some(from), to))
+    }
+
+    fn flush(&mut self, ports: &mut PortTable, dead: &mut Vec<PortId>) {
+        let (_, waiting) = forward::fan_out(ports, &mut self.lane, Queue::FromPorts, dead);
+        self.waiting = waiting;
+    }
+}
+
+/// A node kind with its state.
+pub(crate) enum Kind {
+    Hub {
+        ports_to_ports: PortToPort,
+        /// Host frames already given a route (the newest are not yet).
+        routed: usize,
+        waiting: bool,
+    },
+    Switch {
+        mac: MacTable,
+        ports_to_ports: PortToPort,
+        routed: usize,
+        waiting: bool,
+    },
+    Multi {
+        dedup: Option<Dedup>,
+        routed: usize,
+        waiting: bool,
+    },
+    Bonding {
+        policy: BondingPolicy,
+        /// Round-robin position in the active port list.
+        rr: usize,
+        /// Shares of the cables in the order they join (`weights=`);
+        /// empty for plain round robin.
+        weights: Vec<u32>,
+        /// Cables that have joined so far (which weight the next one gets).
+        joined: usize,
+    },
+}
+
+impl Kind {
+    pub(crate) fn new(kind: NodeKind) -> Kind {
+        match kind {
+            NodeKind::Hub => Kind::Hub {
+                ports_to_ports: PortToPort::new(),
+                routed: 0,
+                waiting: false,
+            },
+            NodeKind::Switch(c) => Kind::Switch {
+                mac: MacTable::new(c.hash_size, c.hash_seed, c.expire),
+                ports_to_ports: PortToPort::new(),
+                routed: 0,
+                waiting: false,
+            },
+            NodeKind::Multi { dedup } => Kind::Multi {
+                dedup: dedup.map(Dedup::new),
+                routed: 0,
+                waiting: false,
+            },
+            NodeKind::Bonding(policy) => Kind::Bonding {
+                policy,
+                rr: 0,
+                weights: Vec::new(),
+                joined: 0,
+            },
+        }
+    }
+
+    /// Bonding shares (`weights=`); other kinds have none.
+    pub(crate) fn set_weights(&mut self, w: Vec<u32>) {
+        if let Kind::Bonding { weights, .. } = self {
+            *weights = w;
+        }
+    }
+
+    /// Frames from the host, queued in `lane`: hands out what the ports
+    /// can take now. Returns the frames finished with.
+    pub(crate) fn from_host(
+        &mut self,
+        ports: &mut PortTable,
+        lane: &mut Lane,
+        dead: &mut Vec<PortId>,
+    ) -> usize {
+        let now = Instant::now();
+        match self {
+            Kind::Hub {
+                routed, waiting, ..
+            }
+            | Kind::Multi {
+                routed, waiting, ..
+            } => {
+                let ring = &mut lane.ring;
+                for i in *routed..ring.queued().len() {
+                    ring.set_tag(ring.queued()[i], route(None, None));
+                }
+                fan_out_host(ports, lane, routed, waiting, dead)
+            }
+            Kind::Switch {
+                mac,
+                routed,
+                waiting,
+                ..
+            } => {
+                let ring = &mut lane.ring;
+                for i in *routed..ring.queued().len() {
+                    let slot = ring.queued()[i];
+                    let to = match EthernetFrame::new_checked(ring.frame(slot)) {
+                        Ok(eth) => {
+                            let vlan = eth.vlan();
+                            mac.learn(eth.src(), vlan, Dest::Host, now);
+                            mac.lookup(eth.dst(), vlan, now)
+                        }
+                        Err(_) => Some(Dest::Host),
+                    };
+                    match to {
+                        Some(Dest::Port(id)) => ring.set_tag(slot, route(None, Some(id))),
+                        // The host's own address: nobody to send it to.
+                        Some(Dest::Host) => ring.mark_done(slot),
+                        None => ring.set_tag(slot, route(None, None)),
+                    }
+                }
+                let swept = ring.sweep();
+                *routed = ring.queued().len();
+                swept + fan_out_host(ports, lane, routed, waiting, dead)
+            }
+            Kind::Bonding {
+                policy,
+                rr,
+                weights,
+                ..
+            } => {
+                let weighted = !weights.is_empty();
+                match policy {
+                    BondingPolicy::RoundRobin => {
+                        forward::round_robin(ports, rr, weighted, lane, dead)
+                    }
+                    BondingPolicy::Adaptive => forward::adaptive(ports, rr, weighted, lane, dead),
+                }
+            }
+        }
+    }
+
+    /// How many frames may be read from ports now (hub and switch also
+    /// queue them toward other ports, which has room for so many).
+    pub(crate) fn port_read_limit(&self) -> usize {
+        match self {
+            Kind::Hub { ports_to_ports, .. } | Kind::Switch { ports_to_ports, .. } => {
+                ports_to_ports.lane.ring.free_slots()
+            }
+            _ => BATCH,
+        }
+    }
+
+    /// The `count` frames just read from port `from`, the newest in `lane`
+    /// (which goes to the host): hub queues each for the other ports too;
+    /// switch learns, and queues for a port or floods what is not for the
+    /// host; multi with `dedup=` drops what the host already had.
+    pub(crate) fn from_port(
+        &mut self,
+        ports: &mut PortTable,
+        lane: &mut Lane,
+        from: PortId,
+        count: usize,
+        dead: &mut Vec<PortId>,
+    ) {
+        let now = Instant::now();
+        let ring = &mut lane.ring;
+        let new = ring.queued().len() - count..ring.queued().len();
+        match self {
+            Kind::Hub { ports_to_ports, .. } => {
+                for i in new {
+                    ports_to_ports.push(ring.frame(ring.queued()[i]), from, None);
+                }
+                ports_to_ports.flush(ports, dead);
+            }
+            Kind::Switch {
+                mac,
+                ports_to_ports,
+                ..
+            } => {
+                for i in new {
+                    let slot = ring.queued()[i];
+                    let Ok(eth) = EthernetFrame::new_checked(ring.frame(slot)) else {
+                        continue;
+                    };
+                    let vlan = eth.vlan();
+                    mac.learn(eth.src(), vlan, Dest::Port(from), now);
+                    match mac.lookup(eth.dst(), vlan, now) {
+                        Some(Dest::Host) => {}
+                        Some(Dest::Port(to)) => {
+                            if to != from {
+                                ports_to_ports.push(ring.frame(slot), from, Some(to));
+                            }
+                            ring.mark_done(slot);
+                        }
+                        None => {
+                            ports_to_ports.push(ring.frame(slot), from, None);
+                        }
+                    }
+                }
+                ring.sweep();
+                ports_to_ports.flush(ports, dead);
+            }
+            Kind::Multi {
+                dedup: Some(dedup), ..
+            } => {
+                let mut dropped = 0;
+                for i in new {
+                    let slot = ring.queued()[i];
+                    if dedup.is_duplicate(ring.frame(slot), now) {
+                        ring.mark_done(slot);
+                        dropped += 1;
+                    }
+                }
+                if dropped > 0 {
+                    ring.sweep();
+                    if let Some(p) = ports.get_mut(from) {
+                        p.stats.drop_dup += dropped;
+                    }
+                }
+            }
+            Kind::Multi { dedup: None, .. } | Kind::Bonding { .. } => {}
+        }
+    }
+
+    /// Moves frames queued from ports to ports as far as the ports take
+    /// them (after ports drained, say).
+    pub(crate) fn flush_port_to_port(&mut self, ports: &mut PortTable, dead: &mut Vec<PortId>) {
+        if let Kind::Hub { ports_to_ports, .. } | Kind::Switch { ports_to_ports, .. } = self {
+            ports_to_ports.flush(ports, dead);
+        }
+    }
+
+    /// Frames wait for a full port's grace to run out: look again soon.
+    pub(crate) fn waiting_on_laggard(&self) -> bool {
+        match self {
+            Kind::Hub {
+                ports_to_ports,
+                waiting,
+                ..
+            }
+            | Kind::Switch {
+                ports_to_ports,
+                waiting,
+                ..
+            } => *waiting || ports_to_ports.waiting,
+            Kind::Multi { waiting, .. } => *waiting,
+            Kind::Bonding { .. } => false,
+        }
+    }
+
+    /// A port joined: its bonding share.
+    pub(crate) fn port_joined(&mut self, port: &mut Port) {
+        if let Kind::Bonding {
+            weights, joined, ..
+        } = self
+        {
+            port.weight = weights.get(*joined).copied().unwrap_or(1);
+            *joined += 1;
+        }
+    }
+
+    /// A port is gone: the switch forgets the addresses behind it.
+    pub(crate) fn port_removed(&mut self, id: PortId) {
+        if let Kind::Switch { mac, .. } = self {
+            mac.forget_port(id);
+        }
+    }
+}
+
+/// Host frames (routed) to the ports by [`forward::fan_out`]; keeps count
+/// of the routed ones still queued.
+fn fan_out_host(
+    ports: &mut PortTable,
+    lane: &mut Lane,
+    routed: &mut usize,
+    waiting: &mut bool,
+    dead: &mut Vec<PortId>,
+) -> usize {
+    *routed = lane.ring.queued().len();
+    let (done, wait) = forward::fan_out(ports, lane, Queue::FromHost, dead);
+    *routed -= done;
+    *waiting = wait;
+    done
 }

@@ -2,8 +2,10 @@
 //!
 //! A node owns a directory that vde clients join (see [`control`]); the
 //! program that opened it is the node's *host*, reached through the lane of
-//! the engine. Frames from ports are read here in batches; where they go is
-//! decided by the node's [`NodeKind`] (see [`forward`]).
+//! engine or of the libvdeplug module shell. Frames from ports are read in
+//! batches ([`from_ports`]); where frames go is decided by the node's
+//! [`Kind`](kind::Kind), one value with two entry points: frames from the
+//! host and frames from port N.
 
 mod admission;
 pub mod control;
@@ -18,13 +20,11 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use mio::{Interest, Registry};
 
 use self::control::{absolute_node_path, Access, NodeDir};
-use self::dedup::Dedup;
-use self::kind::{parse_dedup, parse_weights, BondingPolicy, NodeKind, SwitchConfig};
-use self::mac_table::MacTable;
+use self::kind::{parse_dedup, parse_weights, BondingPolicy, Kind, NodeKind, SwitchConfig};
 use self::ports::{PortId, PortTable};
 use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
 use crate::lane::Lane;
@@ -50,7 +50,7 @@ fn data_token(id: PortId) -> usize {
 }
 
 pub struct NetNode {
-    kind: NodeKind,
+    kind: Kind,
     label: String,
     side: usize,
     // Ports are declared before the directory so that their sockets are
@@ -59,25 +59,14 @@ pub struct NetNode {
     dir: NodeDir,
     /// Counters of the host side: frames in from the host, out to it.
     host: LinkStats,
-    /// Round-robin position (bonding) in the active port list.
-    rr: usize,
     /// Where the next read pass over the ports starts, for fairness.
     read_from: usize,
-    mac: Option<MacTable>,
-    dedup: Option<Dedup>,
     /// Ports found dead during a pass, removed after it.
     dead: Vec<PortId>,
     /// Ports whose control stream ended: out of the forwarding, read until
     /// their socket is drained (the frames a cable sent just before it
     /// left still reach the host), then removed.
     leaving: Vec<PortId>,
-    /// Host frames wait for a full port's grace to run out.
-    waiting_on_laggard: bool,
-    /// Bonding shares of the cables in the order they join (`weights=`);
-    /// empty for plain round robin.
-    weights: Vec<u32>,
-    /// Cables that have joined so far (which weight the next one gets).
-    joined: usize,
     /// Cables refused for want of descriptors, and their log's throttle.
     turned_away: u64,
     out_of_fds_log: LogThrottle,
@@ -170,7 +159,7 @@ impl NetNode {
         };
         let path = absolute_node_path(&loc.address)?;
         let mut node = Self::create(kind, &path, access)?;
-        node.weights = weights;
+        node.kind.set_weights(weights);
         Ok(node)
     }
 
@@ -183,26 +172,14 @@ impl NetNode {
         info!("{}://{}: ready", kind.scheme(), path.display());
         Ok(NetNode {
             label: format!("{}://{}", kind.scheme(), path.display()),
-            mac: match kind {
-                NodeKind::Switch(c) => Some(MacTable::new(c.hash_size, c.hash_seed, c.expire)),
-                _ => None,
-            },
-            dedup: match kind {
-                NodeKind::Multi { dedup: Some(w) } => Some(Dedup::new(w)),
-                _ => None,
-            },
-            kind,
+            kind: Kind::new(kind),
             side: 0,
             ports: PortTable::default(),
             dir,
             host: LinkStats::default(),
-            rr: 0,
             read_from: 0,
             dead: Vec::with_capacity(16),
             leaving: Vec::new(),
-            waiting_on_laggard: false,
-            weights: Vec::new(),
-            joined: 0,
             turned_away: 0,
             out_of_fds_log: LogThrottle::default(),
         })
@@ -256,46 +233,10 @@ impl Endpoint for NetNode {
     }
 
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
-        let n = self.ports.active().len();
+        self.kind
+            .flush_port_to_port(&mut self.ports, &mut self.dead);
         let queued_before = lane.ring.queued().len();
-        let mut total = 0;
-        for k in 0..n {
-            if lane.ring.free_slots() == 0 {
-                break;
-            }
-            let id = self.ports.active()[(self.read_from + k) % n];
-            let Some(port) = self.ports.get_mut(id) else {
-                continue;
-            };
-            let Some(fd) = port
-                .data
-                .as_ref()
-                .map(|d| d.as_raw_fd())
-                .filter(|_| port.readable)
-            else {
-                continue;
-            };
-            let got = match lane
-                .io
-                .recv(fd, &mut lane.ring, usize::MAX, id as u32, &mut port.stats)
-            {
-                Ok(r) => {
-                    port.readable = !r.drained;
-                    r.frames
-                }
-                Err(e) => {
-                    debug!("{}: port {id}: {e}", self.label);
-                    self.dead.push(id);
-                    continue;
-                }
-            };
-            if got > 0 {
-                self.after_port_read(lane, id, got);
-                total += got;
-            }
-        }
-        self.read_from = self.read_from.wrapping_add(1);
-        total += self.drain_leaving(lane);
+        let total = self.read_ports(lane) + self.drain_leaving(lane);
         for i in queued_before..lane.ring.queued().len() {
             self.host
                 .count_out(lane.ring.frame(lane.ring.queued()[i]).len());
@@ -305,43 +246,20 @@ impl Endpoint for NetNode {
     }
 
     fn deliver(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
+        self.kind
+            .flush_port_to_port(&mut self.ports, &mut self.dead);
         if lane.ring.is_empty() {
+            self.remove_dead();
             return Ok(0);
         }
         let bytes_before = queued_bytes(lane);
-        let weighted = !self.weights.is_empty();
         let done = if self.ports.active().is_empty() {
             // Nobody to give the frames to: vdeplug4 drops them too.
             let n = lane.ring.queued().len();
             self.host.drop_nocable += n as u64;
             lane.ring.consume_front(n)
         } else {
-            match self.kind {
-                NodeKind::Hub | NodeKind::Multi { .. } => {
-                    let (done, waiting) =
-                        forward::to_every_port(&mut self.ports, lane, &mut self.dead);
-                    self.waiting_on_laggard = waiting;
-                    done
-                }
-                NodeKind::Switch(_) => {
-                    let mac = self.mac.as_mut().expect("switch has a table");
-                    forward::switch_from_host(&mut self.ports, mac, lane, &mut self.dead)
-                }
-                NodeKind::Bonding(BondingPolicy::RoundRobin) => forward::round_robin(
-                    &mut self.ports,
-                    &mut self.rr,
-                    weighted,
-                    lane,
-                    &mut self.dead,
-                ),
-                NodeKind::Bonding(BondingPolicy::Adaptive) => forward::adaptive(
-                    &mut self.ports,
-                    &mut self.rr,
-                    weighted,
-                    lane,
-                    &mut self.dead,
-                ),
-            }
+            self.kind.from_host(&mut self.ports, lane, &mut self.dead)
         };
         self.host.frames_in += done as u64;
         self.host.bytes_in += bytes_before - queued_bytes(lane);
@@ -363,7 +281,8 @@ impl Endpoint for NetNode {
     }
 
     fn wake_in(&self) -> Option<Duration> {
-        self.waiting_on_laggard
+        self.kind
+            .waiting_on_laggard()
             .then_some(forward::LAGGARD_GRACE / 4)
     }
 

@@ -30,9 +30,10 @@ pub struct Port {
     pub accepted: Instant,
     /// Frames picked for this port in the batch being sent (bonding).
     pub outbox: Vec<Slot>,
-    /// How many of the host frames queued in the lane this port has
-    /// already sent (hub, multi).
-    pub cursor: usize,
+    /// This port's place in the queues it is fanned out from (hub, multi,
+    /// switch): how many of the frames queued from the host, and from the
+    /// other ports, it is done with (see `forward::Queue`).
+    pub cursor: [usize; 2],
     /// Share of a weighted bonding node (`weights=`), and the credit of its
     /// smooth weighted round robin.
     pub weight: u32,
@@ -58,7 +59,7 @@ impl Port {
             write_armed: false,
             accepted: Instant::now(),
             outbox: Vec::with_capacity(BATCH),
-            cursor: 0,
+            cursor: [0; 2],
             weight: 1,
             credit: 0,
             full_since: None,
