@@ -90,9 +90,10 @@ pub enum Queue {
 /// Every frame of `lane` to every port its route names. Each port keeps its
 /// own place in the lane, so one that is briefly full catches up later
 /// instead of losing frames; a frame is finished once every port it is
-/// for has it. When the lane is full and some port has everything while
-/// another has been unable to take anything for [`LAGGARD_GRACE`], that
-/// laggard gives up the oldest batch (counted in its `full` column): a
+/// for has it. When the lane is full and some port has every frame meant
+/// for it while another has been unable to take anything for
+/// [`LAGGARD_GRACE`], that laggard gives up the oldest frames, up to where
+/// the others are (counted in its `full` column): a
 /// stalled port costs a lane of buffering and a moment, never the others'
 /// traffic. Until then, and whenever no port can take anything, frames
 /// wait. Returns the frames finished and whether it is waiting out a
@@ -164,8 +165,15 @@ pub fn fan_out(
                 .map(|p| p.cursor[q])
         };
         let mut front = cursors().min().unwrap_or(queued.len());
-        let someone_waits = cursors().any(|c| c == queued.len());
-        if front == 0 && !progress && ring.free_slots() == 0 && someone_waits {
+        // A port that has every frame queued for it (not merely none, as
+        // the port they came from) and waits for the laggards to make room.
+        let someone_waits = || {
+            ports.active().iter().any(|&id| {
+                ports.get(id).is_some_and(|p| p.cursor[q] == queued.len())
+                    && queued.iter().any(|&s| meant_for(ring.tag(s), id))
+            })
+        };
+        if front == 0 && !progress && ring.free_slots() == 0 && someone_waits() {
             let laggards_stalled = ports
                 .active()
                 .iter()
@@ -178,7 +186,13 @@ pub fn fan_out(
             if !laggards_stalled {
                 return (done, true);
             }
-            front = queued.len().min(BATCH);
+            // The laggards give up frames up to where the slowest of the
+            // others is, a batch at most; nobody else loses any.
+            front = cursors()
+                .filter(|&c| c > 0)
+                .min()
+                .unwrap_or(queued.len())
+                .min(BATCH);
             for i in 0..ports.active().len() {
                 let id = ports.active()[i];
                 let port = ports.nth_active_mut(i);
