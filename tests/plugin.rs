@@ -1,0 +1,438 @@
+//! Our libvdeplug modules inside Debian's C `vde_plug` (vdeplug 4.0.1):
+//! `VDEPLUGIN_PATH=target/plugins:/usr/lib/x86_64-linux-gnu/vdeplug` makes
+//! it load libvdeplug_{bonding,multi,hub,switch}.so from us, and C cables
+//! and ours join the node it hosts.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+use std::time::Duration;
+
+const DEBIAN_MODULES: &str = "/usr/lib/x86_64-linux-gnu/vdeplug";
+const SIZE: usize = 120;
+
+fn plugins_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/plugins")
+}
+
+/// Builds the modules once per run (quick when scripts/test built them).
+fn build_plugins() {
+    static BUILT: Once = Once::new();
+    BUILT.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-plugins");
+        let st = Command::new(script)
+            .arg("-q")
+            .status()
+            .expect("run scripts/build-plugins");
+        assert!(st.success(), "scripts/build-plugins failed");
+    });
+}
+
+/// The C vde_plug with our modules first on its module path.
+fn c_plug_with_ours(args: &[&str]) -> Plug {
+    c_plug_with_path(&plugins_dir(), args)
+}
+
+fn c_plug_with_path(ours: &Path, args: &[&str]) -> Plug {
+    require_c_reference();
+    build_plugins();
+    let path = format!("VDEPLUGIN_PATH={}:{DEBIAN_MODULES}", ours.display());
+    let mut all = vec![path.as_str(), C_PLUG];
+    all.extend_from_slice(args);
+    Plug::spawn("env", &all)
+}
+
+/// Whether process `pid` has our module `name` mapped.
+fn maps_our_module(pid: i32, name: &str) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let ours = plugins_dir().join(format!("libvdeplug_{name}.so"));
+    maps.contains(ours.to_str().unwrap())
+}
+
+/// A C vde_plug hosting our `scheme` node at `dir`, then `cables` joined
+/// to it one after the other (each a program: the C plug or ours).
+fn node_with_cables(scheme: &str, dir: &str, params: &str, cables: &[&str]) -> (Plug, Vec<Plug>) {
+    let host = c_plug_with_ours(&[&format!("{scheme}://{dir}{params}")]);
+    wait_listening(dir);
+    assert!(
+        maps_our_module(host.pid(), scheme),
+        "vde_plug did not load our libvdeplug_{scheme}.so"
+    );
+    let cables = cables
+        .iter()
+        .enumerate()
+        .map(|(i, prog)| {
+            let c = Plug::spawn(prog, &[dir]);
+            wait_ports(dir, i + 1);
+            c
+        })
+        .collect();
+    (host, cables)
+}
+
+/// Waits until something listens on `dir/ctl` (a stale node's `ctl` is
+/// there but refuses connections).
+fn wait_listening(dir: &str) {
+    let ctl = format!("{dir}/ctl");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::os::unix::net::UnixStream::connect(&ctl).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {ctl}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn received(ps: &[&mut Plug]) -> usize {
+    ps.iter().map(|p| p.received.len()).sum()
+}
+
+/// Sends frames `0..n` from `src` through `from`, a window at a time, each
+/// window only once the `to` plugs together have `copies` of every frame
+/// sent so far: a program's `vde_send` cannot wait, so nothing may pile up.
+fn send_windowed(from: &mut Plug, src: u8, n: u32, to: &mut [&mut Plug], copies: usize) {
+    const WINDOW: u32 = 16;
+    let base = received(to);
+    let mut s = 0;
+    while s < n {
+        let end = (s + WINDOW).min(n);
+        let burst: Vec<u8> = (s..end)
+            .flat_map(|q| encode(&frame(src, q, SIZE)))
+            .collect();
+        from.send_raw(&burst);
+        let want = base + end as usize * copies;
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while received(to) < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "frames from {src}: {} of {want} arrived",
+                received(to)
+            );
+            for p in to.iter_mut() {
+                p.collect(Duration::from_millis(1));
+            }
+        }
+        s = end;
+    }
+}
+
+/// The frames from `src` that `p` got, checked byte for byte; their
+/// sequence numbers in arrival order.
+fn seqs_from(p: &Plug, src: u8) -> Vec<u32> {
+    p.received
+        .iter()
+        .filter(|f| f[11] == src)
+        .map(|f| {
+            assert_eq!(f, &frame(src, seq_of(f), SIZE), "byte-exact");
+            seq_of(f)
+        })
+        .collect()
+}
+
+#[test]
+fn bonding_in_c_vde_plug_deals_host_frames_and_gathers_cable_frames() {
+    let t = Scratch::new("pl-bond");
+    let dir = t.path("b");
+    let (mut host, mut cables) = node_with_cables("bonding", &dir, "", &[C_PLUG, rs_plug()]);
+    let n = 600;
+    {
+        let (a, b) = cables.split_at_mut(1);
+        send_windowed(&mut host, 1, n, &mut [&mut a[0], &mut b[0]], 1);
+    }
+    let mut all: Vec<u32> = cables.iter().flat_map(|c| seqs_from(c, 1)).collect();
+    assert!(
+        cables.iter().all(|c| !c.received.is_empty()),
+        "both cables carry frames"
+    );
+    all.sort_unstable();
+    assert_eq!(all, (0..n).collect::<Vec<_>>(), "each host frame once");
+    for (i, c) in cables.iter_mut().enumerate() {
+        send_windowed(c, 10 + i as u8, n, &mut [&mut host], 1);
+    }
+    for i in 0..2u8 {
+        assert_eq!(seqs_from(&host, 10 + i), (0..n).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn multi_in_c_vde_plug_copies_host_frames_to_every_cable() {
+    let t = Scratch::new("pl-multi");
+    let dir = t.path("m");
+    let (mut host, mut cables) = node_with_cables("multi", &dir, "", &[C_PLUG, rs_plug()]);
+    let n = 600;
+    {
+        let (a, b) = cables.split_at_mut(1);
+        send_windowed(&mut host, 1, n, &mut [&mut a[0], &mut b[0]], 2);
+    }
+    for c in &cables {
+        assert_eq!(seqs_from(c, 1), (0..n).collect::<Vec<_>>());
+    }
+    for (i, c) in cables.iter_mut().enumerate() {
+        send_windowed(c, 10 + i as u8, n, &mut [&mut host], 1);
+    }
+    for (i, c) in cables.iter().enumerate() {
+        assert_eq!(seqs_from(&host, 10 + i as u8), (0..n).collect::<Vec<_>>());
+        assert!(
+            seqs_from(c, 10 + (1 - i) as u8).is_empty(),
+            "multi: cable to host only"
+        );
+    }
+}
+
+#[test]
+fn hub_in_c_vde_plug_repeats_to_everyone_but_the_sender() {
+    let t = Scratch::new("pl-hub");
+    let dir = t.path("h");
+    let (mut host, mut cables) = node_with_cables("hub", &dir, "", &[C_PLUG, rs_plug()]);
+    let n = 400;
+    {
+        let (a, b) = cables.split_at_mut(1);
+        send_windowed(&mut host, 1, n, &mut [&mut a[0], &mut b[0]], 2);
+    }
+    {
+        let (a, b) = cables.split_at_mut(1);
+        send_windowed(&mut a[0], 2, n, &mut [&mut host, &mut b[0]], 2);
+    }
+    let seqs: Vec<u32> = (0..n).collect();
+    assert_eq!(seqs_from(&cables[0], 1), seqs);
+    assert_eq!(seqs_from(&cables[1], 1), seqs);
+    assert_eq!(seqs_from(&host, 2), seqs);
+    assert_eq!(seqs_from(&cables[1], 2), seqs);
+    assert!(
+        seqs_from(&cables[0], 2).is_empty(),
+        "never back to the sender"
+    );
+}
+
+/// `frame` from `src` to the station `dst` (02:00:00:00:00:dst).
+fn unicast(src: u8, dst: u8, seq: u32) -> Vec<u8> {
+    let mut f = frame(src, seq, SIZE);
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, dst]);
+    f
+}
+
+#[test]
+fn switch_in_c_vde_plug_learns_addresses() {
+    let t = Scratch::new("pl-sw");
+    let dir = t.path("s");
+    let (mut host, mut cables) = node_with_cables("switch", &dir, "", &[C_PLUG, rs_plug()]);
+    // Everyone announces itself with a broadcast.
+    host.send(&frame(1, 0, SIZE));
+    for c in cables.iter_mut() {
+        c.wait_frames(1);
+    }
+    for (i, c) in cables.iter_mut().enumerate() {
+        c.send(&frame(2 + i as u8, 0, SIZE));
+        host.wait_frames(i + 1);
+    }
+    cables[1].wait_frames(2);
+    cables[0].wait_frames(2);
+    // Now unicasts go only where the addresses live: host -> cable 0,
+    // cable 1 -> host, cable 0 -> cable 1.
+    host.send(&unicast(1, 2, 1));
+    cables[1].send(&unicast(3, 1, 1));
+    cables[0].send(&unicast(2, 3, 1));
+    assert_eq!(cables[0].wait_frames(3)[2], unicast(1, 2, 1));
+    assert_eq!(host.wait_frames(3)[2], unicast(3, 1, 1));
+    assert_eq!(cables[1].wait_frames(3)[2], unicast(2, 3, 1));
+    // A closing broadcast from the host: whatever a wrong flood had sent
+    // would have come before it.
+    host.send(&frame(1, 9, SIZE));
+    for c in cables.iter_mut() {
+        assert_eq!(c.wait_frames(4).len(), 4);
+        assert_eq!(c.received[3], frame(1, 9, SIZE));
+    }
+    assert_eq!(host.received.len(), 3);
+}
+
+/// Runs the rr-order scenario of tests/policies.rs with the C vde_plug as
+/// the host, loading `modules` first, and returns each cable's sequence.
+fn rr_order(modules: &Path, params: &str) -> Vec<Vec<u32>> {
+    let t = Scratch::new("pl-rr");
+    let dir = t.path("b");
+    let mut host = c_plug_with_path(modules, &[&format!("bonding://{dir}{params}")]);
+    wait_for_path(&format!("{dir}/ctl"));
+    let mut cables: Vec<Plug> = (0..3)
+        .map(|i| {
+            let c = Plug::spawn(C_PLUG, &[&dir]);
+            wait_ports(&dir, i + 1);
+            c
+        })
+        .collect();
+    let one_at_a_time = |host: &mut Plug, cables: &mut [Plug], seqs: std::ops::Range<u32>| {
+        for s in seqs {
+            let before: usize = cables.iter().map(|c| c.received.len()).sum();
+            host.send(&frame(1, s, 60));
+            let deadline = std::time::Instant::now() + PATIENCE;
+            while cables.iter().map(|c| c.received.len()).sum::<usize>() == before {
+                assert!(std::time::Instant::now() < deadline, "frame {s} lost");
+                cables.iter_mut().for_each(|c| {
+                    c.collect(Duration::from_millis(1));
+                });
+            }
+        }
+    };
+    one_at_a_time(&mut host, &mut cables, 0..30);
+    drop(cables.remove(0));
+    wait_ports(&dir, 2);
+    one_at_a_time(&mut host, &mut cables, 30..50);
+    cables
+        .iter()
+        .map(|c| c.received.iter().map(|f| seq_of(f)).collect())
+        .collect()
+}
+
+#[test]
+fn rr_order_equals_the_c_module() {
+    let ours = rr_order(&plugins_dir(), "[policy=rr]");
+    let empty = Scratch::new("pl-none");
+    let theirs = rr_order(&empty.dir, "");
+    assert_eq!(ours, theirs);
+    assert!(ours.iter().all(|c| !c.is_empty()));
+}
+
+/// Exit status and stderr of the C vde_plug opening `url`, with our
+/// modules first (`ours`) or Debian's alone.
+fn open_outcome(ours: bool, url: &str) -> (Option<i32>, String) {
+    let empty = Scratch::new("pl-none");
+    let dir = if ours {
+        plugins_dir()
+    } else {
+        empty.dir.clone()
+    };
+    let mut p = c_plug_with_path(&dir, &[url]);
+    p.close_stdin();
+    let (st, err) = p.wait();
+    (st.code(), err)
+}
+
+#[test]
+fn bad_urls_fail_as_with_the_c_module() {
+    let t = Scratch::new("pl-bad");
+    let live = t.path("live");
+    let _node = Plug::spawn(rs_plug(), &[&format!("hub://{live}")]);
+    wait_for_path(&format!("{live}/ctl"));
+    for url in [
+        format!("bonding://{}[foo=1]", t.path("x")),
+        format!("multi://{live}"),
+        format!("switch://{}/no/such/dir/n", t.dir.display()),
+    ] {
+        // The last line: Debian's 4.0.1 spells the line before it
+        // "unknwown key"; we print "unknown key".
+        let last = |(code, err): (Option<i32>, String)| {
+            (code, err.lines().last().unwrap_or("").to_string())
+        };
+        let ours = last(open_outcome(true, &url));
+        let theirs = last(open_outcome(false, &url));
+        assert_eq!(ours, theirs, "{url}");
+        assert_eq!(ours.0, Some(1), "{url}");
+        assert!(
+            ours.1.starts_with(&format!("vde_open {url}: ")),
+            "{url}: {}",
+            ours.1
+        );
+    }
+}
+
+/// Someone without write permission on the parent directory.
+#[test]
+fn no_permission_fails_as_with_the_c_module() {
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to run vde_plug as nobody");
+        return;
+    }
+    build_plugins();
+    let t = Scratch::new("pl-perm");
+    // A copy of our modules that nobody can read, in a directory it can.
+    let mods = t.dir.join("mods");
+    std::fs::create_dir(&mods).unwrap();
+    for m in ["bonding", "multi"] {
+        let name = format!("libvdeplug_{m}.so");
+        std::fs::copy(plugins_dir().join(&name), mods.join(&name)).unwrap();
+    }
+    let locked = t.dir.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let url = format!("bonding://{}/n", locked.display());
+    let run = |path: &str| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+            .arg(format!("VDEPLUGIN_PATH={path}"))
+            .args([C_PLUG, &url])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ours = run(&format!("{}:{DEBIAN_MODULES}", mods.display()));
+    let theirs = run(DEBIAN_MODULES);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.0, Some(1));
+    assert!(ours.1.contains("Permission denied"), "{}", ours.1);
+}
+
+#[test]
+fn close_removes_the_node_and_logs_counters_when_asked() {
+    let t = Scratch::new("pl-close");
+    for scheme in ["bonding", "multi", "hub", "switch"] {
+        let dir = t.path(scheme);
+        let (mut host, cables) = node_with_cables(scheme, &dir, "", &[C_PLUG, rs_plug()]);
+        host.close_stdin();
+        let (st, _) = host.wait();
+        assert_eq!(st.code(), Some(0));
+        assert!(!Path::new(&dir).exists(), "{scheme}: {dir} left behind");
+        drop(cables);
+    }
+    // With VDE_PLUG_RS_LOG=debug the counters come out on stderr at close.
+    let dir = t.path("logged");
+    let mut host = Plug::spawn(
+        "env",
+        &[
+            &format!(
+                "VDEPLUGIN_PATH={}:{DEBIAN_MODULES}",
+                plugins_dir().display()
+            ),
+            "VDE_PLUG_RS_LOG=debug",
+            C_PLUG,
+            &format!("bonding://{dir}"),
+        ],
+    );
+    wait_for_path(&format!("{dir}/ctl"));
+    host.send(&frame(1, 0, SIZE));
+    host.close_stdin();
+    let (_, err) = host.wait();
+    assert!(err.contains("link counters"), "{err}");
+    assert!(!Path::new(&dir).exists());
+}
+
+#[test]
+fn sigkill_leaves_a_stale_node_that_the_next_open_recovers() {
+    let t = Scratch::new("pl-kill");
+    let dir = t.path("b");
+    let (host, cables) = node_with_cables("bonding", &dir, "", &[C_PLUG]);
+    host.signal(libc::SIGKILL);
+    assert!(wait_gone(host.pid()));
+    drop(cables);
+    assert!(
+        Path::new(&format!("{dir}/ctl")).exists(),
+        "a stale node is left"
+    );
+    // Our module, in the C vde_plug, takes it over, and so does our binary.
+    let (mut again, mut cables) = node_with_cables("bonding", &dir, "", &[rs_plug()]);
+    send_windowed(&mut again, 1, 50, &mut [&mut cables[0]], 1);
+    again.signal(libc::SIGKILL);
+    assert!(wait_gone(again.pid()));
+    drop(cables);
+    let mut ours = Plug::spawn(rs_plug(), &[&format!("bonding://{dir}")]);
+    wait_listening(&dir);
+    let mut cable = Plug::spawn(C_PLUG, &[&dir]);
+    wait_ports(&dir, 1);
+    send_windowed(&mut ours, 1, 50, &mut [&mut cable], 1);
+}
