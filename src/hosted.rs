@@ -146,6 +146,12 @@ impl HostedNode {
             }
             None => CONTROL_STEP,
         };
+        // Read ahead: the ports' readiness was consumed by the poll, so
+        // frames still in their sockets must be queued (and the fd kept
+        // readable) now, or nobody would ever ask for them.
+        if self.to_host.ring.is_empty() {
+            let _ = self.node.fill(&mut self.to_host);
+        }
         self.rearm();
         n
     }

@@ -70,6 +70,16 @@ fn node_with_cables(scheme: &str, dir: &str, params: &str, cables: &[&str]) -> (
             c
         })
         .collect();
+    // Each cable removes its own socket from the directory once joined.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while dir_listing(dir).iter().any(|n| n.starts_with('.')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            dir_listing(dir)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     (host, cables)
 }
 
@@ -385,8 +395,8 @@ fn close_removes_the_node_and_logs_counters_when_asked() {
         let dir = t.path(scheme);
         let (mut host, cables) = node_with_cables(scheme, &dir, "", &[C_PLUG, rs_plug()]);
         host.close_stdin();
-        let (st, _) = host.wait();
-        assert_eq!(st.code(), Some(0));
+        let (st, err) = host.wait();
+        assert_eq!(st.code(), Some(0), "{scheme}: {err}");
         assert!(!Path::new(&dir).exists(), "{scheme}: {dir} left behind");
         drop(cables);
     }
