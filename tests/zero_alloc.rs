@@ -164,3 +164,82 @@ fn forwarding_allocates_nothing_per_frame() {
     assert!(!node_path.exists(), "node directory left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The plugin shell too: a hub hosted in this thread ([`HostedNode`], what
+/// the libvdeplug modules run) forwards host frames to two cables and one
+/// cable's frames to the host and the other cable without allocating.
+#[test]
+fn hosted_node_allocates_nothing_per_frame() {
+    use vde_plug_rs::hosted::HostedNode;
+    let dir = std::env::temp_dir().join(format!("vpt-halloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let node_path = dir.join("hub");
+    let mut node = HostedNode::open("hub", node_path.to_str().unwrap(), None, None).unwrap();
+    let counted = |f: &mut dyn FnMut()| {
+        ON_ENGINE.with(|c| c.set(true));
+        f();
+        ON_ENGINE.with(|c| c.set(false));
+    };
+    // The node answers only when called: join from another thread.
+    let joining = {
+        let (node_path, dir) = (node_path.clone(), dir.clone());
+        std::thread::spawn(move || {
+            [
+                join(&node_path, &dir.join("c0")),
+                join(&node_path, &dir.join("c1")),
+            ]
+        })
+    };
+    let mut scratch = [0u8; 2048];
+    while !joining.is_finished() {
+        node.recv(&mut scratch);
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let cables = joining.join().unwrap();
+    let mut frame = [0u8; 64];
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    let mut buf = [0u8; 2048];
+    // Frames received: by the host, by cable 0, by cable 1.
+    let mut got = [0u64; 3];
+    let mut run = |windows: u64, got: &mut [u64; 3]| {
+        const WINDOW: u64 = 32;
+        for _ in 0..windows {
+            let want = [got[0] + WINDOW, got[1] + WINDOW, got[2] + 2 * WINDOW];
+            for i in 0..WINDOW {
+                frame[14..22].copy_from_slice(&i.to_be_bytes());
+                counted(&mut || node.send(&frame));
+            }
+            let mut from_cable = WINDOW;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while *got != want {
+                assert!(Instant::now() < deadline, "stuck at {got:?}, want {want:?}");
+                while from_cable > 0 && cables[0].1.send(&frame).is_ok() {
+                    from_cable -= 1;
+                }
+                let mut n = 0;
+                counted(&mut || n = node.recv(&mut buf));
+                if n == 64 {
+                    got[0] += 1;
+                }
+                for (i, (_, data)) in cables.iter().enumerate() {
+                    while let Ok(n) = data.recv(&mut buf) {
+                        assert_eq!(n, 64);
+                        got[1 + i] += 1;
+                    }
+                }
+            }
+        }
+    };
+    run(100, &mut got);
+    let warm = ENGINE_ALLOCS.load(Ordering::Relaxed);
+    run(1000, &mut got);
+    let after = ENGINE_ALLOCS.load(Ordering::Relaxed);
+    println!("hosted allocations: {warm} after warm-up, {after} after 1,000 more windows of 32 frames each way; {got:?}");
+    assert_eq!(got, [35_200, 35_200, 70_400]);
+    assert_eq!(after, warm, "the hosted node allocated while forwarding");
+    drop(node);
+    assert!(!node_path.exists(), "node directory left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,6 @@
 //! Frames read from ports, in batches, into the lane toward the host; each
 //! batch then goes through the kind's "frames from port N" entry point
-//! ([`Kind::from_port`](super::kind::Kind::from_port)). Ports that are
+//! ([`Kind::frames_from_port`](super::kind::Kind::frames_from_port)). Ports that are
 //! leaving are read until drained, so what a cable sent before it left
 //! still arrives.
 
@@ -93,7 +93,7 @@ impl NetNode {
         };
         if got.frames > 0 {
             self.kind
-                .from_port(&mut self.ports, lane, id, got.frames, &mut self.dead);
+                .frames_from_port(&mut self.ports, lane, id, got.frames, &mut self.dead);
         }
         Some(if got.drained {
             Read::Drained(got.frames)

@@ -188,7 +188,7 @@ impl Kind {
 
     /// Frames from the host, queued in `lane`: hands out what the ports
     /// can take now. Returns the frames finished with.
-    pub(crate) fn from_host(
+    pub(crate) fn frames_from_host(
         &mut self,
         ports: &mut PortTable,
         lane: &mut Lane,
@@ -268,7 +268,7 @@ impl Kind {
     /// (which goes to the host): hub queues each for the other ports too;
     /// switch learns, and queues for a port or floods what is not for the
     /// host; multi with `dedup=` drops what the host already had.
-    pub(crate) fn from_port(
+    pub(crate) fn frames_from_port(
         &mut self,
         ports: &mut PortTable,
         lane: &mut Lane,

@@ -259,7 +259,8 @@ impl Endpoint for NetNode {
             self.host.drop_nocable += n as u64;
             lane.ring.consume_front(n)
         } else {
-            self.kind.from_host(&mut self.ports, lane, &mut self.dead)
+            self.kind
+                .frames_from_host(&mut self.ports, lane, &mut self.dead)
         };
         self.host.frames_in += done as u64;
         self.host.bytes_in += bytes_before - queued_bytes(lane);
