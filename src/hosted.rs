@@ -21,7 +21,7 @@ use crate::engine::LANE_SLOTS;
 use crate::lane::Lane;
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
-use crate::url::{Locator, Param};
+use crate::url::Locator;
 use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
 /// What `recv` returns when a call did control work but has no frame: the
@@ -54,27 +54,11 @@ pub struct HostedNode {
 }
 
 impl HostedNode {
-    /// Opens `scheme://args` (hub, switch, multi or bonding). `group` and
-    /// `mode` are the program's open arguments (vde_plug's `-g`/`-m`), which
-    /// parameters in the URL override, as in vdeplug4.
-    pub fn open(
-        scheme: &str,
-        args: &str,
-        group: Option<&str>,
-        mode: Option<u32>,
-    ) -> Result<HostedNode, OpenError> {
-        let mut loc = Locator::parse(&format!("{scheme}://{args}"));
-        let defaults = mode
-            .map(|m| ("mode", format!("{m:o}")))
-            .into_iter()
-            .chain(group.map(|g| ("grp", g.to_string())));
-        let defaults: Vec<Param> = defaults
-            .map(|(k, v)| Param {
-                key: k.to_string(),
-                value: Some(v),
-            })
-            .collect();
-        loc.params.splice(0..0, defaults);
+    /// Opens `scheme://args` (hub, switch, multi or bonding). The
+    /// program's open arguments (vde_plug's `-m`, `-g`) are not taken: the
+    /// installed vdeplug 4.0.1 modules ignore them for nodes too.
+    pub fn open(scheme: &str, args: &str) -> Result<HostedNode, OpenError> {
+        let loc = Locator::parse(&format!("{scheme}://{args}"));
         let mut node = NetNode::open(&loc)?;
         let poll = Poll::new()?;
         node.register(poll.registry(), NODE_SIDE)?;

@@ -446,3 +446,40 @@ fn sigkill_leaves_a_stale_node_that_the_next_open_recovers() {
     wait_ports(&dir, 1);
     send_windowed(&mut ours, 1, 50, &mut [&mut cable], 1);
 }
+
+/// Modes and group as the installed C module makes them: `mode=` in the
+/// URL counts, vde_plug's `-m`/`-g` do not (4.0.1's nodes ignore them).
+#[test]
+fn permissions_match_the_c_module() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Scratch::new("pl-mode");
+    let stat = |p: &str| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.mode() & 0o7777, m.gid())
+    };
+    for (opts, params) in [
+        (&["-m", "0666", "-g", "daemon"][..], ""),
+        (&[][..], "[mode=0660/grp=daemon]"),
+        (&[][..], "[mode=0640/dirmode=0750]"),
+    ] {
+        let mut seen = Vec::new();
+        for (i, ours) in [true, false].into_iter().enumerate() {
+            let empty = Scratch::new("pl-none");
+            let modules = if ours {
+                plugins_dir()
+            } else {
+                empty.dir.clone()
+            };
+            let dir = t.path(&format!("n{i}"));
+            let url = format!("bonding://{dir}{params}");
+            let mut args: Vec<&str> = opts.to_vec();
+            args.push(&url);
+            let mut host = c_plug_with_path(&modules, &args);
+            wait_for_path(&format!("{dir}/ctl"));
+            seen.push((stat(&dir), stat(&format!("{dir}/ctl"))));
+            host.close_stdin();
+            host.wait();
+        }
+        assert_eq!(seen[0], seen[1], "{opts:?} {params}");
+    }
+}

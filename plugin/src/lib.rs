@@ -94,12 +94,13 @@ fn module_name() -> Option<String> {
 
 /// # Safety
 /// `args` is a C string or null, as libvdeplug passes it; so is `descr`;
-/// `open_args` is null or points at a `struct vde_open_args`.
+/// the open arguments are not read.
 unsafe extern "C" fn open(
     args: *mut c_char,
     _descr: *mut c_char,
     _interface_version: c_int,
-    open_args: *mut VdeOpenArgs,
+    // Ignored, as the installed 4.0.1 node modules do (see HostedNode::open).
+    _open_args: *mut VdeOpenArgs,
 ) -> *mut Conn {
     init_logging();
     let Some(scheme) =
@@ -116,21 +117,7 @@ unsafe extern "C" fn open(
             .to_string_lossy()
             .into_owned()
     };
-    // SAFETY: null or a valid struct from the program.
-    let (group, mode) = match unsafe { open_args.as_ref() } {
-        Some(a) => {
-            let group = (!a.group.is_null())
-                // SAFETY: a C string from the program.
-                .then(|| {
-                    unsafe { CStr::from_ptr(a.group) }
-                        .to_string_lossy()
-                        .into_owned()
-                });
-            (group, Some(a.mode))
-        }
-        None => (None, None),
-    };
-    match HostedNode::open(&scheme, &args, group.as_deref(), mode) {
+    match HostedNode::open(&scheme, &args) {
         Ok(node) => Box::into_raw(Box::new(Conn {
             handle: ptr::null_mut(),
             module: ptr::null_mut(),

@@ -1,0 +1,100 @@
+//! scripts/install into a temporary prefix: binaries, man pages and the
+//! modules land in place, the printed VDEPLUGIN_PATH makes Debian's
+//! vde_plug load the installed module, and --uninstall removes exactly
+//! what was installed.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn script(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
+}
+
+/// Every path under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn install_then_uninstall_into_a_prefix() {
+    require_c_reference();
+    let st = Command::new(script("build-plugins"))
+        .arg("-q")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = Scratch::new("install");
+    let prefix = t.dir.join("usr");
+    // Something of someone else's already there: never touched.
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::write(prefix.join("bin/theirs"), b"x").unwrap();
+    let before = tree(&t.dir);
+
+    let out = Command::new(script("install"))
+        .args(["--no-build", "--prefix"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let moddir = prefix.join("lib/vde_plug_rs/vdeplug");
+    let line = format!(
+        "VDEPLUGIN_PATH={}:/usr/lib/x86_64-linux-gnu/vdeplug",
+        moddir.display()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l == line), "{stdout}");
+    for f in ["bin/vde_plug_rs", "bin/bonding_node", "bin/multi_node"] {
+        assert!(prefix.join(f).is_file(), "{f}");
+    }
+    for f in ["man1/vde_plug_rs.1", "man7/libvdeplug_rs.7"] {
+        assert!(prefix.join("share/man").join(f).is_file(), "{f}");
+    }
+    for m in ["bonding", "multi", "hub", "switch"] {
+        assert!(moddir.join(format!("libvdeplug_{m}.so")).is_file(), "{m}");
+    }
+
+    // The installed module is the one Debian's vde_plug loads.
+    let node = t.path("node");
+    let mut host = Plug::spawn(
+        "env",
+        &[line.as_str(), C_PLUG, &format!("bonding://{node}")],
+    );
+    wait_for_path(&format!("{node}/ctl"));
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", host.pid())).unwrap();
+    assert!(maps.contains(moddir.join("libvdeplug_bonding.so").to_str().unwrap()));
+    host.close_stdin();
+    assert_eq!(host.wait().0.code(), Some(0));
+
+    let out = Command::new(script("install"))
+        .args(["--uninstall", "--prefix"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tree(&t.dir), before, "uninstall left or took something");
+}
