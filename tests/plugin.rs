@@ -475,11 +475,112 @@ fn permissions_match_the_c_module() {
             let mut args: Vec<&str> = opts.to_vec();
             args.push(&url);
             let mut host = c_plug_with_path(&modules, &args);
-            wait_for_path(&format!("{dir}/ctl"));
+            // The C node chmods its ctl before it listens.
+            wait_listening(&dir);
             seen.push((stat(&dir), stat(&format!("{dir}/ctl"))));
             host.close_stdin();
             host.wait();
         }
         assert_eq!(seen[0], seen[1], "{opts:?} {params}");
     }
+}
+
+/// The shell the modules run, in this process: `send` never waits. Two
+/// cables nobody reads fill up; the node queues what it can and drops the
+/// rest, counted; once the cables are read, every frame it took arrives,
+/// each once.
+#[test]
+fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
+    use vde_plug_rs::hosted::HostedNode;
+    let t = Scratch::new("pl-drop");
+    let dir = t.path("b");
+    let mut node = HostedNode::open("bonding", &dir).unwrap();
+    let joining = {
+        let (dir, socks) = (dir.clone(), t.dir.clone());
+        std::thread::spawn(move || {
+            [
+                RawClient::join(&dir, &socks).unwrap(),
+                RawClient::join(&dir, &socks).unwrap(),
+            ]
+        })
+    };
+    let mut buf = [0u8; 2048];
+    while !joining.is_finished() {
+        node.recv(&mut buf);
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let cables = joining.join().unwrap();
+    let n = 3000u32;
+    for s in 0..n {
+        node.send(&frame(1, s, SIZE));
+    }
+    let program = |node: &HostedNode| {
+        node.report()
+            .lines()
+            .find(|l| l.starts_with("program"))
+            .and_then(parse_counter_row)
+            .expect("a program row")
+    };
+    let row = program(&node);
+    assert_eq!(row.frames_in + row.full, u64::from(n), "{row:?}");
+    assert!(
+        row.full > 0,
+        "nobody read the cables, yet nothing was dropped"
+    );
+    let mut seen = vec![0u8; n as usize];
+    let mut got = 0u64;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while got < row.frames_in {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got} of {}",
+            row.frames_in
+        );
+        node.recv(&mut buf);
+        for c in &cables {
+            c.data.set_nonblocking(true).unwrap();
+            while let Ok(len) = c.data.recv(&mut buf) {
+                let f = &buf[..len];
+                assert_eq!(f, &frame(1, seq_of(f), SIZE)[..]);
+                seen[seq_of(f) as usize] += 1;
+                got += 1;
+            }
+        }
+    }
+    assert!(seen.iter().all(|&k| k <= 1), "a frame twice");
+    assert_eq!(program(&node).frames_in, got);
+    drop(node);
+    assert!(!Path::new(&dir).exists());
+}
+
+/// Two of our modules in one vde_plug (`vde_plug bonding://A multi://B`):
+/// each copy is its own kind, and frames cross from a cable of A to the
+/// cables of B.
+#[test]
+fn two_of_our_modules_in_one_vde_plug() {
+    let t = Scratch::new("pl-two");
+    let (a, b) = (t.path("a"), t.path("b"));
+    let mut plug = c_plug_with_ours(&[&format!("bonding://{a}"), &format!("multi://{b}")]);
+    wait_listening(&a);
+    wait_listening(&b);
+    assert!(maps_our_module(plug.pid(), "bonding") && maps_our_module(plug.pid(), "multi"));
+    let mut from = Plug::spawn(rs_plug(), &[&a]);
+    wait_ports(&a, 1);
+    let mut to: Vec<Plug> = (0..2)
+        .map(|i| {
+            let c = Plug::spawn(if i == 0 { C_PLUG } else { rs_plug() }, &[&b]);
+            wait_ports(&b, i + 1);
+            c
+        })
+        .collect();
+    {
+        let (x, y) = to.split_at_mut(1);
+        send_windowed(&mut from, 5, 200, &mut [&mut x[0], &mut y[0]], 2);
+    }
+    for c in &to {
+        assert_eq!(seqs_from(c, 5), (0..200).collect::<Vec<_>>());
+    }
+    plug.signal(libc::SIGTERM);
+    plug.wait();
+    assert!(!Path::new(&a).exists() && !Path::new(&b).exists());
 }
