@@ -1,7 +1,7 @@
 //! Fan-out without needless loss (issue 12): hub, switch and multi nodes
 //! give every frame to every cable that keeps up, whether it came from the
 //! host or from another cable; a cable that cannot keep up (its plug's
-//! output drained slowly through `pv -L 2m`) loses only its own frames,
+//! output drained slowly through `pv -L 20k`, a hundred frames a second) loses only its own frames,
 //! counted in its `full` column.
 
 mod common;
@@ -42,7 +42,7 @@ fn run(scheme: &str, entry: Entry) -> Figures {
     };
     let mut sender = matches!(entry, Entry::Port).then(|| join(&[&dir], rs_plug()));
     let mut fast = join(&["-D", "fast", &dir], rs_plug());
-    let slow_cmd = format!("{} -D slow {dir} | pv -q -L 2m > /dev/null", rs_plug());
+    let slow_cmd = format!("{} -D slow {dir} | pv -q -L 20k > /dev/null", rs_plug());
     let _slow = join(&["-c", &slow_cmd], "sh");
 
     let mut stream = Vec::with_capacity(FRAMES as usize * (SIZE + 2));
