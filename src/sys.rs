@@ -115,7 +115,8 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
 }
 
-/// send(2) of one datagram without blocking.
+/// send(2) without blocking and without SIGPIPE (one datagram, or bytes
+/// on a stream).
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for buf.len() bytes.
     cvt_size(unsafe {

@@ -584,3 +584,29 @@ fn two_of_our_modules_in_one_vde_plug() {
     plug.wait();
     assert!(!Path::new(&a).exists() && !Path::new(&b).exists());
 }
+
+/// Clients whose control stream is gone right after their request (their
+/// datagram socket still there): the program hosting the module lives on
+/// and the node still takes cables.
+#[test]
+fn clients_vanishing_mid_handshake_do_not_kill_the_program() {
+    use std::io::Write;
+    let t = Scratch::new("pl-vanish");
+    let dir = t.path("b");
+    let (mut host, _) = node_with_cables("bonding", &dir, "", &[]);
+    // Their datagram sockets stay, so the node gets as far as replying.
+    let mut kept = Vec::new();
+    for i in 0..40 {
+        let own = client_sock_path(&t.dir);
+        let sock = std::os::unix::net::UnixDatagram::bind(&own).unwrap();
+        let mut ctl = std::os::unix::net::UnixStream::connect(format!("{dir}/ctl")).unwrap();
+        ctl.write_all(&valid_request(&own, format!("vanish {i}").as_bytes()))
+            .unwrap();
+        drop(ctl);
+        kept.push((sock, RemoveOnDrop(own)));
+    }
+    let mut cable = Plug::spawn(C_PLUG, &[&dir]);
+    wait_ports(&dir, 1);
+    send_windowed(&mut host, 1, 50, &mut [&mut cable], 1);
+    assert!(host.child.try_wait().unwrap().is_none(), "vde_plug died");
+}

@@ -340,7 +340,9 @@ pub fn answer_request(dir: &NodeDir, ctl: &OwnedFd, request: &[u8]) -> Result<Ne
     let mut reply = [0u8; SOCKADDR_UN_LEN];
     SockaddrUn::emit(&mut reply[..], &port.path).map_err(|_| Refused::Malformed)?;
     // A fresh stream socket always has room for 110 bytes.
-    match sys::write(ctl.as_raw_fd(), &reply) {
+    // send, not write: a client gone by now must not raise SIGPIPE, which
+    // would kill the program hosting a plugin (it ignores nothing for us).
+    match sys::send(ctl.as_raw_fd(), &reply) {
         Ok(n) if n == reply.len() => Ok(port),
         Ok(_) => {
             let _ = std::fs::remove_file(&port.path);
