@@ -265,7 +265,8 @@ fn rr_order(modules: &Path, params: &str) -> Vec<Vec<u32>> {
     let t = Scratch::new("pl-rr");
     let dir = t.path("b");
     let mut host = c_plug_with_path(modules, &[&format!("bonding://{dir}{params}")]);
-    wait_for_path(&format!("{dir}/ctl"));
+    // The C node binds its ctl before it listens: a cable too early fails.
+    wait_listening(&dir);
     let mut cables: Vec<Plug> = (0..3)
         .map(|i| {
             let c = Plug::spawn(C_PLUG, &[&dir]);
