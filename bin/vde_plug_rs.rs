@@ -1,4 +1,5 @@
-//! vde_plug_rs: a drop-in for vde_plug(1).
+//! vde_plug_rs: a drop-in for vde_plug(1); run as `bonding_node` or
+//! `multi_node` (links to it), those node programs.
 
 use std::ffi::OsString;
 
@@ -10,9 +11,13 @@ use vde_plug_rs::open::{description, open};
 use vde_plug_rs::run::{early_setup, run, Opener};
 
 fn main() {
-    early_setup();
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_else(|| OsString::from("vde_plug_rs"));
+    // Installed as bonding_node and multi_node too (links to this binary).
+    if let Some(status) = vde_plug_rs::node_cli::main_by_name(&argv0) {
+        std::process::exit(status);
+    }
+    early_setup();
     let opts = match cli::parse(&argv0.to_string_lossy(), argv.collect()) {
         Ok(o) => o,
         Err(CliError::NotAShell) => {

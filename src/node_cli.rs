@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use crate::cli::{begin, no_stray_options, Begun, CliError, Common};
 use crate::endpoint::cmd::CommandEndpoint;
 use crate::endpoint::node::control::{absolute_node_path, derived_dirmode, Access};
-use crate::endpoint::node::kind::NodeKind;
+use crate::endpoint::node::kind::{parse_dedup, BondingPolicy, NodeKind};
 use crate::endpoint::node::NetNode;
 use crate::endpoint::stream::StreamEndpoint;
 use crate::endpoint::vde::OpenArgs;
@@ -94,9 +94,99 @@ pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOption
     })
 }
 
-/// Runs a node binary: parses, opens the node and its host side, loops.
+/// One node binary: its name, what it does, and its own flag.
+struct NodeProgram {
+    name: &'static str,
+    scheme: &'static str,
+    /// How frames go, in a sentence or two.
+    semantics: &'static str,
+    /// The kind's own flag and its line in the usage.
+    flag: &'static str,
+    flag_help: &'static str,
+    kind_of: fn(Option<&str>) -> Result<NodeKind, String>,
+}
+
+const NODE_PROGRAMS: [NodeProgram; 2] = [
+    NodeProgram {
+        name: "bonding_node",
+        scheme: "bonding",
+        semantics: "frames from the host side\n\
+                    go out on one cable at a time, in turn; frames from any cable go to the host.",
+        flag: "--policy",
+        flag_help:
+            "      --policy POLICY    adaptive (default: skip full cables, never drop) or rr",
+        kind_of: |p| {
+            let policy = match p {
+                Some(p) => p.parse::<BondingPolicy>()?,
+                None => BondingPolicy::Adaptive,
+            };
+            Ok(NodeKind::Bonding(policy))
+        },
+    },
+    NodeProgram {
+        name: "multi_node",
+        scheme: "multi",
+        semantics: "frames from the host side\n\
+                    go out on every cable; frames from any cable go to the host. Add a new cable,\n\
+                    then drop the old one, for a handoff without a hiccup.",
+        flag: "--dedup",
+        flag_help: "      --dedup MS         give the host each frame once within MS milliseconds",
+        kind_of: |d| {
+            let dedup = match d {
+                Some(ms) => parse_dedup(ms).map_err(|e| e.to_string())?,
+                None => None,
+            };
+            Ok(NodeKind::Multi { dedup })
+        },
+    },
+];
+
+impl NodeProgram {
+    fn usage(&self) -> String {
+        format!(
+            "\
+Usage: {name} [OPTIONS] [PATH] [URL | = COMMAND [ARGS]]
+Creates {scheme}://PATH (default /tmp/vdenode_USER): {semantics}
+The host side is URL, COMMAND's stdin/stdout, or this process's stdin/stdout.
+Cables join with: vde_plug_rs PATH ...   (or the C vde_plug)
+Options:
+      --mode MODE        socket permissions, octal (default 0600)
+      --dirmode MODE     directory permissions (default derived from --mode)
+  -g, --group GROUP      group owning the node
+{flag_help}
+      --stats SECONDS    log the per-cable counters every SECONDS
+      --status PATH      show the counters of the running node at PATH
+                         (--json for scripts, --watch S to redraw with rates)
+  -p, --pidfile FILE     write the process id to FILE
+  -d, --daemon           run in the background
+  -v, --verbose          log more (twice: debug)
+  -h, --help             show this summary
+See bonding_node(1), multi_node(1).
+",
+            name = self.name,
+            scheme = self.scheme,
+            semantics = self.semantics,
+            flag_help = self.flag_help,
+        )
+    }
+}
+
+/// `bonding_node` and `multi_node` are names of the one binary: run as one
+/// of them, it is that node program. `None` for any other name.
+pub fn main_by_name(argv0: &std::ffi::OsStr) -> Option<i32> {
+    let name = std::path::Path::new(argv0).file_name()?.to_str()?;
+    let program = NODE_PROGRAMS.iter().find(|p| p.name == name)?;
+    Some(main_for(
+        program.name,
+        &program.usage(),
+        program.flag,
+        program.kind_of,
+    ))
+}
+
+/// Runs a node program: parses, opens the node and its host side, loops.
 /// `kind_of` turns the kind's own flag into the node kind.
-pub fn main_for(
+fn main_for(
     name: &str,
     usage: &str,
     extra_flag: &'static str,

@@ -24,12 +24,28 @@ pub fn rs_plug() -> &'static str {
     env!("CARGO_BIN_EXE_vde_plug_rs")
 }
 
+/// `bonding_node` and `multi_node` are links to vde_plug_rs (as installed),
+/// made beside it on first use.
+fn node_program(name: &str) -> String {
+    let plug = Path::new(rs_plug());
+    let link = plug.with_file_name(name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(Path::new("vde_plug_rs")) {
+        let tmp = plug.with_file_name(format!("{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink("vde_plug_rs", &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    }
+    link.to_string_lossy().into_owned()
+}
+
 pub fn bonding_node() -> &'static str {
-    env!("CARGO_BIN_EXE_bonding_node")
+    static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    P.get_or_init(|| node_program("bonding_node"))
 }
 
 pub fn multi_node() -> &'static str {
-    env!("CARGO_BIN_EXE_multi_node")
+    static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    P.get_or_init(|| node_program("multi_node"))
 }
 
 /// The C reference must be installed: `scripts/test` installs it.
