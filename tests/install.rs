@@ -67,6 +67,14 @@ fn install_then_uninstall_into_a_prefix() {
     for f in ["bin/vde_plug_rs", "bin/bonding_node", "bin/multi_node"] {
         assert!(prefix.join(f).is_file(), "{f}");
     }
+    // The node programs are links to the one binary, and run as themselves.
+    for name in ["bonding_node", "multi_node"] {
+        let link = prefix.join("bin").join(name);
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("vde_plug_rs"));
+        let help = Command::new(&link).arg("-h").output().unwrap();
+        assert!(help.status.success());
+        assert!(String::from_utf8_lossy(&help.stdout).starts_with(&format!("Usage: {name} ")));
+    }
     for f in ["man1/vde_plug_rs.1", "man7/libvdeplug_rs.7"] {
         assert!(prefix.join("share/man").join(f).is_file(), "{f}");
     }
