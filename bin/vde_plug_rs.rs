@@ -32,6 +32,9 @@ fn main() {
             std::process::exit(255);
         }
     };
+    if let Some(req) = &opts.common.status {
+        std::process::exit(vde_plug_rs::status::run(req));
+    }
     let descr = description(opts.description.as_deref());
     let shown = |url: &str| {
         if url.is_empty() {

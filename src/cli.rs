@@ -11,6 +11,7 @@ use pico_args::Arguments;
 
 use crate::endpoint::vde::OpenArgs;
 use crate::number::{self, BadNumber};
+use crate::status::StatusRequest;
 use crate::wire::request::MAX_PORT;
 
 /// What the plug joins.
@@ -32,6 +33,8 @@ pub struct Common {
     pub syslog: bool,
     pub verbose: u8,
     pub stats_every: Option<u64>,
+    /// `--status PATH` (with `--json`, `--watch S`): ask a running node.
+    pub status: Option<StatusRequest>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +79,8 @@ Options:
       --port2 N          switch port of the second URL
   -D, --descr TEXT       description sent to the switch (default \"vdeplug:\")
       --stats SECONDS    log the per-link counters every SECONDS
+      --status PATH      show the counters of the running node at PATH
+                         (--json for scripts, --watch S to redraw with rates)
   -v, --verbose          log more (twice: debug)
   -h, --help             show this summary
 ";
@@ -171,6 +176,19 @@ pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
     }
     while args.contains(["-v", "--verbose"]) {
         c.verbose += 1;
+    }
+    let json = args.contains("--json");
+    let watch: Option<String> = args.opt_value_from_str("--watch").map_err(bad)?;
+    if let Some(node) = args.opt_value_from_str("--status").map_err(bad)? {
+        let watch = match watch {
+            Some(s) => Some(number::decimal("--watch interval (s)", &s, 1..=86_400)?),
+            None => None,
+        };
+        c.status = Some(StatusRequest { node, json, watch });
+    } else if json || watch.is_some() {
+        return Err(CliError::Usage(Some(
+            "--json and --watch go with --status PATH".into(),
+        )));
     }
     Ok(c)
 }

@@ -22,6 +22,7 @@ pub mod ring;
 pub mod run;
 pub mod signals;
 pub mod stats;
+pub mod status;
 pub mod sys;
 pub mod url;
 pub mod wire;

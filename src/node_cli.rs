@@ -206,6 +206,9 @@ fn main_for(
         }
         Err(CliError::NotAShell) => return 255,
     };
+    if let Some(req) = &opts.common.status {
+        return crate::status::run(req);
+    }
     let kind = match kind_of(opts.extra.as_deref()) {
         Ok(k) => k,
         Err(why) => {

@@ -80,10 +80,13 @@ impl LogThrottle {
     }
 }
 
-/// Collects rows of the counters table printed on SIGUSR1, `--stats` and exit.
+/// Collects the rows of the counters table: aligned text for the log
+/// (SIGUSR1, `--stats`, exit), or one tab-separated line a row for
+/// `--status` (see [`crate::status`]). Endpoints fill both the same way.
 #[derive(Default)]
 pub struct StatsTable {
     text: String,
+    for_status: bool,
 }
 
 impl StatsTable {
@@ -97,7 +100,44 @@ impl StatsTable {
         t
     }
 
+    /// A table for a `--status` answer: no header, machine-readable rows.
+    pub fn for_status() -> Self {
+        StatsTable {
+            text: String::new(),
+            for_status: true,
+        }
+    }
+
     pub fn row(&mut self, link: &str, s: &LinkStats, description: &str) {
+        self.link_row(link, s, description, false);
+    }
+
+    /// A row with whether the link is full right now (it cannot take a
+    /// frame until the poll says it has room).
+    pub fn link_row(&mut self, link: &str, s: &LinkStats, description: &str, full_now: bool) {
+        let age = s.since.elapsed().as_secs();
+        if self.for_status {
+            let clean = |t: &str| t.trim().replace(['\t', '\n', '\r'], " ");
+            let _ = writeln!(
+                self.text,
+                "link\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                clean(link),
+                u8::from(full_now),
+                s.frames_in,
+                s.bytes_in,
+                s.frames_out,
+                s.bytes_out,
+                s.drop_full,
+                s.drop_runt,
+                s.drop_oversize,
+                s.drop_nocable,
+                s.skipped,
+                s.drop_dup,
+                age,
+                clean(description)
+            );
+            return;
+        }
         let _ = writeln!(
             self.text,
             "{:<28} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6} {:>8} {:>7} {:>8} {:>6} {:>7}  {}",
@@ -112,7 +152,7 @@ impl StatsTable {
             s.drop_nocable,
             s.skipped,
             s.drop_dup,
-            s.since.elapsed().as_secs(),
+            age,
             description
         );
     }

@@ -180,6 +180,12 @@ pub fn peer_uid(fd: &OwnedFd) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
+/// Whether descriptor `fd` is a terminal.
+pub fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
 /// Opens /dev/null, close-on-exec: a descriptor held in reserve.
 pub fn open_dev_null() -> io::Result<OwnedFd> {
     // SAFETY: a static C string; the fd is owned at once.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use log::info;
 
+use crate::status::STATUS_SOCKET;
 use crate::sys;
 use crate::wire::{RequestV3, SockaddrUn, SOCKADDR_UN_LEN};
 
@@ -78,6 +79,8 @@ pub struct NodeDir {
     pub path: PathBuf,
     pub listener: OwnedFd,
     pub access: Access,
+    /// `PATH/status`, where `vde_plug_rs --status` asks for the counters.
+    pub status: OwnedFd,
     ctl_path: PathBuf,
     /// A descriptor kept in hand to turn clients away when the process
     /// has no other left (see [`NodeDir::accept`]).
@@ -119,6 +122,7 @@ impl NodeDir {
             path: path.to_path_buf(),
             listener: sys::unix_socket(libc::SOCK_STREAM)?,
             access,
+            status: sys::unix_socket(libc::SOCK_STREAM)?,
             ctl_path,
             reserve: sys::open_dev_null().ok(),
             _lock: lock,
@@ -128,19 +132,24 @@ impl NodeDir {
         }
         sys::chmod(path, access.dirmode)?;
         // `ctl` appears only once it listens, with its final owner and
-        // mode: a client that sees it can connect.
+        // mode: a client that sees it can connect. `status` has the same
+        // owner and mode: whoever cannot join cannot look either.
         let new_path = path.join(CTL_BEING_MADE);
-        sys::bind(&dir.listener, &new_path)?;
-        let ready = (|| {
+        let status_path = path.join(STATUS_SOCKET);
+        let listen_on = |fd: &OwnedFd, at: &Path| -> io::Result<()> {
+            sys::bind(fd, at)?;
             if let Some(gid) = access.gid {
-                sys::chgrp(&new_path, gid)?;
+                sys::chgrp(at, gid)?;
             }
-            sys::chmod(&new_path, access.mode)?;
-            sys::listen(&dir.listener, BACKLOG)?;
-            std::fs::rename(&new_path, &dir.ctl_path)
-        })();
+            sys::chmod(at, access.mode)?;
+            sys::listen(fd, BACKLOG)
+        };
+        let ready = listen_on(&dir.status, &status_path)
+            .and_then(|()| listen_on(&dir.listener, &new_path))
+            .and_then(|()| std::fs::rename(&new_path, &dir.ctl_path));
         if let Err(e) = ready {
             let _ = std::fs::remove_file(&new_path);
+            let _ = std::fs::remove_file(&status_path);
             return Err(e);
         }
         Ok(dir)
@@ -202,6 +211,7 @@ impl NodeDir {
 impl Drop for NodeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.ctl_path);
+        let _ = std::fs::remove_file(self.path.join(STATUS_SOCKET));
         // A vde client binds its own socket in here and removes it once it
         // has connected to its port: one caught in between would keep the
         // directory. Its handshake cannot finish now, so its socket goes.
