@@ -57,6 +57,9 @@ impl Engine {
             Interest::READABLE,
         )?;
         let mut sides = [a, b];
+        let labels = [sides[0].label(), sides[1].label()];
+        sides[0].joined_to(&labels[1]);
+        sides[1].joined_to(&labels[0]);
         for (i, s) in sides.iter_mut().enumerate() {
             s.register(poll.registry(), i)?;
         }

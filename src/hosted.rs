@@ -61,6 +61,8 @@ impl HostedNode {
         let loc = Locator::parse(&format!("{scheme}://{args}"));
         let mut node = NetNode::open(&loc)?;
         let poll = Poll::new()?;
+        let program = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+        node.joined_to(&format!("program {} (pid {})", program.trim(), sys::pid()));
         node.register(poll.registry(), NODE_SIDE)?;
         let kick = sys::eventfd()?;
         let timer = sys::timerfd()?;

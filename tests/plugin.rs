@@ -56,7 +56,7 @@ fn maps_our_module(pid: i32, name: &str) -> bool {
 /// to it one after the other (each a program: the C plug or ours).
 fn node_with_cables(scheme: &str, dir: &str, params: &str, cables: &[&str]) -> (Plug, Vec<Plug>) {
     let host = c_plug_with_ours(&[&format!("{scheme}://{dir}{params}")]);
-    wait_listening(dir);
+    wait_node(dir);
     assert!(
         maps_our_module(host.pid(), scheme),
         "vde_plug did not load our libvdeplug_{scheme}.so"
@@ -81,20 +81,6 @@ fn node_with_cables(scheme: &str, dir: &str, params: &str, cables: &[&str]) -> (
         std::thread::sleep(Duration::from_millis(2));
     }
     (host, cables)
-}
-
-/// Waits until something listens on `dir/ctl` (a stale node's `ctl` is
-/// there but refuses connections).
-fn wait_listening(dir: &str) {
-    let ctl = format!("{dir}/ctl");
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while std::os::unix::net::UnixStream::connect(&ctl).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing listens on {ctl}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn received(ps: &[&mut Plug]) -> usize {
@@ -266,7 +252,7 @@ fn rr_order(modules: &Path, params: &str) -> Vec<Vec<u32>> {
     let dir = t.path("b");
     let mut host = c_plug_with_path(modules, &[&format!("bonding://{dir}{params}")]);
     // The C node binds its ctl before it listens: a cable too early fails.
-    wait_listening(&dir);
+    wait_node(&dir);
     let mut cables: Vec<Plug> = (0..3)
         .map(|i| {
             let c = Plug::spawn(C_PLUG, &[&dir]);
@@ -442,7 +428,7 @@ fn sigkill_leaves_a_stale_node_that_the_next_open_recovers() {
     assert!(wait_gone(again.pid()));
     drop(cables);
     let mut ours = Plug::spawn(rs_plug(), &[&format!("bonding://{dir}")]);
-    wait_listening(&dir);
+    wait_node(&dir);
     let mut cable = Plug::spawn(C_PLUG, &[&dir]);
     wait_ports(&dir, 1);
     send_windowed(&mut ours, 1, 50, &mut [&mut cable], 1);
@@ -477,7 +463,7 @@ fn permissions_match_the_c_module() {
             args.push(&url);
             let mut host = c_plug_with_path(&modules, &args);
             // The C node chmods its ctl before it listens.
-            wait_listening(&dir);
+            wait_node(&dir);
             seen.push((stat(&dir), stat(&format!("{dir}/ctl"))));
             host.close_stdin();
             host.wait();
@@ -562,8 +548,8 @@ fn two_of_our_modules_in_one_vde_plug() {
     let t = Scratch::new("pl-two");
     let (a, b) = (t.path("a"), t.path("b"));
     let mut plug = c_plug_with_ours(&[&format!("bonding://{a}"), &format!("multi://{b}")]);
-    wait_listening(&a);
-    wait_listening(&b);
+    wait_node(&a);
+    wait_node(&b);
     assert!(maps_our_module(plug.pid(), "bonding") && maps_our_module(plug.pid(), "multi"));
     let mut from = Plug::spawn(rs_plug(), &[&a]);
     wait_ports(&a, 1);
@@ -610,4 +596,35 @@ fn clients_vanishing_mid_handshake_do_not_kill_the_program() {
     wait_ports(&dir, 1);
     send_windowed(&mut host, 1, 50, &mut [&mut cable], 1);
     assert!(host.child.try_wait().unwrap().is_none(), "vde_plug died");
+}
+
+/// `--status` works on a node hosted inside a program: the C vde_plug
+/// running our bonding module answers with its cables and names itself.
+#[test]
+fn status_of_a_node_inside_the_c_vde_plug() {
+    let t = Scratch::new("plugstatus");
+    let dir = t.path("b");
+    let (host, cables) = node_with_cables("bonding", &dir, "", &[C_PLUG, rs_plug()]);
+    let out = Command::new(rs_plug())
+        .args(["--status", &dir, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains(&format!(
+            "\"host\":\"program vde_plug (pid {})\"",
+            host.pid()
+        )),
+        "{json}"
+    );
+    assert_eq!(
+        json.matches("\"link\":\"port ").count(),
+        cables.len(),
+        "{json}"
+    );
 }

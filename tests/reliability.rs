@@ -69,7 +69,12 @@ impl Rig {
         rig.traffic();
         rig.base_fds = fd_count(rig.host.pid());
         rig.listing = dir_listing(&rig.node);
-        assert_eq!(rig.listing.len(), 3, "ctl and two ports: {:?}", rig.listing);
+        assert_eq!(
+            rig.listing.len(),
+            4,
+            "ctl, status and two ports: {:?}",
+            rig.listing
+        );
         rig
     }
 
@@ -771,7 +776,7 @@ fn kill_cable_mid_flow(kind: &'static str, victim: usize) {
     assert_eq!(st.signal(), Some(libc::SIGKILL));
     wait_ports(&rig.node, 1);
     let now = dir_listing(&rig.node);
-    assert_eq!(now.len(), 2, "ctl and the survivor's port: {now:?}");
+    assert_eq!(now.len(), 3, "ctl, status and the survivor's port: {now:?}");
     assert!(
         now.iter().all(|n| before.contains(n)),
         "{now:?} vs {before:?}"
@@ -962,8 +967,8 @@ fn stale_node_of_a_killed_process_is_replaced() {
     let left = dir_listing(&node);
     assert_eq!(
         left.len(),
-        2,
-        "a killed node leaves ctl and its port: {left:?}"
+        3,
+        "a killed node leaves ctl, status and its port: {left:?}"
     );
     // The C node refuses the leftover directory; ours takes it over.
     let (cst, cerr) = Plug::spawn(C_PLUG, &[&url]).wait();
@@ -972,7 +977,7 @@ fn stale_node_of_a_killed_process_is_replaced() {
     let mut second = LivePlug::spawn(rs_plug(), &["-v", &url]);
     second.wait_line("removing a stale node");
     second.wait_line(": ready");
-    assert_eq!(dir_listing(&node), vec!["ctl".to_string()]);
+    assert_eq!(dir_listing(&node), bare_node());
     let mut cable = Plug::spawn(C_PLUG, &[&node]);
     wait_ports(&node, 1);
     one_cable_traffic(&mut second, &mut cable, 100);
@@ -1012,7 +1017,7 @@ fn node_killed_while_starting_is_stale() {
     let mut plug = LivePlug::spawn(rs_plug(), &["-v", &url]);
     plug.wait_line("removing a stale node");
     plug.wait_line(": ready");
-    assert_eq!(dir_listing(&node), vec!["ctl".to_string()]);
+    assert_eq!(dir_listing(&node), bare_node());
     let mut cable = Plug::spawn(rs_plug(), &[&node]);
     wait_ports(&node, 1);
     one_cable_traffic(&mut plug, &mut cable, 0);

@@ -58,6 +58,10 @@ pub trait Endpoint {
     /// A short name for logs and the counters table.
     fn label(&self) -> String;
 
+    /// Learns the label of the other side of the loop (a node names its
+    /// host in `--status`).
+    fn joined_to(&mut self, _other: &str) {}
+
     /// Registers every descriptor, with tokens made by [`token`] for `side`.
     fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()>;
 

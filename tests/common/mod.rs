@@ -317,6 +317,11 @@ pub fn wait_node(dir: &str) {
     }
 }
 
+/// What a node of ours holds with no cable: its two sockets.
+pub fn bare_node() -> Vec<String> {
+    vec!["ctl".to_string(), "status".to_string()]
+}
+
 /// Number of port sockets (`fdN`) in a node directory.
 pub fn port_count(dir: &str) -> usize {
     std::fs::read_dir(dir)

@@ -90,6 +90,20 @@ impl NodeKind {
             NodeKind::Bonding(_) => "bonding",
         }
     }
+
+    /// The kind's settings, as `--status` shows them.
+    pub fn settings(&self) -> String {
+        match self {
+            NodeKind::Hub => "-".into(),
+            NodeKind::Switch(c) => {
+                format!("hashsize={} expiretime={}", c.hash_size, c.expire.as_secs())
+            }
+            NodeKind::Multi { dedup: None } => "-".into(),
+            NodeKind::Multi { dedup: Some(w) } => format!("dedup={}", w.as_millis()),
+            NodeKind::Bonding(BondingPolicy::Adaptive) => "adaptive".into(),
+            NodeKind::Bonding(BondingPolicy::RoundRobin) => "rr".into(),
+        }
+    }
 }
 
 /// Frames from a port on their way to other ports (hub, switch): a lane of

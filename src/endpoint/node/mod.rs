@@ -26,10 +26,13 @@ use mio::{Interest, Registry};
 use self::control::{absolute_node_path, Access, NodeDir};
 use self::kind::{parse_dedup, parse_weights, BondingPolicy, Kind, NodeKind, SwitchConfig};
 use self::ports::{PortId, PortTable};
-use super::{register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop};
+use super::{
+    register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop, SIDE_SHIFT,
+};
 use crate::lane::Lane;
 use crate::number;
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
+use crate::status;
 use crate::url::Locator;
 
 /// More ports than this are refused (each costs two descriptors).
@@ -40,6 +43,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HASH_SIZE: u64 = 1 << 20;
 
 const LISTENER: usize = 0;
+/// The status socket's token: above every port's.
+const STATUS_LISTENER: usize = (1 << SIDE_SHIFT) - 1;
 
 fn ctl_token(id: PortId) -> usize {
     1 + 2 * id
@@ -67,6 +72,10 @@ pub struct NetNode {
     /// their socket is drained (the frames a cable sent just before it
     /// left still reach the host), then removed.
     leaving: Vec<PortId>,
+    /// What the node's host side is, and its kind's settings (for
+    /// `--status`).
+    host_label: String,
+    settings: String,
     /// Cables refused for want of descriptors, and their log's throttle.
     turned_away: u64,
     out_of_fds_log: LogThrottle,
@@ -159,6 +168,10 @@ impl NetNode {
         };
         let path = absolute_node_path(&loc.address)?;
         let mut node = Self::create(kind, &path, access)?;
+        if !weights.is_empty() {
+            let shares: Vec<String> = weights.iter().map(u32::to_string).collect();
+            node.settings += &format!(" weights={}", shares.join(":"));
+        }
         node.kind.set_weights(weights);
         Ok(node)
     }
@@ -180,6 +193,8 @@ impl NetNode {
             read_from: 0,
             dead: Vec::with_capacity(16),
             leaving: Vec::new(),
+            host_label: String::new(),
+            settings: kind.settings(),
             turned_away: 0,
             out_of_fds_log: LogThrottle::default(),
         })
@@ -195,20 +210,28 @@ impl Endpoint for NetNode {
         self.label.clone()
     }
 
+    fn joined_to(&mut self, other: &str) {
+        self.host_label = other.to_string();
+    }
+
     fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()> {
         self.side = side;
-        register_fd(
-            registry,
-            self.dir.listener.as_raw_fd(),
-            token(side, LISTENER),
-            Interest::READABLE,
-        )?;
+        for (fd, local) in [
+            (self.dir.listener.as_raw_fd(), LISTENER),
+            (self.dir.status.as_raw_fd(), STATUS_LISTENER),
+        ] {
+            register_fd(registry, fd, token(side, local), Interest::READABLE)?;
+        }
         Ok(())
     }
 
     fn on_event(&mut self, registry: &Registry, local: usize, ready: Ready) -> Result<(), Stop> {
         if local == LISTENER {
             self.accept_all(registry);
+            return Ok(());
+        }
+        if local == STATUS_LISTENER {
+            self.answer_status();
             return Ok(());
         }
         let id = (local - 1) / 2;
@@ -304,9 +327,34 @@ impl Endpoint for NetNode {
     }
 
     fn report(&self, table: &mut StatsTable) {
-        table.row(&format!("{} host", self.label), &self.host, "");
+        self.rows(table, &format!("{} host", self.label));
+    }
+}
+
+impl NetNode {
+    /// Answers every waiting `--status` connection with the counters.
+    fn answer_status(&mut self) {
+        while let Ok(Some(conn)) = crate::sys::accept(&self.dir.status) {
+            let header = status::StatusHeader {
+                node: &self.label,
+                kind: self.label.split("://").next().unwrap_or_default(),
+                policy: &self.settings,
+                host: &self.host_label,
+            };
+            status::answer(&conn, &header, |t| self.rows(t, "host"));
+        }
+    }
+
+    /// The counters rows: the host side (as `host`), then every cable.
+    fn rows(&self, table: &mut StatsTable, host: &str) {
+        table.row(host, &self.host, "");
         for (id, p) in self.ports.iter().filter(|(_, p)| p.is_connected()) {
-            table.row(&format!("  port {id}"), &p.stats, &p.description);
+            table.link_row(
+                &format!("  port {id}"),
+                &p.stats,
+                &p.description,
+                !p.writable,
+            );
         }
     }
 }
