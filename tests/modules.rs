@@ -838,10 +838,19 @@ fn bonding_over_two_udp_cables() {
             .output()
             .unwrap()
     };
-    // Until the first reply (neighbour discovery, sockets bound)...
+    // Until every cable has carried frames both ways at both nodes
+    // (neighbour discovery done, every socket bound and answering)...
     let deadline = Instant::now() + PATIENCE;
-    while !ping("1").status.success() {
-        assert!(Instant::now() < deadline, "no ping reply across the bond");
+    while !(ping("1").status.success()
+        && cables_carried_both_ways(&vm("a"))
+        && cables_carried_both_ways(&vm("b")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cables never all carried frames both ways: {}\n{}",
+            node_status(&vm("a")).table(None),
+            node_status(&vm("b")).table(None)
+        );
     }
     // ...then every ping is answered.
     let out = ping("50");

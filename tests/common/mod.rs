@@ -322,6 +322,20 @@ pub fn bare_node() -> Vec<String> {
     vec!["ctl".to_string(), "status".to_string()]
 }
 
+/// The counters of the node of ours at `dir`, as `--status` gets them.
+pub fn node_status(dir: &str) -> vde_plug_rs::status::Status {
+    vde_plug_rs::status::fetch(Path::new(dir)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Whether every cable of the node at `dir` has carried frames both ways.
+pub fn cables_carried_both_ways(dir: &str) -> bool {
+    node_status(dir)
+        .rows
+        .iter()
+        .filter(|r| r.link.starts_with("port "))
+        .all(|r| r.counters[0] > 0 && r.counters[2] > 0)
+}
+
 /// Number of port sockets (`fdN`) in a node directory.
 pub fn port_count(dir: &str) -> usize {
     std::fs::read_dir(dir)
