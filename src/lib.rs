@@ -6,23 +6,23 @@
 //! things a plug joins), [`engine`] (the loop), then [`cli`] and [`run`]
 //! for the binaries.
 
-pub mod accounts;
-pub mod batch;
+pub(crate) mod accounts;
+pub(crate) mod batch;
 pub mod cli;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod endpoint;
 pub mod engine;
 pub mod hosted;
-pub mod iplog;
-pub mod lane;
+pub(crate) mod iplog;
+pub(crate) mod lane;
 pub mod node_cli;
-pub mod number;
+pub(crate) mod number;
 pub mod open;
-pub mod ring;
+pub(crate) mod ring;
 pub mod run;
-pub mod signals;
-pub mod stats;
+pub(crate) mod signals;
+pub(crate) mod stats;
 pub mod status;
-pub mod sys;
-pub mod url;
-pub mod wire;
+pub(crate) mod sys;
+pub(crate) mod url;
+pub(crate) mod wire;

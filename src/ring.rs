@@ -93,10 +93,6 @@ impl FrameRing {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.lens.len()
-    }
-
     pub fn free_slots(&self) -> usize {
         self.nfree
     }
@@ -174,10 +170,6 @@ impl FrameRing {
     /// Gives a queued frame a new tag (a node's route for it).
     pub fn set_tag(&mut self, slot: Slot, tag: u32) {
         self.tags[usize::from(slot)] = tag;
-    }
-
-    pub fn is_done(&self, slot: Slot) -> bool {
-        self.done[usize::from(slot)]
     }
 
     /// Marks a queued frame as finished with (delivered or dropped); it is

@@ -54,10 +54,6 @@ impl LinkStats {
         self.frames_out += 1;
         self.bytes_out += len as u64;
     }
-
-    pub fn dropped(&self) -> u64 {
-        self.drop_full + self.drop_runt + self.drop_oversize + self.drop_nocable
-    }
 }
 
 /// Lets a log line about bad input through at most once a second, so a

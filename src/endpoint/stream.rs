@@ -81,8 +81,6 @@ pub struct StreamEndpoint {
     wend: usize,
     readable: bool,
     writable: bool,
-    /// Input that epoll cannot watch (a file, /dev/null) is always ready.
-    input_polled: bool,
     eof: bool,
     stats: LinkStats,
     oversize_seen: u64,
@@ -107,7 +105,6 @@ impl StreamEndpoint {
             wend: 0,
             readable: true,
             writable: true,
-            input_polled: true,
             eof: false,
             stats: LinkStats::default(),
             oversize_seen: 0,
@@ -129,14 +126,6 @@ impl StreamEndpoint {
     pub fn with_ip_log(mut self) -> Self {
         self.ip_log = Some(IpLog::new());
         self
-    }
-
-    pub fn stats(&self) -> &LinkStats {
-        &self.stats
-    }
-
-    pub fn at_eof(&self) -> bool {
-        self.eof
     }
 
     /// Decodes buffered input into the lane; false when the lane filled up.
@@ -215,7 +204,8 @@ impl Endpoint for StreamEndpoint {
     }
 
     fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()> {
-        self.input_polled = register_fd(
+        // Not every input can be polled (a regular file): it is read anyway.
+        register_fd(
             registry,
             self.input.raw(),
             token(side, INPUT),

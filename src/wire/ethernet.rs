@@ -66,11 +66,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         }
     }
 
-    /// True for broadcast and multicast destinations (the group bit).
-    pub fn is_group_dst(&self) -> bool {
-        self.buffer.as_ref()[0] & 1 != 0
-    }
-
     fn mac_at(&self, at: usize) -> [u8; 6] {
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&self.buffer.as_ref()[at..at + 6]);
@@ -91,7 +86,6 @@ mod tests {
         f[14..16].copy_from_slice(&0x2405u16.to_be_bytes());
         let e = EthernetFrame::new_checked(&f[..]).unwrap();
         assert_eq!(e.src(), [2, 0, 0, 0, 0, 1]);
-        assert!(e.is_group_dst());
         assert_eq!(e.vlan(), 0x005);
         assert!(EthernetFrame::new_checked(&f[..13]).is_err());
     }

@@ -10,7 +10,6 @@ pub(crate) mod vxlan;
 pub use ethernet::EthernetFrame;
 pub use request::{RequestV3, REQUEST_HEADER_LEN};
 pub use sockaddr::{SockaddrUn, SOCKADDR_UN_LEN};
-pub use stream::{StreamDecoder, StreamEvent};
 
 /// Length of an Ethernet header: two MACs and the ethertype.
 pub const ETH_HEADER_LEN: usize = 14;

@@ -199,10 +199,6 @@ impl NetNode {
             out_of_fds_log: LogThrottle::default(),
         })
     }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.dir.path
-    }
 }
 
 impl Endpoint for NetNode {
