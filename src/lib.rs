@@ -25,4 +25,4 @@ pub(crate) mod stats;
 pub mod status;
 pub(crate) mod sys;
 pub(crate) mod url;
-pub(crate) mod wire;
+pub mod wire;

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use vde_plug_rs::wire::stream::{self, StreamDecoder, StreamEvent};
+
 pub const C_PLUG: &str = "/usr/bin/vde_plug";
 pub const C_SWITCH: &str = "/usr/bin/vde_switch";
 /// How long a test waits for something that should happen at once. Not a
@@ -109,7 +111,7 @@ pub fn seq_of(f: &[u8]) -> u32 {
 }
 
 pub fn encode(f: &[u8]) -> Vec<u8> {
-    let mut v = (f.len() as u16).to_be_bytes().to_vec();
+    let mut v = stream::header(f.len()).to_vec();
     v.extend_from_slice(f);
     v
 }
@@ -125,29 +127,29 @@ fn spawn_piped(prog: &str, args: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
 }
 
-/// Decodes the stream a process writes on `out`, on a thread, into frames.
+/// Decodes the stream a process writes on `out`, on a thread, into frames
+/// (with the product's own decoder, which its unit tests check for every
+/// way a stream can be cut).
 fn frame_reader(mut out: std::process::ChildStdout) -> Receiver<Vec<u8>> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
+        let mut decoder = StreamDecoder::new();
         let mut chunk = [0u8; 65536];
         loop {
-            match out.read(&mut chunk) {
+            let n = match out.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            let mut at = 0;
-            while buf.len() - at >= 2 {
-                let len = u16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
-                if buf.len() - at - 2 < len {
-                    break;
+                Ok(n) => n,
+            };
+            let mut receiver_gone = false;
+            decoder.feed(&chunk[..n], |event| {
+                if let StreamEvent::Frame(f) = event {
+                    receiver_gone |= tx.send(f.to_vec()).is_err();
                 }
-                if tx.send(buf[at + 2..at + 2 + len].to_vec()).is_err() {
-                    return;
-                }
-                at += 2 + len;
+                true
+            });
+            if receiver_gone {
+                return;
             }
-            buf.drain(..at);
         }
     });
     rx
@@ -862,7 +864,9 @@ pub struct ManualHost {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
-    buf: Vec<u8>,
+    decoder: StreamDecoder,
+    /// Frames read and decoded, not yet asked for.
+    frames: std::collections::VecDeque<Vec<u8>>,
     lines: Receiver<String>,
     log: Vec<String>,
 }
@@ -881,7 +885,8 @@ impl ManualHost {
             stdout: child.stdout.take().unwrap(),
             lines: lines_of(child.stderr.take().unwrap()),
             child,
-            buf: Vec::new(),
+            decoder: StreamDecoder::new(),
+            frames: std::collections::VecDeque::new(),
             log: Vec::new(),
         }
     }
@@ -922,13 +927,11 @@ impl ManualHost {
         let mut out = Vec::new();
         let mut chunk = [0u8; 65536];
         loop {
-            while out.len() < max && self.buf.len() >= 2 {
-                let len = u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize;
-                if self.buf.len() < 2 + len {
-                    break;
+            while out.len() < max {
+                match self.frames.pop_front() {
+                    Some(f) => out.push(f),
+                    None => break,
                 }
-                out.push(self.buf[2..2 + len].to_vec());
-                self.buf.drain(..2 + len);
             }
             if out.len() == max {
                 return out;
@@ -945,7 +948,15 @@ impl ManualHost {
             }
             match self.stdout.read(&mut chunk) {
                 Ok(0) => return out,
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Ok(k) => {
+                    let frames = &mut self.frames;
+                    self.decoder.feed(&chunk[..k], |event| {
+                        if let StreamEvent::Frame(f) = event {
+                            frames.push_back(f.to_vec());
+                        }
+                        true
+                    });
+                }
                 Err(e) => panic!("read: {e}"),
             }
         }
