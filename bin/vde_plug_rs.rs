@@ -4,10 +4,7 @@
 use std::ffi::OsString;
 
 use vde_plug_rs::cli::{self, CliError, Form};
-use vde_plug_rs::endpoint::cmd::CommandEndpoint;
-use vde_plug_rs::endpoint::stream::StreamEndpoint;
-use vde_plug_rs::endpoint::Endpoint;
-use vde_plug_rs::open::{description, open};
+use vde_plug_rs::open::description;
 use vde_plug_rs::run::{early_setup, run, Opener};
 
 fn main() {
@@ -36,57 +33,8 @@ fn main() {
         std::process::exit(vde_plug_rs::status::run(req));
     }
     let descr = description(opts.description.as_deref());
-    let shown = |url: &str| {
-        if url.is_empty() {
-            "default switch".to_string()
-        } else {
-            url.to_string()
-        }
-    };
-    let (first, args1, args2) = (opts.form.clone(), &opts.args1, &opts.args2);
-    let iplog = opts.iplog;
-    let (a, b) = match first {
-        Form::Stream(url) => (
-            Opener {
-                name: shown(&url),
-                open: Box::new(move || open(&url, &descr, args1)),
-            },
-            Opener {
-                name: "stdin/stdout".into(),
-                open: Box::new(move || {
-                    let stream = StreamEndpoint::stdio()?;
-                    let stream = if iplog { stream.with_ip_log() } else { stream };
-                    Ok(Box::new(stream) as Box<dyn Endpoint>)
-                }),
-            },
-        ),
-        Form::Cable(u1, u2) => {
-            let d2 = descr.clone();
-            (
-                Opener {
-                    name: shown(&u1),
-                    open: Box::new(move || open(&u1, &descr, args1)),
-                },
-                Opener {
-                    name: shown(&u2),
-                    open: Box::new(move || open(&u2, &d2, args2)),
-                },
-            )
-        }
-        Form::Command(url, cmd) => (
-            Opener {
-                name: shown(&url),
-                open: Box::new(move || open(&url, &descr, args1)),
-            },
-            Opener {
-                name: cmd.join(" "),
-                open: Box::new(move || {
-                    let child = CommandEndpoint::spawn(&cmd)?;
-                    let child = if iplog { child.with_ip_log() } else { child };
-                    Ok(Box::new(child) as Box<dyn Endpoint>)
-                }),
-            },
-        ),
-    };
+    let Form { first, other } = opts.form.clone();
+    let a = Opener::locator(first, descr.clone(), &opts.args1);
+    let b = Opener::other_side(other, descr, &opts.args2, opts.iplog);
     std::process::exit(run(&opts.common, a, b));
 }

@@ -14,15 +14,42 @@ use crate::number::{self, BadNumber};
 use crate::status::StatusRequest;
 use crate::wire::request::MAX_PORT;
 
-/// What the plug joins.
+/// The second side of a plug or a node program: stdin/stdout, a second
+/// locator (a cable between two networks), or a command's stdin/stdout.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Form {
-    /// URL (or the default switch) to stdin/stdout.
-    Stream(String),
-    /// Two networks joined by a cable.
-    Cable(String, String),
-    /// URL (or the default switch) to a child command's stdin/stdout.
-    Command(String, Vec<String>),
+pub enum OtherSide {
+    Stdio,
+    Url(String),
+    Command(Vec<String>),
+}
+
+/// What a command line joins: the first locator (for the node programs, the
+/// node's path; empty: the default) and the other side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form {
+    pub first: String,
+    pub other: OtherSide,
+}
+
+/// Reads the form from the words left after the options: `[FIRST]`,
+/// `FIRST SECOND`, or `[FIRST] = COMMAND ARGS`, as every binary takes them.
+pub fn form_of(words: &[OsString], command: Option<Vec<String>>) -> Result<Form, CliError> {
+    let words: Vec<String> = words
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (first, other) = match (words.as_slice(), command) {
+        (_, Some(cmd)) if cmd.is_empty() => {
+            return Err(CliError::Usage(Some("no command after '='".into())))
+        }
+        ([], Some(cmd)) => (String::new(), OtherSide::Command(cmd)),
+        ([first], Some(cmd)) => (first.clone(), OtherSide::Command(cmd)),
+        ([], None) => (String::new(), OtherSide::Stdio),
+        ([first], None) => (first.clone(), OtherSide::Stdio),
+        ([first, second], None) => (first.clone(), OtherSide::Url(second.clone())),
+        _ => return Err(CliError::Usage(Some("too many arguments".into()))),
+    };
+    Ok(Form { first, other })
 }
 
 /// Options shared by every binary of the family.
@@ -262,22 +289,8 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
     let description = args.opt_value_from_str(["-D", "--descr"]).map_err(bad)?;
     let free = args.finish();
     no_stray_options(&free)?;
-    let urls: Vec<String> = free
-        .iter()
-        .chain(&operands)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let form = match (urls.as_slice(), command) {
-        (_, Some(cmd)) if cmd.is_empty() => {
-            return Err(CliError::Usage(Some("no command after '='".into())))
-        }
-        ([], Some(cmd)) => Form::Command(String::new(), cmd),
-        ([url], Some(cmd)) => Form::Command(url.clone(), cmd),
-        ([], None) => Form::Stream(String::new()),
-        ([url], None) => Form::Stream(url.clone()),
-        ([a, b], None) => Form::Cable(a.clone(), b.clone()),
-        _ => return Err(CliError::Usage(Some("too many arguments".into()))),
-    };
+    let words: Vec<OsString> = free.into_iter().chain(operands).collect();
+    let form = form_of(&words, command)?;
     Ok(PlugOptions {
         common,
         args1,
@@ -298,26 +311,33 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(p(&[]).unwrap().form, Form::Stream(String::new()));
-        assert_eq!(p(&["/tmp/a"]).unwrap().form, Form::Stream("/tmp/a".into()));
+        let form = |first: &str, other| Form {
+            first: first.into(),
+            other,
+        };
+        assert_eq!(p(&[]).unwrap().form, form("", OtherSide::Stdio));
+        assert_eq!(
+            p(&["/tmp/a"]).unwrap().form,
+            form("/tmp/a", OtherSide::Stdio)
+        );
         assert_eq!(
             p(&["/a", "/b"]).unwrap().form,
-            Form::Cable("/a".into(), "/b".into())
+            form("/a", OtherSide::Url("/b".into()))
         );
         assert_eq!(
             p(&["-d", "/a", "=", "ssh", "-p", "22", "h"]).unwrap().form,
-            Form::Command(
-                "/a".into(),
-                vec!["ssh".into(), "-p".into(), "22".into(), "h".into()]
+            form(
+                "/a",
+                OtherSide::Command(vec!["ssh".into(), "-p".into(), "22".into(), "h".into()])
             )
         );
         assert_eq!(
             p(&["=", "cat"]).unwrap().form,
-            Form::Command(String::new(), vec!["cat".into()])
+            form("", OtherSide::Command(vec!["cat".into()]))
         );
         assert_eq!(
             p(&["-v", "--", "/a", "=", "cat"]).unwrap().form,
-            Form::Command("/a".into(), vec!["cat".into()])
+            form("/a", OtherSide::Command(vec!["cat".into()]))
         );
         assert!(p(&["/a", "/b", "/c"]).is_err());
         assert!(p(&["/a", "="]).is_err());

@@ -3,34 +3,24 @@
 
 use std::ffi::OsString;
 
-use crate::cli::{begin, no_stray_options, Begun, CliError, Common};
-use crate::endpoint::cmd::CommandEndpoint;
+use crate::cli::{begin, form_of, no_stray_options, Begun, CliError, Common, Form};
 use crate::endpoint::node::control::{absolute_node_path, derived_dirmode, Access};
 use crate::endpoint::node::kind::{parse_dedup, BondingPolicy, NodeKind};
 use crate::endpoint::node::NetNode;
-use crate::endpoint::stream::StreamEndpoint;
 use crate::endpoint::vde::OpenArgs;
-use crate::endpoint::{Endpoint, OpenError};
+use crate::endpoint::Endpoint;
 use crate::number;
-use crate::open::{description, open};
+use crate::open::description;
 use crate::run::{run, Opener};
-
-/// What the host side of the node is joined to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostSide {
-    Stdio,
-    Url(String),
-    Command(Vec<String>),
-}
 
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     pub common: Common,
-    pub path: String,
+    /// The node's path (`form.first`) and its host side (`form.other`).
+    pub form: Form,
     pub access: Access,
     /// The value of the kind's own flag (`--policy` or `--dedup`).
     pub extra: Option<String>,
-    pub host: HostSide,
 }
 
 /// Parses the node command line; `extra_flag` is `--policy` or `--dedup`.
@@ -69,28 +59,13 @@ pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOption
     let extra = args.opt_value_from_str(extra_flag).map_err(bad)?;
     let free = args.finish();
     no_stray_options(&free)?;
-    let free: Vec<String> = free
-        .iter()
-        .chain(&operands)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let (path, host) = match (free.as_slice(), command) {
-        (_, Some(cmd)) if cmd.is_empty() => {
-            return Err(CliError::Usage(Some("no command after '='".into())))
-        }
-        ([], Some(cmd)) => (String::new(), HostSide::Command(cmd)),
-        ([p], Some(cmd)) => (p.clone(), HostSide::Command(cmd)),
-        ([], None) => (String::new(), HostSide::Stdio),
-        ([p], None) => (p.clone(), HostSide::Stdio),
-        ([p, u], None) => (p.clone(), HostSide::Url(u.clone())),
-        _ => return Err(CliError::Usage(Some("too many arguments".into()))),
-    };
+    let words: Vec<OsString> = free.into_iter().chain(operands).collect();
+    let form = form_of(&words, command)?;
     Ok(NodeOptions {
         common,
-        path,
+        form,
         access,
         extra,
-        host,
     })
 }
 
@@ -217,8 +192,8 @@ fn main_for(
         }
     };
     let descr = description(None);
-    let shown = format!("{}://{}", kind.scheme(), opts.path);
-    let (path, access) = (opts.path.clone(), opts.access);
+    let shown = format!("{}://{}", kind.scheme(), opts.form.first);
+    let (path, access) = (opts.form.first.clone(), opts.access);
     let node = Opener {
         name: shown,
         open: Box::new(move || {
@@ -226,24 +201,7 @@ fn main_for(
             Ok(Box::new(NetNode::create(kind, &path, access)?) as Box<dyn Endpoint>)
         }),
     };
-    let host = match opts.host.clone() {
-        HostSide::Stdio => Opener {
-            name: "stdin/stdout".into(),
-            open: Box::new(|| Ok(Box::new(StreamEndpoint::stdio()?) as Box<dyn Endpoint>)),
-        },
-        HostSide::Url(url) => Opener {
-            name: url.clone(),
-            open: Box::new(move || open(&url, &descr, &OpenArgs::default())),
-        },
-        HostSide::Command(cmd) => Opener {
-            name: cmd.join(" "),
-            open: Box::new(move || {
-                Ok(
-                    Box::new(CommandEndpoint::spawn(&cmd).map_err(OpenError::from)?)
-                        as Box<dyn Endpoint>,
-                )
-            }),
-        },
-    };
+    let no_args = OpenArgs::default();
+    let host = Opener::other_side(opts.form.other.clone(), descr, &no_args, false);
     run(&opts.common, node, host)
 }

@@ -5,10 +5,14 @@ use std::time::Duration;
 
 use log::{debug, error, Level, LevelFilter};
 
-use crate::cli::Common;
+use crate::cli::{Common, OtherSide};
 use crate::daemon::{self, PidFile, SysLog};
+use crate::endpoint::cmd::CommandEndpoint;
+use crate::endpoint::stream::StreamEndpoint;
+use crate::endpoint::vde::OpenArgs;
 use crate::endpoint::{Endpoint, OpenError, Stop};
 use crate::engine::{Engine, Outcome};
+use crate::open::open;
 use crate::signals;
 
 /// Something to open, with the name its errors are reported under
@@ -16,6 +20,51 @@ use crate::signals;
 pub struct Opener<'a> {
     pub name: String,
     pub open: Box<dyn FnOnce() -> Result<Box<dyn Endpoint>, OpenError> + 'a>,
+}
+
+impl<'a> Opener<'a> {
+    /// A locator, opened with `descr` and `args`; an empty one is the
+    /// default switch.
+    pub fn locator(url: String, descr: String, args: &'a OpenArgs) -> Opener<'a> {
+        Opener {
+            name: if url.is_empty() {
+                "default switch".into()
+            } else {
+                url.clone()
+            },
+            open: Box::new(move || open(&url, &descr, args)),
+        }
+    }
+
+    /// The second side of a plug or node program: stdin/stdout, a second
+    /// locator (opened with `descr` and `args`), or a command; `iplog`
+    /// logs the IP addresses in the frames a stream or command sends (-L).
+    pub fn other_side(
+        other: OtherSide,
+        descr: String,
+        args: &'a OpenArgs,
+        iplog: bool,
+    ) -> Opener<'a> {
+        match other {
+            OtherSide::Stdio => Opener {
+                name: "stdin/stdout".into(),
+                open: Box::new(move || {
+                    let stream = StreamEndpoint::stdio()?;
+                    let stream = if iplog { stream.with_ip_log() } else { stream };
+                    Ok(Box::new(stream) as Box<dyn Endpoint>)
+                }),
+            },
+            OtherSide::Url(url) => Opener::locator(url, descr, args),
+            OtherSide::Command(cmd) => Opener {
+                name: cmd.join(" "),
+                open: Box::new(move || {
+                    let child = CommandEndpoint::spawn(&cmd)?;
+                    let child = if iplog { child.with_ip_log() } else { child };
+                    Ok(Box::new(child) as Box<dyn Endpoint>)
+                }),
+            },
+        }
+    }
 }
 
 /// First thing in `main`: signals blocked (they wait for the loop), and
