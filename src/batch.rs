@@ -161,29 +161,37 @@ impl BatchIo {
             };
         }
         self.prepare(n);
-        // SAFETY: msgs[..n] point at iovecs over queued frames in `ring`,
-        // which is borrowed for the call; sendmmsg only reads them.
-        let r = unsafe {
-            libc::sendmmsg(
-                fd,
-                self.msgs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let sent = r as usize;
+        // msgs[..n] point at iovecs over queued frames in `ring`, which is
+        // borrowed for the call.
+        let sent = send_messages(fd, &mut self.msgs[..n])?;
         for &slot in &slots[..sent] {
             stats.count_out(ring.frame(slot).len());
         }
         Ok(sent)
     }
+}
+
+/// One non-blocking `sendmmsg` of `msgs`, whose buffers the caller keeps
+/// alive for the call: how many went out (0 when the socket is full).
+fn send_messages(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: every header in `msgs` points at buffers that outlive the
+    // call (the caller's promise); sendmmsg only reads them.
+    let r = unsafe {
+        libc::sendmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        };
+    }
+    Ok(r as usize)
 }
 
 /// The largest fixed header an [`AddrBatch`] puts before each frame.
@@ -401,23 +409,7 @@ impl AddrBatch {
         if n == 0 {
             return Ok(0);
         }
-        // SAFETY: msgs[..n] were staged over live frames and this batch's
-        // scratch; sendmmsg only reads them.
-        let r = unsafe {
-            libc::sendmmsg(
-                fd,
-                self.msgs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        Ok(r as usize)
+        // msgs[..n] were staged over live frames and this batch's scratch.
+        send_messages(fd, &mut self.msgs[..n])
     }
 }

@@ -111,33 +111,7 @@ impl StatsTable {
     /// A row with whether the link is full right now (it cannot take a
     /// frame until the poll says it has room).
     pub fn link_row(&mut self, link: &str, s: &LinkStats, description: &str, full_now: bool) {
-        let age = s.since.elapsed().as_secs();
-        if self.for_status {
-            let clean = |t: &str| t.trim().replace(['\t', '\n', '\r'], " ");
-            let _ = writeln!(
-                self.text,
-                "link\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                clean(link),
-                u8::from(full_now),
-                s.frames_in,
-                s.bytes_in,
-                s.frames_out,
-                s.bytes_out,
-                s.drop_full,
-                s.drop_runt,
-                s.drop_oversize,
-                s.drop_nocable,
-                s.skipped,
-                s.drop_dup,
-                age,
-                clean(description)
-            );
-            return;
-        }
-        let _ = writeln!(
-            self.text,
-            "{:<28} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6} {:>8} {:>7} {:>8} {:>6} {:>7}  {}",
-            link,
+        let c = [
             s.frames_in,
             s.bytes_in,
             s.frames_out,
@@ -148,8 +122,21 @@ impl StatsTable {
             s.drop_nocable,
             s.skipped,
             s.drop_dup,
-            age,
-            description
+            s.since.elapsed().as_secs(),
+        ];
+        if self.for_status {
+            let clean = |t: &str| t.trim().replace(['\t', '\n', '\r'], " ");
+            let _ = write!(self.text, "link\t{}\t{}", clean(link), u8::from(full_now));
+            for v in c {
+                let _ = write!(self.text, "\t{v}");
+            }
+            let _ = writeln!(self.text, "\t{}", clean(description));
+            return;
+        }
+        let _ = writeln!(
+            self.text,
+            "{:<28} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6} {:>8} {:>7} {:>8} {:>6} {:>7}  {}",
+            link, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], description
         );
     }
 
