@@ -7,6 +7,7 @@ use std::os::fd::RawFd;
 
 use crate::ring::{FrameRing, Slot};
 use crate::stats::LinkStats;
+use crate::wire::path_report::is_path_report;
 use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
 pub const BATCH: usize = 64;
@@ -125,8 +126,15 @@ impl BatchIo {
                 stats.drop_oversize += 1;
                 ring.unreserve(slot);
             } else if len < ETH_HEADER_LEN {
-                stats.drop_runt += 1;
-                ring.unreserve(slot);
+                // A path report is no frame, but a cable carries it. Not
+                // counted: a node's bytes in are what its reports tell.
+                if is_path_report(&ring.slot_buf(slot)[..len]) {
+                    ring.push(slot, len, tag);
+                    frames += 1;
+                } else {
+                    stats.drop_runt += 1;
+                    ring.unreserve(slot);
+                }
             } else {
                 stats.count_in(len);
                 ring.push(slot, len, tag);

@@ -16,6 +16,7 @@ use crate::batch::{AddrBatch, Datagram, BATCH};
 use crate::lane::Lane;
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys::SockAddr;
+use crate::wire::path_report::is_path_report;
 use crate::wire::ETH_HEADER_LEN;
 
 /// What to do with a datagram just received.
@@ -319,9 +320,10 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
 }
 
 /// The common test of the modules without a header: a datagram shorter
-/// than an Ethernet header is not a frame.
+/// than an Ethernet header is not a frame (a path report passes: see
+/// [`crate::wire::path_report`]).
 pub(crate) fn plain_frame(frame: &[u8]) -> Verdict {
-    if frame.len() < ETH_HEADER_LEN {
+    if frame.len() < ETH_HEADER_LEN && !is_path_report(frame) {
         Verdict::Runt
     } else {
         Verdict::Keep

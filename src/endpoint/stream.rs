@@ -19,6 +19,7 @@ use crate::iplog::IpLog;
 use crate::lane::Lane;
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::sys;
+use crate::wire::path_report::is_path_report;
 use crate::wire::stream::{header, StreamDecoder, StreamEvent};
 use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
@@ -137,7 +138,7 @@ impl StreamEndpoint {
         let used = self
             .decoder
             .feed(&self.rbuf[self.rstart..self.rend], |ev| match ev {
-                StreamEvent::Frame(f) if f.len() < ETH_HEADER_LEN => {
+                StreamEvent::Frame(f) if f.len() < ETH_HEADER_LEN && !is_path_report(f) => {
                     stats.drop_runt += 1;
                     true
                 }
