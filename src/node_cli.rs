@@ -89,11 +89,11 @@ const NODE_PROGRAMS: [NodeProgram; 2] = [
                     go out on one cable at a time, in turn; frames from any cable go to the host.",
         flag: "--policy",
         flag_help:
-            "      --policy POLICY    adaptive (default: skip full cables, never drop) or rr",
+            "      --policy POLICY    path (default), adaptive, hash or rr (see bonding_node(1))",
         kind_of: |p| {
             let policy = match p {
                 Some(p) => p.parse::<BondingPolicy>()?,
-                None => BondingPolicy::Adaptive,
+                None => BondingPolicy::default(),
             };
             Ok(NodeKind::Bonding(policy))
         },

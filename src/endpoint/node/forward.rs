@@ -5,13 +5,15 @@
 //!
 //! Two ways to hand out a queue: [`fan_out`] gives each frame to every port
 //! its route names (hub, multi, switch, from the host or from a port), each
-//! port at its own pace; [`round_robin`] and [`adaptive`] deal each frame to
-//! one port (bonding).
+//! port at its own pace; [`round_robin`], [`adaptive`], [`by_flow`] and
+//! [`by_arrival`] deal each frame to one port (bonding's policies).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use super::flow::{flow_hash, flow_of, FlowTable};
+use super::path::MAX_BACKLOG;
 use super::ports::{Port, PortId, PortTable};
 use crate::batch::{BatchIo, BATCH};
 use crate::lane::Lane;
@@ -259,15 +261,15 @@ fn next_port(
 }
 
 /// Deals the next batch of `ring` into the ports' outboxes, one frame per
-/// pick, and sends each outbox. `what_is_left` says what becomes of frames
-/// a port did not take. Returns the frames dealt (0: no port to pick).
+/// pick (`pick` is given the frame and names an index into the active list,
+/// or none to stop), and sends each outbox. `what_is_left` says what becomes
+/// of frames a port did not take. Returns the frames dealt (0: no port to
+/// pick) and sent.
 fn deal(
     ports: &mut PortTable,
-    rr: &mut usize,
-    weighted: bool,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
-    eligible: impl Fn(&Port) -> bool,
+    mut pick: impl FnMut(&mut PortTable, &[u8]) -> Option<usize>,
     what_is_left: impl Fn(&mut Port, usize),
 ) -> (usize, usize) {
     let Lane { ring, io } = lane;
@@ -277,7 +279,7 @@ fn deal(
     let queued = ring.queued();
     let mut dealt = 0;
     for &slot in &queued[..queued.len().min(BATCH)] {
-        let Some(at) = next_port(ports, rr, weighted, &eligible) else {
+        let Some(at) = pick(ports, ring.frame(slot)) else {
             break;
         };
         ports.nth_active_mut(at).outbox.push(slot);
@@ -317,11 +319,9 @@ pub fn round_robin(
     while !lane.ring.is_empty() {
         let (dealt, _) = deal(
             ports,
-            rr,
-            weighted,
             lane,
             dead,
-            |_| true,
+            |ports, _| next_port(ports, rr, weighted, |_| true),
             |p, left| p.stats.drop_full += left as u64,
         );
         if dealt == 0 {
@@ -332,28 +332,26 @@ pub fn round_robin(
     done
 }
 
-/// Bonding, `policy=adaptive` (the default): round robin over the ports
-/// that can take a frame now. A port that fills up mid-batch is skipped and
-/// its frames go to the others; when no port can take any, the frames stay
-/// queued and the host is not read until a port drains.
-pub fn adaptive(
+/// A port a frame may be dealt to now: connected, room in its socket, and
+/// not a dark path (see [`path`](super::path)).
+fn can_take(port: &Port, now: Instant) -> bool {
+    port.writable && port.data.is_some() && !port.path.silent(now)
+}
+
+/// Deals with `pick` until the queue is empty or no port takes more: the
+/// frames a full port did not take stay queued (counted as `skipped`) and
+/// go to the others. Returns the frames finished.
+fn deal_all(
     ports: &mut PortTable,
-    rr: &mut usize,
-    weighted: bool,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
+    mut pick: impl FnMut(&mut PortTable, &[u8]) -> Option<usize>,
 ) -> usize {
     let mut done = 0;
     while !lane.ring.is_empty() {
-        let (dealt, sent) = deal(
-            ports,
-            rr,
-            weighted,
-            lane,
-            dead,
-            |p| p.writable && p.data.is_some(),
-            |p, left| p.stats.skipped += left as u64,
-        );
+        let (dealt, sent) = deal(ports, lane, dead, &mut pick, |p, left| {
+            p.stats.skipped += left as u64
+        });
         done += lane.ring.sweep();
         if dealt == 0 || sent == 0 {
             // Every port that looked free was full, or went away.
@@ -361,4 +359,112 @@ pub fn adaptive(
         }
     }
     done
+}
+
+/// Bonding, `policy=adaptive`: round robin over the ports that can take a
+/// frame now. A port that fills up mid-batch is skipped and its frames go
+/// to the others; when no port can take any, the frames stay queued and
+/// the host is not read until a port drains.
+pub fn adaptive(
+    ports: &mut PortTable,
+    rr: &mut usize,
+    weighted: bool,
+    lane: &mut Lane,
+    dead: &mut Vec<PortId>,
+) -> usize {
+    let now = Instant::now();
+    deal_all(ports, lane, dead, |ports, _| {
+        next_port(ports, rr, weighted, |p| can_take(p, now))
+    })
+}
+
+/// Bonding, `policy=hash`: each flow ([`flow_hash`]) to one of the ports
+/// that can take a frame now, so that a flow is never reordered; a flow
+/// moves only when its port is full or gone.
+pub fn by_flow(ports: &mut PortTable, lane: &mut Lane, dead: &mut Vec<PortId>) -> usize {
+    let now = Instant::now();
+    deal_all(ports, lane, dead, |ports, frame| {
+        let open = |i: &usize| {
+            ports
+                .get(ports.active()[*i])
+                .is_some_and(|p| can_take(p, now))
+        };
+        let count = (0..ports.active().len()).filter(open).count();
+        if count == 0 {
+            return None;
+        }
+        (0..ports.active().len())
+            .filter(open)
+            .nth(flow_hash(frame) as usize % count)
+    })
+}
+
+/// How much a TCP frame may overtake the one before it when its flow moves
+/// to another port: Linux's receiver tolerates a little reordering (RACK,
+/// a quarter of a short round trip) and, without any, a single flow could
+/// never use two ports.
+const REORDER_SLACK: Duration = Duration::from_millis(10);
+
+/// Bonding, `policy=path` once every cable's far end answers: each frame
+/// to the port where it would arrive first
+/// ([`PathState::arrival`](super::path::PathState::arrival)), among those
+/// whose virtual queue reaches less than [`MAX_BACKLOG`] ahead and, for a
+/// TCP flow, where it would not overtake the flow's previous frame by more
+/// than [`REORDER_SLACK`] ([`FlowTable`]): a TCP flow whose port is busy
+/// waits for it (a flow
+/// moves when its port is full or dark, or once its frames have arrived).
+/// When no port qualifies, the frames wait; returns the frames finished
+/// and, then, how long until one may.
+pub fn by_arrival(
+    ports: &mut PortTable,
+    lane: &mut Lane,
+    dead: &mut Vec<PortId>,
+    flows: &mut FlowTable,
+) -> (usize, Option<Duration>) {
+    let now = Instant::now();
+    let mut wait = None;
+    let done = deal_all(ports, lane, dead, |ports, frame| {
+        let flow = flow_of(frame);
+        let held = flows.held(flow, now);
+        let mut best: Option<(usize, Duration)> = None;
+        // How long until a port that cannot take this frame now may.
+        let mut soonest: Option<Duration> = None;
+        let mut later = |d: Duration| soonest = Some(soonest.map_or(d, |s| s.min(d)));
+        for i in 0..ports.active().len() {
+            let id = ports.active()[i];
+            let p = ports.nth_active_mut(i);
+            if !can_take(p, now) {
+                continue;
+            }
+            let backlog = p.path.backlog(now);
+            if backlog > MAX_BACKLOG {
+                later(backlog - MAX_BACKLOG);
+                if held.is_some_and(|(on, _)| on == id) {
+                    // Its flow waits for it rather than be reordered.
+                    wait = soonest;
+                    return None;
+                }
+                continue;
+            }
+            let arrival = p.path.arrival(now, frame.len());
+            if let Some((on, until)) = held {
+                if on != id && now + arrival + REORDER_SLACK < until {
+                    later(until - now);
+                    continue;
+                }
+            }
+            if best.is_none_or(|(_, a)| arrival < a) {
+                best = Some((i, arrival));
+            }
+        }
+        let Some((at, arrival)) = best else {
+            wait = soonest;
+            return None;
+        };
+        let id = ports.active()[at];
+        ports.nth_active_mut(at).path.take(now, frame.len());
+        flows.put(flow, id, now + arrival);
+        Some(at)
+    });
+    (done, wait)
 }

@@ -4,17 +4,21 @@
 //! ports, the counters and the cleanup; the shells (the binaries' engine,
 //! the libvdeplug module) drive the node and never look at its kind.
 
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::dedup::Dedup;
+use super::flow::FlowTable;
 use super::forward::{self, route, Queue};
 use super::mac_table::{Dest, MacTable};
+use super::path::{PathState, StampClock};
 use super::ports::{Port, PortId, PortTable};
 use crate::batch::BATCH;
 use crate::engine::LANE_SLOTS;
 use crate::lane::Lane;
 use crate::number::{self, BadNumber};
-use crate::wire::EthernetFrame;
+use crate::wire::path_report::{self, PathReport, PATH_REPORT_LEN};
+use crate::wire::{EthernetFrame, ETH_HEADER_LEN};
 
 /// `dedup=MS`: the window of a multi node's duplicate filter (0: off).
 pub fn parse_dedup(ms: &str) -> Result<Option<Duration>, BadNumber> {
@@ -30,24 +34,47 @@ pub fn parse_weights(s: &str) -> Result<Vec<u32>, BadNumber> {
         .collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BondingPolicy {
+    /// The default: between bonding nodes of ours, each frame to the cable
+    /// where it would arrive first, from what the far node reports of each
+    /// cable (see `path.rs`); with any other far end, as `Adaptive`.
+    #[default]
+    Path,
     /// Round robin over the cables that can take a frame now; when none
     /// can, frames wait and the host side is not read (backpressure).
     Adaptive,
+    /// Each flow (addresses and ports) to one cable: no reordering, a
+    /// single flow gets one cable's bandwidth.
+    Hash,
     /// vdeplug4's blind round robin: each frame to the next cable, dropped
     /// if that cable is full.
     RoundRobin,
 }
 
+impl BondingPolicy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BondingPolicy::Path => "path",
+            BondingPolicy::Adaptive => "adaptive",
+            BondingPolicy::Hash => "hash",
+            BondingPolicy::RoundRobin => "rr",
+        }
+    }
+}
+
 impl std::str::FromStr for BondingPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "adaptive" => Ok(BondingPolicy::Adaptive),
-            "rr" => Ok(BondingPolicy::RoundRobin),
-            _ => Err(format!("unknown bonding policy '{s}' (adaptive or rr)")),
-        }
+        [
+            BondingPolicy::Path,
+            BondingPolicy::Adaptive,
+            BondingPolicy::Hash,
+            BondingPolicy::RoundRobin,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| format!("unknown bonding policy '{s}' (path, adaptive, hash or rr)"))
     }
 }
 
@@ -100,8 +127,7 @@ impl NodeKind {
             }
             NodeKind::Multi { dedup: None } => "-".into(),
             NodeKind::Multi { dedup: Some(w) } => format!("dedup={}", w.as_millis()),
-            NodeKind::Bonding(BondingPolicy::Adaptive) => "adaptive".into(),
-            NodeKind::Bonding(BondingPolicy::RoundRobin) => "rr".into(),
+            NodeKind::Bonding(policy) => policy.name().into(),
         }
     }
 }
@@ -162,6 +188,12 @@ pub(crate) enum Kind {
         weights: Vec<u32>,
         /// Cables that have joined so far (which weight the next one gets).
         joined: usize,
+        /// The stamps of path reports (`policy=path`).
+        clock: StampClock,
+        /// Frames wait for a cable's virtual queue to shorten until then.
+        waiting_until: Option<Instant>,
+        /// Where TCP flows go (`policy=path`).
+        flows: FlowTable,
     },
 }
 
@@ -189,6 +221,9 @@ impl Kind {
                 rr: 0,
                 weights: Vec::new(),
                 joined: 0,
+                clock: StampClock::new(),
+                waiting_until: None,
+                flows: FlowTable::new(),
             },
         }
     }
@@ -254,14 +289,24 @@ impl Kind {
                 policy,
                 rr,
                 weights,
+                waiting_until,
+                flows,
                 ..
             } => {
                 let weighted = !weights.is_empty();
+                *waiting_until = None;
                 match policy {
                     BondingPolicy::RoundRobin => {
                         forward::round_robin(ports, rr, weighted, lane, dead)
                     }
                     BondingPolicy::Adaptive => forward::adaptive(ports, rr, weighted, lane, dead),
+                    BondingPolicy::Hash => forward::by_flow(ports, lane, dead),
+                    BondingPolicy::Path if paths_known(ports, now) => {
+                        let (done, wait) = forward::by_arrival(ports, lane, dead, flows);
+                        *waiting_until = wait.map(|w| now + w);
+                        done
+                    }
+                    BondingPolicy::Path => forward::adaptive(ports, rr, weighted, lane, dead),
                 }
             }
         }
@@ -291,6 +336,7 @@ impl Kind {
         dead: &mut Vec<PortId>,
     ) {
         let now = Instant::now();
+        let count = count - self.take_reports(ports, lane, from, count, now);
         let ring = &mut lane.ring;
         let new = ring.queued().len() - count..ring.queued().len();
         match self {
@@ -350,6 +396,93 @@ impl Kind {
         }
     }
 
+    /// Takes the path reports out of the `count` frames just read from
+    /// port `from`: a path-aware bonding node learns from them, every other
+    /// kind drops them (they are for no host). Returns how many there were.
+    fn take_reports(
+        &mut self,
+        ports: &mut PortTable,
+        lane: &mut Lane,
+        from: PortId,
+        count: usize,
+        now: Instant,
+    ) -> usize {
+        let ring = &mut lane.ring;
+        let queued = ring.queued().len();
+        let mut reports = 0;
+        for i in queued - count..queued {
+            let slot = ring.queued()[i];
+            // Only reports are shorter than an Ethernet header here: the
+            // ports' reads drop every other runt.
+            if ring.frame(slot).len() >= ETH_HEADER_LEN {
+                continue;
+            }
+            if let (Kind::Bonding { clock, policy, .. }, Some(port)) = (&*self, ports.get_mut(from))
+            {
+                if let (BondingPolicy::Path, Ok(report)) =
+                    (policy, PathReport::new_checked(ring.frame(slot)))
+                {
+                    port.path
+                        .on_report(&report, now, clock, port.stats.bytes_in);
+                }
+            }
+            ring.mark_done(slot);
+            reports += 1;
+        }
+        if reports > 0 {
+            ring.sweep();
+        }
+        reports
+    }
+
+    /// Sends the path reports that are due (`policy=path`), one datagram
+    /// each, never waiting: one that finds the socket full is skipped (the
+    /// next follows soon).
+    pub(crate) fn send_reports(&mut self, ports: &mut PortTable, now: Instant) {
+        let Kind::Bonding {
+            policy: BondingPolicy::Path,
+            clock,
+            ..
+        } = self
+        else {
+            return;
+        };
+        for i in 0..ports.active().len() {
+            let port = ports.nth_active_mut(i);
+            if port.path.report_due().is_some_and(|t| t > now) {
+                continue;
+            }
+            let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
+                continue;
+            };
+            let mut buf = [0u8; PATH_REPORT_LEN];
+            path_report::emit(&mut buf, &port.path.report(now, clock));
+            let _ = crate::sys::send(fd, &buf);
+        }
+    }
+
+    /// When the kind wants to be looked at again without an event: a
+    /// laggard's grace, a path report due, a cable's virtual queue short
+    /// enough to deal the frames waiting.
+    pub(crate) fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration> {
+        match self {
+            Kind::Bonding {
+                policy: BondingPolicy::Path,
+                waiting_until,
+                ..
+            } => ports
+                .active()
+                .iter()
+                .filter_map(|&id| ports.get(id)?.path.report_due())
+                .chain(*waiting_until)
+                .min()
+                .map(|t| t.saturating_duration_since(now)),
+            _ => self
+                .waiting_on_laggard()
+                .then_some(forward::LAGGARD_GRACE / 4),
+        }
+    }
+
     /// Moves frames queued from ports to ports as far as the ports take
     /// them (after ports drained, say).
     pub(crate) fn flush_port_to_port(&mut self, ports: &mut PortTable, dead: &mut Vec<PortId>) {
@@ -359,7 +492,7 @@ impl Kind {
     }
 
     /// Frames wait for a full port's grace to run out: look again soon.
-    pub(crate) fn waiting_on_laggard(&self) -> bool {
+    fn waiting_on_laggard(&self) -> bool {
         match self {
             Kind::Hub {
                 ports_to_ports,
@@ -393,6 +526,19 @@ impl Kind {
             mac.forget_port(id);
         }
     }
+}
+
+/// Every cable's far end has answered (it is a bonding node of ours), and
+/// some cable is not dark: deal by arrival. Otherwise as `adaptive`.
+fn paths_known(ports: &PortTable, now: Instant) -> bool {
+    let paths = || {
+        ports
+            .active()
+            .iter()
+            .filter_map(|&id| ports.get(id))
+            .map(|p| &p.path)
+    };
+    paths().all(PathState::answered) && paths().any(|p| !p.silent(now))
 }
 
 /// Host frames (routed) to the ports by [`forward::fan_out`]; keeps count

@@ -10,15 +10,17 @@
 mod admission;
 pub mod control;
 pub mod dedup;
+mod flow;
 mod forward;
 mod from_ports;
 pub mod kind;
 pub mod mac_table;
+mod path;
 pub mod ports;
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::{Interest, Registry};
@@ -34,6 +36,7 @@ use crate::number;
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::status;
 use crate::url::Locator;
+use crate::wire::ETH_HEADER_LEN;
 
 /// More ports than this are refused (each costs two descriptors).
 const MAX_PORTS: usize = 4096;
@@ -108,7 +111,7 @@ impl NetNode {
         let mut access = Access::default();
         let mut dirmode = None;
         let mut switch = SwitchConfig::default();
-        let mut policy = BondingPolicy::Adaptive;
+        let mut policy = BondingPolicy::default();
         let mut dedup = None;
         let mut weights = Vec::new();
         let invalid = |why: &dyn std::fmt::Display| {
@@ -254,6 +257,7 @@ impl Endpoint for NetNode {
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
         self.kind
             .flush_port_to_port(&mut self.ports, &mut self.dead);
+        self.kind.send_reports(&mut self.ports, Instant::now());
         let queued_before = lane.ring.queued().len();
         let total = self.read_ports(lane) + self.drain_leaving(lane);
         for i in queued_before..lane.ring.queued().len() {
@@ -271,6 +275,8 @@ impl Endpoint for NetNode {
             self.remove_dead();
             return Ok(0);
         }
+        let runts = drop_runts(lane);
+        self.host.drop_runt += runts as u64;
         let bytes_before = queued_bytes(lane);
         let done = if self.ports.active().is_empty() {
             // Nobody to give the frames to: vdeplug4 drops them too.
@@ -284,7 +290,7 @@ impl Endpoint for NetNode {
         self.host.frames_in += done as u64;
         self.host.bytes_in += bytes_before - queued_bytes(lane);
         self.remove_dead();
-        Ok(done)
+        Ok(done + runts)
     }
 
     fn sync_interest(&mut self, registry: &Registry) {
@@ -301,9 +307,7 @@ impl Endpoint for NetNode {
     }
 
     fn wake_in(&self) -> Option<Duration> {
-        self.kind
-            .waiting_on_laggard()
-            .then_some(forward::LAGGARD_GRACE / 4)
+        self.kind.wake_in(&self.ports, Instant::now())
     }
 
     fn tick(&mut self) {
@@ -345,14 +349,40 @@ impl NetNode {
     fn rows(&self, table: &mut StatsTable, host: &str) {
         table.row(host, &self.host, "");
         for (id, p) in self.ports.iter().filter(|(_, p)| p.is_connected()) {
-            table.link_row(
-                &format!("  port {id}"),
-                &p.stats,
-                &p.description,
-                !p.writable,
-            );
+            let description = match p.path.summary() {
+                Some((kbit, base, smooth)) => format!(
+                    "{} [path {kbit} kbit/s, rtt {base:.1}/{smooth:.1} ms{}]",
+                    p.description,
+                    if p.path.silent(Instant::now()) {
+                        ", silent"
+                    } else {
+                        ""
+                    }
+                ),
+                None => p.description.clone(),
+            };
+            table.link_row(&format!("  port {id}"), &p.stats, &description, !p.writable);
         }
     }
+}
+
+/// Drops what is shorter than an Ethernet header from the host's queue:
+/// a path report that a plug carried to the host side is for no cable.
+/// Only frames not yet handed out can be runts (this runs first on each).
+fn drop_runts(lane: &mut Lane) -> usize {
+    let ring = &mut lane.ring;
+    let mut runts = 0;
+    for i in 0..ring.queued().len() {
+        let slot = ring.queued()[i];
+        if ring.frame(slot).len() < ETH_HEADER_LEN {
+            ring.mark_done(slot);
+            runts += 1;
+        }
+    }
+    if runts > 0 {
+        ring.sweep();
+    }
+    runts
 }
 
 fn queued_bytes(lane: &Lane) -> u64 {

@@ -5,6 +5,7 @@
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
+use super::path::PathState;
 use crate::batch::BATCH;
 use crate::ring::Slot;
 use crate::stats::LinkStats;
@@ -40,6 +41,8 @@ pub struct Port {
     pub credit: i64,
     /// Since when the port has been full (no room in its socket).
     pub full_since: Option<Instant>,
+    /// What a path-aware bonding node knows of this cable's path.
+    pub(crate) path: PathState,
     /// `NODE/fdN`, removed when the port goes. Last, so that both sockets
     /// are closed by then: whoever sees the name gone sees the port gone.
     pub data_path: Option<UnlinkOnDrop>,
@@ -63,6 +66,7 @@ impl Port {
             weight: 1,
             credit: 0,
             full_since: None,
+            path: PathState::default(),
             data_path: None,
         }
     }

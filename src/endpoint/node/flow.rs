@@ -1,0 +1,190 @@
+//! The flow of a frame, for `policy=hash`: like Linux bonding's
+//! `layer3+4` hash, the IP addresses and the TCP or UDP ports (not for a
+//! fragment, whose ports are in its first piece only), the IP addresses
+//! alone for other IP traffic, the two MAC addresses for the rest. Every
+//! frame of one flow hashes alike, so a flow keeps to one cable and is
+//! never reordered by the bond. `policy=path` keeps TCP flows on one cable
+//! too, while it can take them (see [`FlowTable`]).
+
+use crate::wire::{EthernetFrame, ETH_HEADER_LEN};
+
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+
+/// FNV-1a over the flow's fields.
+struct Fnv(u32);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0x811c_9dc5)
+    }
+
+    fn eat(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+}
+
+/// A frame's flow: the hash, and whether it is TCP (which suffers from
+/// reordering more than anything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flow {
+    pub(crate) hash: u32,
+    pub(crate) tcp: bool,
+}
+
+/// The hash of `frame`'s flow.
+pub(crate) fn flow_hash(frame: &[u8]) -> u32 {
+    flow_of(frame).hash
+}
+
+/// `frame`'s flow.
+pub(crate) fn flow_of(frame: &[u8]) -> Flow {
+    let mut h = Fnv::new();
+    let mut tcp = false;
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        h.eat(frame);
+        return Flow { hash: h.0, tcp };
+    };
+    let (ethertype, at) = if eth.ethertype() == ETHERTYPE_VLAN && frame.len() >= 18 {
+        (u16::from_be_bytes([frame[16], frame[17]]), 18)
+    } else {
+        (eth.ethertype(), ETH_HEADER_LEN)
+    };
+    let ip = &frame[at..];
+    match ethertype {
+        ETHERTYPE_IPV4 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
+            h.eat(&ip[12..20]);
+            let header = usize::from(ip[0] & 0x0f) * 4;
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            tcp = ip[9] == PROTO_TCP;
+            if !fragment && matches!(ip[9], PROTO_TCP | PROTO_UDP) && ip.len() >= header + 4 {
+                h.eat(&[ip[9]]);
+                h.eat(&ip[header..header + 4]);
+            }
+        }
+        ETHERTYPE_IPV6 if ip.len() >= 40 && ip[0] >> 4 == 6 => {
+            h.eat(&ip[8..40]);
+            tcp = ip[6] == PROTO_TCP;
+            if matches!(ip[6], PROTO_TCP | PROTO_UDP) && ip.len() >= 44 {
+                h.eat(&[ip[6]]);
+                h.eat(&ip[40..44]);
+            }
+        }
+        _ => {
+            h.eat(&eth.dst());
+            h.eat(&eth.src());
+        }
+    }
+    Flow { hash: h.0, tcp }
+}
+
+/// Slots of the [`FlowTable`]: flows that share one share a cable.
+const FLOW_SLOTS: usize = 256;
+
+/// Where `policy=path` last put each TCP flow, and when the flow's last
+/// frame should arrive there. A frame of the flow may go to another cable
+/// only if it would arrive after that one: a TCP flow is not reordered by
+/// the bond. Made once with the node: no allocation per frame.
+pub(crate) struct FlowTable {
+    slots: Box<[Option<(super::ports::PortId, std::time::Instant)>; FLOW_SLOTS]>,
+}
+
+impl FlowTable {
+    pub(crate) fn new() -> FlowTable {
+        FlowTable {
+            slots: Box::new([None; FLOW_SLOTS]),
+        }
+    }
+
+    /// The cable of a TCP flow whose last frame is still on its way, and
+    /// when that frame should arrive: on any other cable, a frame of the
+    /// flow arriving before then would overtake it.
+    pub(crate) fn held(
+        &self,
+        flow: Flow,
+        now: std::time::Instant,
+    ) -> Option<(super::ports::PortId, std::time::Instant)> {
+        let (port, until) = self.slots[flow.hash as usize % FLOW_SLOTS]?;
+        (flow.tcp && until > now).then_some((port, until))
+    }
+
+    /// The flow's frame went to `port` and should arrive at `arrival`.
+    pub(crate) fn put(
+        &mut self,
+        flow: Flow,
+        port: super::ports::PortId,
+        arrival: std::time::Instant,
+    ) {
+        if flow.tcp {
+            self.slots[flow.hash as usize % FLOW_SLOTS] = Some((port, arrival));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet + IPv4 + TCP/UDP frame (addresses and ports only).
+    fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16) -> [u8; 60] {
+        let mut f = [0u8; 60];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&dst);
+        ip[20..22].copy_from_slice(&sport.to_be_bytes());
+        ip[22..24].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn one_flow_one_hash_and_ports_matter() {
+        let a = ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_TCP, 40000, 5201);
+        let mut a_later = a;
+        a_later[40..50].copy_from_slice(&[9; 10]); // payload differs
+        assert_eq!(flow_hash(&a), flow_hash(&a_later));
+        let b = ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_TCP, 40001, 5201);
+        assert_ne!(flow_hash(&a), flow_hash(&b));
+        // A fragment is hashed by its addresses alone.
+        let mut frag = b;
+        frag[14 + 6] = 0x20; // more fragments
+        let mut frag2 = a;
+        frag2[14 + 6] = 0x20;
+        assert_eq!(flow_hash(&frag), flow_hash(&frag2));
+    }
+
+    #[test]
+    fn a_tcp_flow_is_held_until_its_last_frame_arrived() {
+        let tcp = flow_of(&ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_TCP, 1, 2));
+        let udp = flow_of(&ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_UDP, 1, 2));
+        assert!(tcp.tcp && !udp.tcp);
+        let mut t = FlowTable::new();
+        let now = std::time::Instant::now();
+        let later = now + std::time::Duration::from_millis(5);
+        t.put(tcp, 3, later);
+        t.put(udp, 4, later);
+        assert_eq!(t.held(tcp, now), Some((3, later)));
+        assert_eq!(t.held(tcp, later), None);
+        assert_eq!(t.held(udp, now), None);
+    }
+
+    #[test]
+    fn other_frames_by_their_addresses() {
+        let mut arp = [0u8; 42];
+        arp[0..6].copy_from_slice(&[0xff; 6]);
+        arp[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        let mut other = arp;
+        other[20] = 1;
+        assert_eq!(flow_hash(&arp), flow_hash(&other));
+        other[11] = 2;
+        assert_ne!(flow_hash(&arp), flow_hash(&other));
+    }
+}

@@ -1,0 +1,497 @@
+//! Path-aware bonding (`policy=path`, the default): what each cable
+//! delivers, learnt from the path reports the bonding node at its far end
+//! sends back on it ([`crate::wire::path_report`]), and for each frame the
+//! cable on which it would arrive first.
+//!
+//! Each cable has a rate and a one-way delay (half its smallest round
+//! trip). Its virtual queue is what was dealt to it and, at that rate, has
+//! not left yet. A frame goes to the cable where it would arrive first (the
+//! virtual queue at the rate, plus the delay): frames arrive in about the
+//! order they were sent, a slow or far cable gets a share in proportion to
+//! what it delivers, and light traffic (pings) takes the nearest cable.
+//!
+//! The rate follows what the far end says it received, much as BBR paces
+//! a TCP flow: the path's bandwidth is what it delivered in its recent
+//! samples; a cable that is kept busy is dealt a quarter more than that, to
+//! find more (twice as much while a new cable is still finding its
+//! bandwidth), and a quarter less whenever its round trip (the smallest
+//! since the last sample, so that jitter does not count) shows a queue
+//! building on the path (the ssh connection's buffers, a shaper), to drain
+//! it. When every cable's virtual queue reaches [`MAX_BACKLOG`] ahead,
+//! frames wait at the node: the queues stay in the host, short on the paths.
+//!
+//! A cable whose far end has answered and then falls silent for
+//! [`silent_after`](PathState::silent_after) (a blackholed path) is given
+//! nothing until it speaks again. While any cable has never answered (a C
+//! node or a C plug at the far end: reports are shorter than an Ethernet
+//! header and die at the first C hop), the node deals as `adaptive` does.
+
+use std::time::{Duration, Instant};
+
+use crate::wire::path_report::{PathReport, ReportFields};
+
+/// How often a report goes out on a cable whose far end answers.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_millis(20);
+/// How often on one that has not answered (yet, or ever: a C peer).
+pub(crate) const HELLO_EVERY: Duration = Duration::from_millis(500);
+/// How far ahead of now the cables' virtual queues may reach before the
+/// frames wait at the node.
+pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(80);
+/// Silence after which an answering cable counts as dark: about two round
+/// trips and four reports, within these bounds.
+const SILENT_MIN: Duration = Duration::from_millis(200);
+const SILENT_MAX: Duration = Duration::from_millis(800);
+/// Queueing delay on a path (its round trip above its smallest) over which
+/// its rate drains.
+const QUEUE_HIGH_US: u64 = 20_000;
+/// Shortest span (ms of the far node's clock) of one delivery sample:
+/// long enough to smooth the bursts in which an ssh connection delivers.
+const SAMPLE_MIN_MS: u16 = 100;
+/// Longest span: older anchors are from before a pause and say nothing.
+const SAMPLE_MAX_MS: u16 = 5_000;
+/// Round trips over this are a wrapped stamp, not a measurement.
+const RTT_MAX_MS: u16 = 30_000;
+/// Delivery samples the bandwidth is the most of.
+const SAMPLES: usize = 6;
+/// Samples without a quarter more bandwidth that end a cable's start.
+const START_PLATEAU: u8 = 3;
+/// Rate of a cable before it is measured (10 Mbit/s), and the floor.
+const START_RATE: u64 = 1_250_000;
+const MIN_RATE: u64 = 32_000;
+/// `hold` of a report that echoes nothing (its sender heard no stamp yet).
+const NO_ECHO: u8 = 0xff;
+
+/// The node's clock for stamps: milliseconds since it started, mod 2¹⁶.
+#[derive(Clone, Copy)]
+pub(crate) struct StampClock {
+    epoch: Instant,
+}
+
+impl StampClock {
+    pub(crate) fn new() -> StampClock {
+        StampClock {
+            epoch: Instant::now(),
+        }
+    }
+
+    pub(crate) fn ms(&self, now: Instant) -> u16 {
+        now.duration_since(self.epoch).as_millis() as u16
+    }
+}
+
+/// The last stamp heard from the far end, to echo.
+#[derive(Clone, Copy)]
+struct Heard {
+    stamp: u16,
+    at: Instant,
+    /// Data bytes received on the cable by then.
+    rx: u64,
+}
+
+/// What a bonding node knows about one cable's path.
+pub(crate) struct PathState {
+    next_report: Option<Instant>,
+    heard: Option<Heard>,
+    last_heard: Option<Instant>,
+    base_rtt_us: u64,
+    srtt_us: u64,
+    /// The smallest round trip since the last delivery sample: what stands
+    /// queued on the path shows in it, passing jitter does not.
+    span_rtt_us: Option<u64>,
+    /// Bytes per second dealt: the bandwidth times the gain.
+    rate: u64,
+    /// The last delivery samples (bytes per second), and the next to replace.
+    delivered: [u64; SAMPLES],
+    next_sample: usize,
+    /// Still finding the bandwidth: samples so far without a quarter more.
+    starting: Option<u8>,
+    /// The best bandwidth of the start so far.
+    start_best: u64,
+    /// Start of the delivery sample under way: the far clock (ms) when one
+    /// of our stamps arrived there, and the bytes it had received then.
+    anchor: Option<(u16, u32)>,
+    /// Bytes dealt since the last sample, and when that was: whether the
+    /// cable was offered about its rate (so that what it delivered is what
+    /// it can).
+    offered: u64,
+    offered_since: Option<Instant>,
+    /// End of the virtual queue.
+    busy_until: Option<Instant>,
+}
+
+impl Default for PathState {
+    fn default() -> Self {
+        PathState {
+            next_report: None,
+            heard: None,
+            last_heard: None,
+            base_rtt_us: 0,
+            srtt_us: 0,
+            span_rtt_us: None,
+            rate: START_RATE,
+            delivered: [0; SAMPLES],
+            next_sample: 0,
+            starting: Some(0),
+            start_best: 0,
+            anchor: None,
+            offered: 0,
+            offered_since: None,
+            busy_until: None,
+        }
+    }
+}
+
+impl PathState {
+    /// When the next report is due (now, for a cable that just joined).
+    pub(crate) fn report_due(&self) -> Option<Instant> {
+        self.next_report
+    }
+
+    /// The report to send now, and when the next is due.
+    pub(crate) fn report(&mut self, now: Instant, clock: &StampClock) -> ReportFields {
+        let every = if self.answered() {
+            REPORT_EVERY
+        } else {
+            HELLO_EVERY
+        };
+        self.next_report = Some(now + every);
+        let (rx_at_echo, echo, hold) = match self.heard {
+            Some(h) => {
+                let held = now.duration_since(h.at).as_millis().min(254) as u8;
+                (h.rx as u32, h.stamp, held)
+            }
+            None => (0, 0, NO_ECHO),
+        };
+        ReportFields {
+            rx_at_echo,
+            stamp: clock.ms(now),
+            echo,
+            hold,
+        }
+    }
+
+    /// A report arrived on this cable; `rx` is the data bytes received on
+    /// it so far.
+    pub(crate) fn on_report(
+        &mut self,
+        r: &PathReport<&[u8]>,
+        now: Instant,
+        clock: &StampClock,
+        rx: u64,
+    ) {
+        let first = self.last_heard.is_none();
+        self.last_heard = Some(now);
+        self.heard = Some(Heard {
+            stamp: r.stamp(),
+            at: now,
+            rx,
+        });
+        if first {
+            // Answer at once: the far end learns we are here within a trip.
+            self.next_report = Some(now);
+        }
+        if r.hold() == NO_ECHO {
+            return;
+        }
+        let hold = u16::from(r.hold());
+        let elapsed = clock.ms(now).wrapping_sub(r.echo());
+        if elapsed >= hold && elapsed - hold < RTT_MAX_MS {
+            self.rtt_sample(u64::from(elapsed - hold) * 1000);
+        }
+        // When our stamp reached the far end, by its clock, and what it
+        // had received by then.
+        let far_at = r.stamp().wrapping_sub(hold);
+        let far_rx = r.rx_at_echo();
+        match self.anchor {
+            Some((t, rx0)) => {
+                let span = far_at.wrapping_sub(t);
+                if span >= SAMPLE_MAX_MS {
+                    self.anchor = Some((far_at, far_rx));
+                } else if span >= SAMPLE_MIN_MS {
+                    let delivered = u64::from(far_rx.wrapping_sub(rx0)) * 1000 / u64::from(span);
+                    self.adjust(delivered, now);
+                    self.anchor = Some((far_at, far_rx));
+                }
+            }
+            None => self.anchor = Some((far_at, far_rx)),
+        }
+    }
+
+    fn rtt_sample(&mut self, us: u64) {
+        self.srtt_us = if self.srtt_us == 0 {
+            us
+        } else {
+            (7 * self.srtt_us + us) / 8
+        };
+        if self.base_rtt_us == 0 || us < self.base_rtt_us {
+            self.base_rtt_us = us;
+        }
+        self.span_rtt_us = Some(self.span_rtt_us.map_or(us, |m| m.min(us)));
+    }
+
+    /// One delivery sample (bytes/s over the last span): the rate follows.
+    fn adjust(&mut self, delivered: u64, now: Instant) {
+        let offered = std::mem::take(&mut self.offered);
+        let span = self
+            .offered_since
+            .replace(now)
+            .map_or(0, |t| now.duration_since(t).as_micros() as u64);
+        let fed = span > 0 && offered * 1_000_000 / span >= self.rate * 3 / 4;
+        let queue_us = self
+            .span_rtt_us
+            .take()
+            .unwrap_or(self.srtt_us)
+            .saturating_sub(self.base_rtt_us);
+        let queueing = queue_us > QUEUE_HIGH_US;
+        if !fed {
+            // Not kept busy: it delivered what it was given, which says
+            // only that it can do at least that much. A queue we did not
+            // make (other traffic on the path): give way a little.
+            if delivered > self.bandwidth() {
+                self.record(delivered);
+            }
+            self.rate = if queueing {
+                self.rate * 15 / 16
+            } else {
+                self.rate.max(self.bandwidth())
+            }
+            .max(MIN_RATE);
+            return;
+        }
+        self.record(delivered);
+        let bw = self.bandwidth().max(MIN_RATE);
+        if let Some(plateau) = self.starting {
+            let plateau = if bw >= self.start_best * 5 / 4 {
+                self.start_best = bw;
+                0
+            } else {
+                plateau + 1
+            };
+            self.starting = (!queueing && plateau < START_PLATEAU).then_some(plateau);
+        }
+        let quarters = match self.starting {
+            _ if queueing => 3,
+            Some(_) => 8,
+            None => 5,
+        };
+        self.rate = (bw * quarters / 4).max(MIN_RATE);
+    }
+
+    fn record(&mut self, delivered: u64) {
+        self.delivered[self.next_sample % SAMPLES] = delivered;
+        self.next_sample += 1;
+    }
+
+    /// The path's bandwidth from the recent samples: the most of them
+    /// while a cable starts, then their mean (not the most: an ssh
+    /// connection that recovers a lost segment hands over what it held
+    /// back in one burst, well above what its path carries).
+    fn bandwidth(&self) -> u64 {
+        let seen = self.delivered.iter().filter(|&&x| x > 0);
+        if self.starting.is_some() {
+            return seen.max().copied().unwrap_or(0);
+        }
+        let n = seen.count() as u64;
+        self.delivered.iter().sum::<u64>() / n.max(1)
+    }
+
+    /// The far end has answered at least once (it is a bonding node of ours).
+    pub(crate) fn answered(&self) -> bool {
+        self.last_heard.is_some()
+    }
+
+    /// How long a cable that answers may stay quiet before it counts as dark.
+    pub(crate) fn silent_after(&self) -> Duration {
+        let rtt = Duration::from_micros(self.srtt_us);
+        (2 * rtt + 4 * REPORT_EVERY).clamp(SILENT_MIN, SILENT_MAX)
+    }
+
+    /// It answered before, and has been quiet too long since.
+    pub(crate) fn silent(&self, now: Instant) -> bool {
+        self.last_heard
+            .is_some_and(|t| now.duration_since(t) > self.silent_after())
+    }
+
+    /// What waits in the virtual queue, as time.
+    pub(crate) fn backlog(&self, now: Instant) -> Duration {
+        self.busy_until
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
+    fn time_for(&self, len: usize) -> Duration {
+        Duration::from_nanos(len as u64 * 1_000_000_000 / self.rate)
+    }
+
+    /// When a frame of `len` bytes dealt now would arrive (from now): half
+    /// the smoothed round trip (so a queue on the path that the rate did
+    /// not foresee counts too), then the virtual queue and the frame itself.
+    pub(crate) fn arrival(&self, now: Instant, len: usize) -> Duration {
+        Duration::from_micros(self.srtt_us / 2) + self.backlog(now) + self.time_for(len)
+    }
+
+    /// A frame of `len` bytes was dealt to this cable.
+    pub(crate) fn take(&mut self, now: Instant, len: usize) {
+        let start = self.busy_until.filter(|&t| t > now).unwrap_or(now);
+        self.busy_until = Some(start + self.time_for(len));
+        self.offered += len as u64;
+    }
+
+    /// The figures `--status` shows: rate in kbit/s, smallest and smoothed
+    /// round trip in ms.
+    pub(crate) fn summary(&self) -> Option<(u64, f64, f64)> {
+        self.answered().then(|| {
+            (
+                self.rate * 8 / 1000,
+                self.base_rtt_us as f64 / 1000.0,
+                self.srtt_us as f64 / 1000.0,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::path_report::{emit, PATH_REPORT_LEN};
+
+    /// A report as the far end would send it.
+    fn report(stamp: u16, echo: u16, hold: u8, rx: u32) -> [u8; PATH_REPORT_LEN] {
+        let mut b = [0u8; PATH_REPORT_LEN];
+        emit(
+            &mut b,
+            &ReportFields {
+                rx_at_echo: rx,
+                stamp,
+                echo,
+                hold,
+            },
+        );
+        b
+    }
+
+    fn hear(p: &mut PathState, b: &[u8; PATH_REPORT_LEN], now: Instant, clock: &StampClock) {
+        let r = PathReport::new_checked(&b[..]).unwrap();
+        p.on_report(&r, now, clock, 0);
+    }
+
+    #[test]
+    fn hello_until_answered_then_reports_and_echo() {
+        let clock = StampClock::new();
+        let t0 = clock.epoch;
+        let mut p = PathState::default();
+        assert_eq!(p.report_due(), None);
+        let f = p.report(t0, &clock);
+        assert_eq!((f.hold, f.rx_at_echo), (NO_ECHO, 0));
+        assert_eq!(p.report_due(), Some(t0 + HELLO_EVERY));
+        let t1 = t0 + Duration::from_millis(3);
+        hear(&mut p, &report(500, 0, NO_ECHO, 0), t1, &clock);
+        assert!(p.answered());
+        // Answered at once, then every REPORT_EVERY.
+        assert_eq!(p.report_due(), Some(t1));
+        let t2 = t1 + Duration::from_millis(7);
+        let f = p.report(t2, &clock);
+        assert_eq!((f.echo, f.hold, f.stamp), (500, 7, 10));
+        assert_eq!(p.report_due(), Some(t2 + REPORT_EVERY));
+    }
+
+    #[test]
+    fn round_trip_and_silence() {
+        let clock = StampClock::new();
+        let t0 = clock.epoch;
+        let mut p = PathState::default();
+        // Our stamp 0 came back 30 ms later, held 4 ms at the far end.
+        let t = t0 + Duration::from_millis(30);
+        hear(&mut p, &report(1000, 0, 4, 0), t, &clock);
+        assert_eq!(p.srtt_us, 26_000);
+        assert_eq!(p.base_rtt_us, 26_000);
+        assert!(!p.silent(t + p.silent_after()));
+        assert!(p.silent(t + p.silent_after() + Duration::from_millis(1)));
+        assert!(p.silent_after() >= SILENT_MIN && p.silent_after() <= SILENT_MAX);
+    }
+
+    #[test]
+    fn arrival_orders_near_before_far_and_queues_push_back() {
+        let clock = StampClock::new();
+        let now = clock.epoch;
+        let mut near = PathState {
+            srtt_us: 10_000,
+            rate: 5_000_000,
+            ..PathState::default()
+        };
+        let far = PathState {
+            srtt_us: 50_000,
+            rate: 2_000_000,
+            ..PathState::default()
+        };
+        assert!(near.arrival(now, 1500) < far.arrival(now, 1500));
+        // 20 ms of frames on the near cable: the far one arrives first now.
+        while near.backlog(now) < Duration::from_millis(21) {
+            near.take(now, 1500);
+        }
+        assert!(near.arrival(now, 1500) > far.arrival(now, 1500));
+    }
+
+    /// One delivery sample of `delivered` bytes/s, 100 ms after the last,
+    /// of a cable that was offered its rate over them (`busy`) or nothing.
+    fn sample(p: &mut PathState, t: &mut Instant, delivered: u64, busy: bool) {
+        p.offered_since = Some(*t);
+        *t += Duration::from_millis(100);
+        p.offered = if busy { p.rate / 10 } else { 0 };
+        p.adjust(delivered, *t);
+    }
+
+    #[test]
+    fn start_doubles_then_a_busy_cable_probes_and_a_queue_drains() {
+        let mut t = Instant::now();
+        let mut p = PathState {
+            base_rtt_us: 10_000,
+            srtt_us: 11_000,
+            ..PathState::default()
+        };
+        // Starting: twice the best sample, while samples grow by a quarter.
+        sample(&mut p, &mut t, 1_000_000, true);
+        assert_eq!(p.rate, 2_000_000);
+        sample(&mut p, &mut t, 1_900_000, true);
+        assert_eq!(p.rate, 3_800_000);
+        // Three samples without growth: the start is over. Then, kept busy
+        // (a window of samples at 2 MB/s), a quarter more than the mean.
+        for _ in 0..3 {
+            sample(&mut p, &mut t, 2_000_000, true);
+        }
+        assert_eq!(p.starting, None);
+        for _ in 0..SAMPLES {
+            sample(&mut p, &mut t, 2_000_000, true);
+        }
+        assert_eq!(p.rate, 2_500_000);
+        // A sample of a cable not kept busy changes nothing.
+        sample(&mut p, &mut t, 10_000, false);
+        assert_eq!(p.rate, 2_500_000);
+        // A queue on the path: below the bandwidth, to drain it.
+        p.span_rtt_us = Some(40_000);
+        sample(&mut p, &mut t, 2_000_000, true);
+        assert_eq!(p.rate, 1_500_000);
+    }
+
+    #[test]
+    fn delivery_samples_use_the_far_clock() {
+        let clock = StampClock::new();
+        let t0 = clock.epoch;
+        let mut p = PathState::default();
+        // Far clock 1000 then 1200 (200 ms), 500 kB received between:
+        // 2.5 MB/s delivered by a cable offered nothing (from our side):
+        // it can do at least that.
+        hear(
+            &mut p,
+            &report(1002, 0, 2, 0),
+            t0 + Duration::from_millis(10),
+            &clock,
+        );
+        hear(
+            &mut p,
+            &report(1203, 20, 3, 500_000),
+            t0 + Duration::from_millis(30),
+            &clock,
+        );
+        assert_eq!(p.rate, 2_500_000);
+    }
+}
