@@ -1,10 +1,11 @@
 //! `= CMD ARGS` (and `cmd://CMD ARGS`): a child process whose stdin and
 //! stdout carry the stream, e.g. `ssh host vde_plug_rs /tmp/vm2`.
 
+use std::ffi::CString;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -25,27 +26,48 @@ pub struct CommandEndpoint {
     exited: Option<String>,
 }
 
+/// The child process: its pid, and its exit status once reaped (after
+/// which the pid is no longer ours to signal).
+struct Child {
+    pid: libc::pid_t,
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// Reaps the child if it has exited; `wait` blocks until it has.
+    fn reap(&mut self, wait: bool) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            let mut raw = 0;
+            let flags = if wait { 0 } else { libc::WNOHANG };
+            // SAFETY: waiting for our own child, not yet reaped.
+            if unsafe { libc::waitpid(self.pid, &mut raw, flags) } == self.pid {
+                self.status = Some(ExitStatus::from_raw(raw));
+            }
+        }
+        self.status
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if self.status.is_none() {
+            // SAFETY: signalling our own, not yet reaped, child.
+            unsafe { libc::kill(self.pid, sig) };
+        }
+    }
+}
+
 impl CommandEndpoint {
     pub fn spawn(argv: &[String]) -> io::Result<CommandEndpoint> {
-        let (prog, args) = argv
-            .split_first()
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let mut command = Command::new(prog);
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe { command.pre_exec(default_signals) };
-        let mut child = command.spawn()?;
-        let to_child: OwnedFd = child.stdin.take().expect("piped").into();
-        let from_child: OwnedFd = child.stdout.take().expect("piped").into();
+        let (child_stdin, to_child) = pipe()?;
+        let (from_child, child_stdout) = pipe()?;
+        let pid = spawn(argv, &child_stdin, &child_stdout)?;
+        drop((child_stdin, child_stdout));
+        let child = Child { pid, status: None };
         let stream = StreamEndpoint::new(
             format!("cmd {}", argv.join(" ")),
             StreamFd::new(from_child)?,
             StreamFd::new(to_child)?,
         );
-        info!("started {} (pid {})", argv.join(" "), child.id());
+        info!("started {} (pid {pid})", argv.join(" "));
         Ok(CommandEndpoint {
             stream: Some(stream),
             child,
@@ -98,7 +120,7 @@ impl Endpoint for CommandEndpoint {
 
     fn on_child_exit(&mut self) {
         if self.exited.is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.child.reap(false) {
                 self.exited = Some(format!("{}: exited ({status})", self.label()));
             }
         }
@@ -111,25 +133,90 @@ impl Endpoint for CommandEndpoint {
     }
 }
 
-/// Gives the child the signal state a program expects. This process blocks
-/// the signals it reads through a signalfd and ignores a few others
-/// (`crate::signals`), and the standard library passes both on to a spawned
-/// child: an `ssh` that inherits a blocked SIGTERM cannot be stopped by
-/// `kill PID`, nor by our own SIGTERM in `drop`. Signals that were ignored
-/// before this process started (`nohup`) stay ignored, as with the C plug.
-fn default_signals() -> io::Result<()> {
-    // SAFETY: sigemptyset, sigprocmask and signal are async-signal-safe.
+/// A pipe, both ends close-on-exec and above the standard descriptors (a
+/// `dup2` onto 0 or 1 must not clobber the other end): (read, write).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both are fresh descriptors owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, which we then own.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Starts `argv` (looked up in `PATH`) with `stdin`/`stdout` as its
+/// standard input and output, and the signal state a program expects. This
+/// process blocks the signals it reads through a signalfd and ignores a few
+/// others (`crate::signals`), and a child inherits both: an `ssh` that
+/// inherits a blocked SIGTERM cannot be stopped by `kill PID`, nor by our
+/// own SIGTERM in `drop`. So the child gets an empty mask, and those we
+/// ignore back to their defaults; signals that were ignored before this
+/// process started (`nohup`) stay ignored, as with the C plug. A program
+/// that cannot be run is an error here (posix_spawn reports exec's errno),
+/// not a child that exits at once.
+fn spawn(argv: &[String], stdin: &OwnedFd, stdout: &OwnedFd) -> io::Result<libc::pid_t> {
+    let einval = || io::Error::from_raw_os_error(libc::EINVAL);
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| einval()))
+        .collect::<io::Result<_>>()?;
+    let prog = args.first().ok_or_else(einval)?;
+    let mut ptrs: Vec<*mut libc::c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    ptrs.push(std::ptr::null_mut());
+    extern "C" {
+        static environ: *const *mut libc::c_char;
+    }
+    // SAFETY: the attribute and action objects are initialised before use
+    // and destroyed after; every pointer handed over outlives the call.
     unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut actions);
+        libc::posix_spawnattr_init(&mut attr);
+        libc::posix_spawn_file_actions_adddup2(&mut actions, stdin.as_raw_fd(), 0);
+        libc::posix_spawn_file_actions_adddup2(&mut actions, stdout.as_raw_fd(), 1);
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
-        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut defaults: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut defaults);
         for sig in [libc::SIGPIPE, libc::SIGUSR2, libc::SIGALRM, libc::SIGPROF] {
-            libc::signal(sig, libc::SIG_DFL);
+            libc::sigaddset(&mut defaults, sig);
         }
+        libc::posix_spawnattr_setsigmask(&mut attr, &none);
+        libc::posix_spawnattr_setsigdefault(&mut attr, &defaults);
+        let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
+        let mut pid = 0;
+        let rc = libc::posix_spawnp(
+            &mut pid,
+            prog.as_ptr(),
+            &actions,
+            &attr,
+            ptrs.as_ptr(),
+            environ,
+        );
+        libc::posix_spawnattr_destroy(&mut attr);
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(pid)
     }
-    Ok(())
 }
 
 impl Drop for CommandEndpoint {
@@ -138,23 +225,21 @@ impl Drop for CommandEndpoint {
         self.stream = None;
         let deadline = Instant::now() + GRACE;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if self.child.reap(false).is_some() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: signalling our own, not yet reaped, child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.child.signal(libc::SIGTERM);
         let deadline = Instant::now() + GRACE * 4;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if self.child.reap(false).is_some() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        warn!("child {pid} ignored SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        warn!("child {} ignored SIGTERM; killing it", self.child.pid);
+        self.child.signal(libc::SIGKILL);
+        self.child.reap(true);
     }
 }
