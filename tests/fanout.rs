@@ -31,8 +31,7 @@ struct Figures {
 fn run(scheme: &str, entry: Entry) -> Figures {
     let t = Scratch::new(&format!("fan-{scheme}"));
     let dir = t.path("n");
-    let mut host = LivePlug::spawn(rs_plug(), &[&format!("{scheme}://{dir}")]);
-    wait_for_path(&format!("{dir}/ctl"));
+    let mut host = LivePlug::start_node(rs_plug(), &[&format!("{scheme}://{dir}")]);
     let mut joined = 0;
     let mut join = |args: &[&str], prog: &str| {
         let p = Plug::spawn(prog, args);

@@ -40,7 +40,7 @@ fn out_of_descriptors_refuses_new_cables_and_keeps_forwarding() {
     let t = Scratch::new("nofd");
     let node = t.path("n");
     // `ulimit -n 24`: room for the node and a handful of cables.
-    let mut host = LivePlug::spawn(
+    let mut host = LivePlug::start_node(
         "prlimit",
         &[
             "--nofile=24:24",
@@ -50,7 +50,6 @@ fn out_of_descriptors_refuses_new_cables_and_keeps_forwarding() {
             &format!("bonding://{node}"),
         ],
     );
-    wait_node(&node);
     // Cables join until the node has no descriptor left for one more.
     let mut cables = Vec::new();
     let started = Instant::now();
@@ -115,8 +114,7 @@ fn stopped_node_loses_nothing_its_cable_holds() {
     require_c_reference();
     let t = Scratch::new("stopnode");
     let node = t.path("n");
-    let mut host = Plug::spawn(rs_plug(), &[&format!("bonding://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("bonding://{node}")]);
     let mut cable = LivePlug::spawn(rs_plug(), &[&node]);
     wait_ports(&node, 1);
     host.signal(libc::SIGSTOP);
@@ -168,8 +166,7 @@ fn cables_killed_while_joining_leave_nothing() {
     require_c_reference();
     let t = Scratch::new("killjoin");
     let node = t.path("n");
-    let mut host = Plug::spawn(rs_plug(), &[&format!("bonding://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("bonding://{node}")]);
     // The descriptors of the node with its loop running and no cable.
     drop(Plug::spawn(C_PLUG, &[&node]));
     let base = {

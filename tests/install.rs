@@ -84,11 +84,10 @@ fn install_then_uninstall_into_a_prefix() {
 
     // The installed module is the one Debian's vde_plug loads.
     let node = t.path("node");
-    let mut host = Plug::spawn(
+    let mut host = Plug::start_node(
         "env",
         &[line.as_str(), C_PLUG, &format!("bonding://{node}")],
     );
-    wait_for_path(&format!("{node}/ctl"));
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", host.pid())).unwrap();
     assert!(maps.contains(moddir.join("libvdeplug_bonding.so").to_str().unwrap()));
     host.close_stdin();

@@ -79,8 +79,7 @@ fn bonding_case(node_plug: &str, cable_plug: &str, k: usize, url_params: &str) {
     require_c_reference();
     let t = Scratch::new("bond");
     let node = t.path("b");
-    let mut host = Plug::spawn(node_plug, &[&format!("bonding://{node}{url_params}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(node_plug, &[&format!("bonding://{node}{url_params}")]);
     let mut cables: Vec<Plug> = (0..k)
         .map(|i| {
             let p = Plug::spawn(cable_plug, &[&node]);
@@ -130,8 +129,7 @@ fn multi_case(node_plug: &str, cable_plug: &str) {
     require_c_reference();
     let t = Scratch::new("multi");
     let node = t.path("m");
-    let mut host = Plug::spawn(node_plug, &[&format!("multi://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(node_plug, &[&format!("multi://{node}")]);
     let mut cables: Vec<Plug> = (0..2)
         .map(|i| {
             let p = Plug::spawn(cable_plug, &[&node]);
@@ -220,12 +218,10 @@ fn stream_cable_case(outer: &str, inner: &str) {
     require_c_reference();
     let t = Scratch::new("stream");
     let (ha, hb) = (t.path("A"), t.path("B"));
-    let _cable = Plug::spawn(
+    let _cable = Plug::start_node(
         outer,
         &[&format!("hub://{ha}"), "=", inner, &format!("hub://{hb}")],
     );
-    wait_node(&ha);
-    wait_node(&hb);
     let mut a = Plug::spawn(C_PLUG, &[&ha]);
     let mut b = Plug::spawn(rs_plug(), &[&hb]);
     wait_ports(&ha, 1);
@@ -268,8 +264,7 @@ fn one_byte_writes_decode_the_same() {
     require_c_reference();
     let t = Scratch::new("bytes");
     let hub = t.path("h");
-    let mut host = Plug::spawn(rs_plug(), &[&format!("hub://{hub}")]);
-    wait_node(&hub);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("hub://{hub}")]);
     let mut peer = Plug::spawn(C_PLUG, &[&hub]);
     wait_ports(&hub, 1);
     let frames: Vec<Vec<u8>> = [14usize, 60, 1514, 9234]
@@ -304,8 +299,7 @@ fn switch_case(node_plug: &str) {
     require_c_reference();
     let t = Scratch::new("switch");
     let dir = t.path("s");
-    let mut host = Plug::spawn(node_plug, &[&format!("switch://{dir}")]);
-    wait_node(&dir);
+    let mut host = Plug::start_node(node_plug, &[&format!("switch://{dir}")]);
     let mut c1 = Plug::spawn(C_PLUG, &[&dir]);
     wait_ports(&dir, 1);
     let mut c2 = Plug::spawn(rs_plug(), &[&dir]);

@@ -149,7 +149,7 @@ fn signals_leave_nothing_behind() {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         let t = Scratch::new("sig");
         let (a, b) = (t.path("A"), t.path("B"));
-        let mut plug = Plug::spawn(
+        let mut plug = Plug::start_node(
             rs_plug(),
             &[
                 &format!("bonding://{a}"),
@@ -158,8 +158,6 @@ fn signals_leave_nothing_behind() {
                 &format!("multi://{b}"),
             ],
         );
-        wait_node(&a);
-        wait_node(&b);
         let cable = Plug::spawn(C_PLUG, &[&a]);
         wait_ports(&a, 1);
         let child_pid = child_of(plug.pid()).expect("the = child");
@@ -201,8 +199,7 @@ fn signal_during_a_handshake_removes_the_node() {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         let t = Scratch::new("sigjoin");
         let a = t.path("A");
-        let mut plug = Plug::spawn(rs_plug(), &[&format!("bonding://{a}")]);
-        wait_node(&a);
+        let mut plug = Plug::start_node(rs_plug(), &[&format!("bonding://{a}")]);
         let early = UnixDatagram::bind(format!("{a}/.77777-00000")).unwrap();
         let late_path = Path::new(&a).join(".77777-00001");
         let late = UnixDatagram::bind(&late_path).unwrap();
@@ -251,8 +248,7 @@ fn child_of(pid: i32) -> Option<i32> {
 fn stream_eof_removes_the_node() {
     let t = Scratch::new("eof");
     let n = t.path("n");
-    let mut plug = Plug::spawn(rs_plug(), &[&format!("multi://{n}")]);
-    wait_node(&n);
+    let mut plug = Plug::start_node(rs_plug(), &[&format!("multi://{n}")]);
     plug.close_stdin();
     let (status, _) = plug.wait();
     assert_eq!(status.code(), Some(0));
@@ -292,10 +288,8 @@ fn multi_handoff_loses_nothing() {
     require_c_reference();
     let t = Scratch::new("handoff");
     let (m1, m2) = (t.path("vm1"), t.path("vm2"));
-    let mut vm1 = Plug::spawn(rs_plug(), &[&format!("multi://{m1}")]);
-    let mut vm2 = Plug::spawn(rs_plug(), &[&format!("multi://{m2}")]);
-    wait_node(&m1);
-    wait_node(&m2);
+    let mut vm1 = Plug::start_node(rs_plug(), &[&format!("multi://{m1}")]);
+    let mut vm2 = Plug::start_node(rs_plug(), &[&format!("multi://{m2}")]);
     let cable1 = Plug::spawn(rs_plug(), &[&m1, "=", rs_plug(), &m2]);
     wait_ports(&m1, 1);
     wait_ports(&m2, 1);
@@ -352,8 +346,7 @@ fn iplog_forwards_frames_unchanged() {
     require_c_reference();
     let t = Scratch::new("iplog");
     let h = t.path("h");
-    let mut host = Plug::spawn(rs_plug(), &["-L", &format!("hub://{h}")]);
-    wait_node(&h);
+    let mut host = Plug::start_node(rs_plug(), &["-L", &format!("hub://{h}")]);
     let mut cable = Plug::spawn(C_PLUG, &[&h]);
     wait_ports(&h, 1);
     let mut ipv4 = frame(1, 0, 60);

@@ -129,8 +129,7 @@ fn cycles(kind: &str) {
     let node = t.path("n");
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
-    let mut host = ManualHost::spawn(rs_plug(), &[&format!("{kind}://{node}")]);
-    wait_node(&node);
+    let mut host = ManualHost::start_node(rs_plug(), &[&format!("{kind}://{node}")]);
     let pid = host.pid();
     let idle_fds = idle_fds(&node, &socks, pid);
     let warmed_up = warm_up(&mut host, &node, &socks);
@@ -202,8 +201,7 @@ fn many_cables(kind: &str) {
     let node = t.path("n");
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
-    let mut host = Plug::spawn(rs_plug(), &[&format!("{kind}://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("{kind}://{node}")]);
     let pid = host.pid();
     let idle_fds = idle_fds(&node, &socks, pid);
     let clients: Vec<RawClient> = (0..CABLES)
@@ -275,8 +273,7 @@ fn leave_right_after_sending(kind: &str) {
     let node = t.path("n");
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
-    let mut host = Plug::spawn(rs_plug(), &[&format!("{kind}://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("{kind}://{node}")]);
     let n = 300u32;
     for cycle in 0..n {
         let client = RawClient::join(&node, &socks).expect("join");
@@ -330,8 +327,7 @@ fn leaving_cables_c_node_for_comparison() {
     let node = t.path("n");
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
-    let mut host = Plug::spawn(C_PLUG, &[&format!("bonding://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(C_PLUG, &[&format!("bonding://{node}")]);
     let n = 300u32;
     for cycle in 0..n {
         let client = RawClient::join(&node, &socks).expect("join");

@@ -798,11 +798,10 @@ fn bonding_over_two_udp_cables() {
     for (ns, side, addr) in [(&na, "a", "198.19.0.1/24"), (&nb, "b", "198.19.0.2/24")] {
         let node = vm(side);
         let tap_url = format!("tap://{tap}");
-        keep.push(Plug::spawn(
+        keep.push(Plug::start_node(
             "ip",
             &["netns", "exec", ns, bonding_node(), &node, &tap_url],
         ));
-        wait_for_path(&format!("{node}/ctl"));
         // The tap may come after the node's socket.
         let deadline = Instant::now() + PATIENCE;
         while !Command::new("ip")

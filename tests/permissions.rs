@@ -192,10 +192,8 @@ fn node_modes_match_the_c_reference() {
     for (i, (params, want)) in cases.iter().enumerate() {
         let c_node = t.path(&format!("c{i}"));
         let rs_node = t.path(&format!("r{i}"));
-        let mut c = Plug::spawn(C_PLUG, &[&format!("bonding://{c_node}{params}")]);
-        let mut ours = Plug::spawn(rs_plug(), &[&format!("bonding://{rs_node}{params}")]);
-        wait_node(&c_node);
-        wait_node(&rs_node);
+        let mut c = Plug::start_node(C_PLUG, &[&format!("bonding://{c_node}{params}")]);
+        let mut ours = Plug::start_node(rs_plug(), &[&format!("bonding://{rs_node}{params}")]);
         // The C node binds `ctl` and sets its mode afterwards: once it has
         // answered a client, its loop runs, so its set-up is over.
         let socks = t.dir.join("socks");
@@ -243,8 +241,7 @@ fn other_user_cannot_join_a_private_node() {
     let (t, bin) = open_scratch("private");
     let user = TestUser::new();
     let node = t.path("n");
-    let mut host = Plug::spawn(rs_plug(), &[&format!("bonding://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("bonding://{node}")]);
     let before = dir_listing(&node);
     for prog in [bin.as_str(), C_PLUG] {
         let (st, err) = user.spawn(prog, &[&node], false).wait();
@@ -274,8 +271,7 @@ fn other_user_joins_an_open_node() {
     let (t, bin) = open_scratch("open");
     let user = TestUser::new();
     let node = t.path("n");
-    let mut host = Plug::spawn(rs_plug(), &[&format!("bonding://{node}[mode=0666]")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("bonding://{node}[mode=0666]")]);
     for (i, prog) in [bin.as_str(), C_PLUG].into_iter().enumerate() {
         let mut cable = user.spawn(prog, &[&node], false);
         wait_ports(&node, 1);
@@ -301,11 +297,10 @@ fn group_member_joins_a_group_node() {
     let user = TestUser::new();
     user.join(&group);
     let node = t.path("n");
-    let mut host = Plug::spawn(
+    let mut host = Plug::start_node(
         rs_plug(),
         &[&format!("bonding://{node}[mode=0660/grp={}]", group.name)],
     );
-    wait_node(&node);
     assert_eq!(mode_gid(&node), (0o2770, group.gid));
     assert_eq!(mode_gid(&format!("{node}/ctl")), (0o660, group.gid));
     for prog in [bin.as_str(), C_PLUG] {
@@ -363,8 +358,8 @@ fn a_client_cannot_point_a_node_at_another_users_socket() {
     let (t, _bin) = open_scratch("peercred");
     let user = TestUser::new();
     let node = t.path("n");
-    let mut host = LivePlug::spawn(rs_plug(), &["-v", &format!("bonding://{node}[mode=0666]")]);
-    wait_node(&node);
+    let mut host =
+        LivePlug::start_node(rs_plug(), &["-v", &format!("bonding://{node}[mode=0666]")]);
     let mut cable = Plug::spawn(C_PLUG, &[&node]);
     wait_ports(&node, 1);
     let listing = dir_listing(&node);

@@ -31,11 +31,7 @@ fn build_plugins() {
     });
 }
 
-/// The C vde_plug with our modules first on its module path.
-fn c_plug_with_ours(args: &[&str]) -> Plug {
-    c_plug_with_path(&plugins_dir(), args)
-}
-
+/// The C vde_plug with the modules in `ours` first on its module path.
 fn c_plug_with_path(ours: &Path, args: &[&str]) -> Plug {
     require_c_reference();
     build_plugins();
@@ -43,6 +39,13 @@ fn c_plug_with_path(ours: &Path, args: &[&str]) -> Plug {
     let mut all = vec![path.as_str(), C_PLUG];
     all.extend_from_slice(args);
     Plug::spawn("env", &all)
+}
+
+/// [`c_plug_with_path`] hosting nodes: returns once they accept cables.
+fn c_node_with_path(ours: &Path, args: &[&str]) -> Plug {
+    let host = c_plug_with_path(ours, args);
+    wait_nodes(C_PLUG, args);
+    host
 }
 
 /// Whether process `pid` has our module `name` mapped.
@@ -55,8 +58,7 @@ fn maps_our_module(pid: i32, name: &str) -> bool {
 /// A C vde_plug hosting our `scheme` node at `dir`, then `cables` joined
 /// to it one after the other (each a program: the C plug or ours).
 fn node_with_cables(scheme: &str, dir: &str, params: &str, cables: &[&str]) -> (Plug, Vec<Plug>) {
-    let host = c_plug_with_ours(&[&format!("{scheme}://{dir}{params}")]);
-    wait_node(dir);
+    let host = c_node_with_path(&plugins_dir(), &[&format!("{scheme}://{dir}{params}")]);
     assert!(
         maps_our_module(host.pid(), scheme),
         "vde_plug did not load our libvdeplug_{scheme}.so"
@@ -250,9 +252,7 @@ fn switch_in_c_vde_plug_learns_addresses() {
 fn rr_order(modules: &Path, params: &str) -> Vec<Vec<u32>> {
     let t = Scratch::new("pl-rr");
     let dir = t.path("b");
-    let mut host = c_plug_with_path(modules, &[&format!("bonding://{dir}{params}")]);
-    // The C node binds its ctl before it listens: a cable too early fails.
-    wait_node(&dir);
+    let mut host = c_node_with_path(modules, &[&format!("bonding://{dir}{params}")]);
     let mut cables: Vec<Plug> = (0..3)
         .map(|i| {
             let c = Plug::spawn(C_PLUG, &[&dir]);
@@ -311,8 +311,7 @@ fn open_outcome(ours: bool, url: &str) -> (Option<i32>, String) {
 fn bad_urls_fail_as_with_the_c_module() {
     let t = Scratch::new("pl-bad");
     let live = t.path("live");
-    let _node = Plug::spawn(rs_plug(), &[&format!("hub://{live}")]);
-    wait_for_path(&format!("{live}/ctl"));
+    let _node = Plug::start_node(rs_plug(), &[&format!("hub://{live}")]);
     for url in [
         format!("bonding://{}[foo=1]", t.path("x")),
         format!("multi://{live}"),
@@ -389,7 +388,7 @@ fn close_removes_the_node_and_logs_counters_when_asked() {
     }
     // With VDE_PLUG_RS_LOG=debug the counters come out on stderr at close.
     let dir = t.path("logged");
-    let mut host = Plug::spawn(
+    let mut host = Plug::start_node(
         "env",
         &[
             &format!(
@@ -401,7 +400,6 @@ fn close_removes_the_node_and_logs_counters_when_asked() {
             &format!("bonding://{dir}"),
         ],
     );
-    wait_for_path(&format!("{dir}/ctl"));
     host.send(&frame(1, 0, SIZE));
     host.close_stdin();
     let (_, err) = host.wait();
@@ -427,8 +425,7 @@ fn sigkill_leaves_a_stale_node_that_the_next_open_recovers() {
     again.signal(libc::SIGKILL);
     assert!(wait_gone(again.pid()));
     drop(cables);
-    let mut ours = Plug::spawn(rs_plug(), &[&format!("bonding://{dir}")]);
-    wait_node(&dir);
+    let mut ours = Plug::start_node(rs_plug(), &[&format!("bonding://{dir}")]);
     let mut cable = Plug::spawn(C_PLUG, &[&dir]);
     wait_ports(&dir, 1);
     send_windowed(&mut ours, 1, 50, &mut [&mut cable], 1);
@@ -461,9 +458,7 @@ fn permissions_match_the_c_module() {
             let url = format!("bonding://{dir}{params}");
             let mut args: Vec<&str> = opts.to_vec();
             args.push(&url);
-            let mut host = c_plug_with_path(&modules, &args);
-            // The C node chmods its ctl before it listens.
-            wait_node(&dir);
+            let mut host = c_node_with_path(&modules, &args);
             seen.push((stat(&dir), stat(&format!("{dir}/ctl"))));
             host.close_stdin();
             host.wait();
@@ -547,9 +542,10 @@ fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
 fn two_of_our_modules_in_one_vde_plug() {
     let t = Scratch::new("pl-two");
     let (a, b) = (t.path("a"), t.path("b"));
-    let mut plug = c_plug_with_ours(&[&format!("bonding://{a}"), &format!("multi://{b}")]);
-    wait_node(&a);
-    wait_node(&b);
+    let mut plug = c_node_with_path(
+        &plugins_dir(),
+        &[&format!("bonding://{a}"), &format!("multi://{b}")],
+    );
     assert!(maps_our_module(plug.pid(), "bonding") && maps_our_module(plug.pid(), "multi"));
     let mut from = Plug::spawn(rs_plug(), &[&a]);
     wait_ports(&a, 1);

@@ -15,8 +15,7 @@ fn node_with_cables(
     cable_plug: &str,
     k: usize,
 ) -> (LivePlug, Vec<Plug>) {
-    let host = LivePlug::spawn(rs_plug(), &[node_url]);
-    wait_node(node_dir);
+    let host = LivePlug::start_node(rs_plug(), &[node_url]);
     let cables = (0..k)
         .map(|i| {
             let c = Plug::spawn(cable_plug, &[node_dir]);
@@ -56,8 +55,7 @@ fn rr_policy_matches_c_round_robin() {
     let run = |node_plug: &str, params: &str| -> Vec<Vec<u32>> {
         let t = Scratch::new("rr");
         let dir = t.path("b");
-        let mut host = Plug::spawn(node_plug, &[&format!("bonding://{dir}{params}")]);
-        wait_node(&dir);
+        let mut host = Plug::start_node(node_plug, &[&format!("bonding://{dir}{params}")]);
         let mut cables: Vec<Plug> = (0..3)
             .map(|i| {
                 let c = Plug::spawn(C_PLUG, &[&dir]);
@@ -201,10 +199,8 @@ fn multi_dedup_delivers_each_frame_once() {
     for (params, copies) in [("[dedup=60000]", 1usize), ("", 2)] {
         let t = Scratch::new("dedup");
         let (m, h) = (t.path("m"), t.path("h"));
-        let mut host = LivePlug::spawn(rs_plug(), &[&format!("multi://{m}{params}")]);
-        let _hub = Plug::spawn(rs_plug(), &[&format!("hub://{h}"), "null://"]);
-        wait_node(&m);
-        wait_node(&h);
+        let mut host = LivePlug::start_node(rs_plug(), &[&format!("multi://{m}{params}")]);
+        let _hub = Plug::start_node(rs_plug(), &[&format!("hub://{h}"), "null://"]);
         let _c1 = Plug::spawn(rs_plug(), &[&m, &h]);
         let _c2 = Plug::spawn(C_PLUG, &[&m, &h]);
         wait_ports(&m, 2);
@@ -299,7 +295,7 @@ fn stream_cable_flushes_after_its_reader_stalls() {
     require_c_reference();
     let t = Scratch::new("flush");
     let (h, h2) = (t.path("H"), t.path("H2"));
-    let cable = Plug::spawn(
+    let cable = Plug::start_node(
         rs_plug(),
         &[
             &format!("hub://{h}"),
@@ -308,8 +304,6 @@ fn stream_cable_flushes_after_its_reader_stalls() {
             &format!("hub://{h2}"),
         ],
     );
-    wait_node(&h);
-    wait_node(&h2);
     let inner = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", cable.pid()))
         .unwrap()
         .split_whitespace()

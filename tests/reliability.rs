@@ -48,8 +48,7 @@ impl Rig {
         let node = t.path("n");
         let socks = t.dir.join("s");
         std::fs::create_dir(&socks).unwrap();
-        let host = LivePlug::spawn(rs_plug(), &["-v", &format!("{kind}://{node}")]);
-        wait_node(&node);
+        let host = LivePlug::start_node(rs_plug(), &["-v", &format!("{kind}://{node}")]);
         let mut cables = Vec::new();
         for (i, prog) in [C_PLUG, rs_plug()].into_iter().enumerate() {
             cables.push(Plug::spawn(prog, &[&node]));
@@ -647,8 +646,7 @@ fn hostile_stream_input() {
     let node = t.path("n");
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
-    let mut host = LivePlug::spawn(rs_plug(), &["-v", &format!("bonding://{node}")]);
-    wait_node(&node);
+    let mut host = LivePlug::start_node(rs_plug(), &["-v", &format!("bonding://{node}")]);
     let cable = RawClient::join(&node, &socks).unwrap();
     let expect = |cable: &RawClient, f: &[u8], what: &str| {
         let got = cable
@@ -807,11 +805,10 @@ fn cmd_child_exit_ends_the_plug_cleanly() {
         let pidf = t.path("child.pid");
         let go = t.path("go");
         let script = format!("echo $$ > {pidf}; while [ ! -e {go} ]; do sleep 0.02; done; exit 3");
-        let mut plug = LivePlug::spawn(
+        let mut plug = LivePlug::start_node(
             rs_plug(),
             &["-v", &format!("hub://{node}"), "=", "sh", "-c", &script],
         );
-        wait_node(&node);
         let mut cable = Plug::spawn(C_PLUG, &[&node]);
         wait_ports(&node, 1);
         let deadline = Instant::now() + PATIENCE;
@@ -954,8 +951,7 @@ fn stale_node_of_a_killed_process_is_replaced() {
     let t = Scratch::new("stale");
     let node = t.path("n");
     let url = format!("bonding://{node}");
-    let mut first = LivePlug::spawn(rs_plug(), &["-v", &url]);
-    wait_node(&node);
+    let mut first = LivePlug::start_node(rs_plug(), &["-v", &url]);
     let mut cable = Plug::spawn(C_PLUG, &[&node]);
     wait_ports(&node, 1);
     one_cable_traffic(&mut first, &mut cable, 0);
@@ -1034,8 +1030,7 @@ fn live_node_is_refused_and_keeps_working() {
     let node = t.path("n");
     for module in ["bonding", "multi", "hub"] {
         let url = format!("bonding://{node}");
-        let mut live = Plug::spawn(rs_plug(), &[&url]);
-        wait_node(&node);
+        let mut live = Plug::start_node(rs_plug(), &[&url]);
         let mut cable = Plug::spawn(C_PLUG, &[&node]);
         wait_ports(&node, 1);
         // After a first exchange the cable's own socket is gone too.
@@ -1128,8 +1123,7 @@ fn slow_host_reader(size: usize) {
     let node = t.path("n");
     let socks = t.dir.join("s");
     std::fs::create_dir(&socks).unwrap();
-    let mut host = ManualHost::spawn(rs_plug(), &[&format!("bonding://{node}")]);
-    wait_node(&node);
+    let mut host = ManualHost::start_node(rs_plug(), &[&format!("bonding://{node}")]);
     let client = RawClient::join(&node, &socks).unwrap();
     let slots = vde_plug_rs::engine::LANE_SLOTS as u64;
     // Enough to fill the lane behind a full pipe and output buffer.

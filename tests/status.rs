@@ -55,8 +55,7 @@ fn status_shows_every_cable_and_counts_exactly() {
     require_c_reference();
     let t = Scratch::new("status");
     let node = t.path("b");
-    let mut host = Plug::spawn(rs_plug(), &[&format!("bonding://{node}")]);
-    wait_node(&node);
+    let mut host = Plug::start_node(rs_plug(), &[&format!("bonding://{node}")]);
     let mut cables = vec![Plug::spawn(C_PLUG, &[&node])];
     wait_ports(&node, 1);
     cables.push(Plug::spawn(rs_plug(), &[&node]));
@@ -131,8 +130,7 @@ fn status_shows_a_full_cable() {
     require_c_reference();
     let t = Scratch::new("statusfull");
     let node = t.path("b");
-    let mut host = Plug::spawn(multi_node(), &[&node]);
-    wait_node(&node);
+    let mut host = Plug::start_node(multi_node(), &[&node]);
     let cable = Plug::spawn(rs_plug(), &[&node]);
     wait_ports(&node, 1);
     cable.signal(libc::SIGSTOP);
@@ -164,8 +162,7 @@ fn status_watch_and_errors() {
     require_c_reference();
     let t = Scratch::new("statuswatch");
     let node = t.path("h");
-    let _host = Plug::spawn(rs_plug(), &[&format!("hub://{node}")]);
-    wait_node(&node);
+    let _host = Plug::start_node(rs_plug(), &[&format!("hub://{node}")]);
     let mut watch = Command::new(rs_plug())
         .args(["--status", &node, "--watch", "1"])
         .stdout(Stdio::piped())
@@ -188,8 +185,7 @@ fn status_watch_and_errors() {
     let _ = watch.wait();
 
     let c_node = t.path("c");
-    let _c = Plug::spawn(C_PLUG, &[&format!("hub://{c_node}")]);
-    wait_node(&c_node);
+    let _c = Plug::start_node(C_PLUG, &[&format!("hub://{c_node}")]);
     let (code, _, err) = status_of(rs_plug(), &[&c_node]);
     assert_eq!(code, Some(1));
     assert!(err.contains("not a vde_plug_rs node"), "{err}");
