@@ -17,8 +17,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -75,7 +74,7 @@ impl Net {
             _ => (&self.b, ADDR_B),
         };
         let path = self.vm(side);
-        let mut args: Vec<String> = vec!["netns".into(), "exec".into(), ns.name.clone()];
+        let mut args: Vec<String> = Vec::new();
         match (imp, kind) {
             (Impl::Ours, "bonding") => args.push(bonding_node().into()),
             (Impl::Ours, _) => args.push(multi_node().into()),
@@ -89,9 +88,7 @@ impl Net {
         }
         args.push("tap://tap0".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let p = Proc::spawn(&self.t, &format!("node{side}"), "ip", &args);
-        ns.configure_tap(addr);
-        wait_node(&path);
+        let p = node_in(&self.t, &format!("node{side}"), ns, addr, &args);
         self.nodes.push(p);
     }
 
@@ -181,19 +178,7 @@ impl Net {
 
     /// `ping -i 0.01` from A to B in the background, until `LivePing::stop`.
     fn ping_start(&self) -> LivePing {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.a.name, "ping", "-i", "0.01", ADDR_B])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        LivePing {
-            lines: lines_of(child.stdout.take().unwrap()),
-            child,
-            text: String::new(),
-            answered: 0,
-        }
+        LivePing::start(&self.a, ADDR_B)
     }
 
     /// Sends `len` pseudo-random bytes over TCP from A to an echo server in
@@ -247,97 +232,6 @@ fn pseudo_random(len: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
-}
-
-#[derive(Debug, Default)]
-struct Ping {
-    transmitted: u32,
-    received: u32,
-    /// Sequence numbers answered (each once), and `DUP!` lines.
-    answered: std::collections::BTreeSet<u32>,
-    dups: u32,
-    text: String,
-}
-
-impl Ping {
-    fn parse(text: &str) -> Ping {
-        let mut p = Ping {
-            text: text.to_string(),
-            ..Ping::default()
-        };
-        for line in text.lines() {
-            if let Some(seq) = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("icmp_seq="))
-                .and_then(|s| s.parse().ok())
-            {
-                if line.contains("DUP!") {
-                    p.dups += 1;
-                } else {
-                    p.answered.insert(seq);
-                }
-            }
-            if line.contains("packets transmitted") {
-                let nums: Vec<u32> = line
-                    .split(", ")
-                    .filter_map(|f| f.split_whitespace().next()?.parse().ok())
-                    .collect();
-                p.transmitted = nums.first().copied().unwrap_or(0);
-                p.received = nums.get(1).copied().unwrap_or(0);
-            }
-        }
-        p
-    }
-
-    fn lost(&self) -> u32 {
-        self.transmitted.saturating_sub(self.received)
-    }
-
-    /// Pings with no answer among those sent before the last answered one
-    /// (the ones still in flight when ping was stopped do not count).
-    fn holes(&self) -> Vec<u32> {
-        let last = self.answered.iter().next_back().copied().unwrap_or(0);
-        (1..=last).filter(|s| !self.answered.contains(s)).collect()
-    }
-}
-
-/// A ping running in the background whose replies the test follows as
-/// they come, to move on once enough have been answered (not after a time).
-struct LivePing {
-    child: Child,
-    lines: Receiver<String>,
-    text: String,
-    answered: usize,
-}
-
-impl LivePing {
-    /// Waits (bounded by PATIENCE) until `more` further replies came.
-    fn wait_replies(&mut self, more: usize) {
-        let want = self.answered + more;
-        let deadline = Instant::now() + PATIENCE;
-        while self.answered < want {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("{} of {want} ping replies:\n{}", self.answered, self.text)
-            });
-            if line.contains("icmp_seq=") && !line.contains("DUP!") {
-                self.answered += 1;
-            }
-            self.text.push_str(&line);
-            self.text.push('\n');
-        }
-    }
-
-    /// Stops the ping (SIGINT: it prints its summary) and parses all it said.
-    fn stop(mut self) -> Ping {
-        signal(self.child.id() as i32, libc::SIGINT);
-        let _ = self.child.wait();
-        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
-            self.text.push_str(&line);
-            self.text.push('\n');
-        }
-        Ping::parse(&self.text)
-    }
 }
 
 // ---------------------------------------------------------------- scenarios

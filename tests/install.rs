@@ -35,11 +35,7 @@ fn tree(dir: &Path) -> Vec<String> {
 #[test]
 fn install_then_uninstall_into_a_prefix() {
     require_c_reference();
-    let st = Command::new(script("build-plugins"))
-        .arg("-q")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    run_ok(Command::new(script("build-plugins")).arg("-q"));
     let t = Scratch::new("install");
     let prefix = t.dir.join("usr");
     // Something of someone else's already there: never touched.
@@ -47,22 +43,16 @@ fn install_then_uninstall_into_a_prefix() {
     std::fs::write(prefix.join("bin/theirs"), b"x").unwrap();
     let before = tree(&t.dir);
 
-    let out = Command::new(script("install"))
-        .args(["--no-build", "--prefix"])
-        .arg(&prefix)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_ok(
+        Command::new(script("install"))
+            .args(["--no-build", "--prefix"])
+            .arg(&prefix),
     );
     let moddir = prefix.join("lib/vde_plug_rs/vdeplug");
     let line = format!(
         "VDEPLUGIN_PATH={}:/usr/lib/x86_64-linux-gnu/vdeplug",
         moddir.display()
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.lines().any(|l| l == line), "{stdout}");
     for f in ["bin/vde_plug_rs", "bin/bonding_node", "bin/multi_node"] {
         assert!(prefix.join(f).is_file(), "{f}");
@@ -93,15 +83,10 @@ fn install_then_uninstall_into_a_prefix() {
     host.close_stdin();
     assert_eq!(host.wait().0.code(), Some(0));
 
-    let out = Command::new(script("install"))
-        .args(["--uninstall", "--prefix"])
-        .arg(&prefix)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(script("install"))
+            .args(["--uninstall", "--prefix"])
+            .arg(&prefix),
     );
     assert_eq!(tree(&t.dir), before, "uninstall left or took something");
 }

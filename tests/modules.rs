@@ -23,16 +23,9 @@ const BURST: u32 = 8;
 /// The mark of probe frames, which only show that a path is open.
 const PROBE: u8 = 0xe0;
 
+/// `args[0]` run with the rest (common's `run`, one slice).
 fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run(args[0], &args[1..]);
 }
 
 /// Network namespaces made for one test (with the links inside them),
@@ -182,6 +175,32 @@ fn open_path(from: &mut Plug, to: &mut [&mut Plug], mark: u8) {
             Instant::now() < deadline,
             "no probe from {mark} came through"
         );
+    }
+}
+
+/// Three members of `url` on one bridge in `net` (two of ours, then the C
+/// module), every path open, and each member's broadcast (from MACs 21,
+/// 22, 23) heard by the two others, who learn where those MACs live.
+fn three_members_learned(net: &mut Netns, url: &str) -> [Plug; 3] {
+    let ns = net.bridged(3);
+    let mut m1 = plug_in(&ns[0], rs_plug(), url);
+    let mut m2 = plug_in(&ns[1], rs_plug(), url);
+    let mut m3 = plug_in(&ns[2], C_PLUG, url);
+    open_path(&mut m1, &mut [&mut m2, &mut m3], 1);
+    open_path(&mut m2, &mut [&mut m1, &mut m3], 2);
+    open_path(&mut m3, &mut [&mut m1, &mut m2], 3);
+    transfer(&mut m1, 21, BROADCAST, N, &mut [&mut m2, &mut m3]);
+    transfer(&mut m2, 22, BROADCAST, N, &mut [&mut m1, &mut m3]);
+    transfer(&mut m3, 23, BROADCAST, N, &mut [&mut m1, &mut m2]);
+    [m1, m2, m3]
+}
+
+/// No member heard a frame from its own MACs.
+fn none_heard_own(members: [(&Plug, &[u8]); 3]) {
+    for (p, own) in members {
+        for &s in own {
+            assert_eq!(from_src(p, s).len(), 0, "a member heard its own frame");
+        }
     }
 }
 
@@ -465,16 +484,7 @@ mod vxlan {
     fn three_members_two_ours_one_c() {
         require_c_reference();
         let mut net = Netns::new();
-        let ns = net.bridged(3);
-        let mut m1 = plug_in(&ns[0], rs_plug(), URL);
-        let mut m2 = plug_in(&ns[1], rs_plug(), URL);
-        let mut m3 = plug_in(&ns[2], C_PLUG, URL);
-        open_path(&mut m1, &mut [&mut m2, &mut m3], 1);
-        open_path(&mut m2, &mut [&mut m1, &mut m3], 2);
-        open_path(&mut m3, &mut [&mut m1, &mut m2], 3);
-        transfer(&mut m1, 21, BROADCAST, N, &mut [&mut m2, &mut m3]);
-        transfer(&mut m2, 22, BROADCAST, N, &mut [&mut m1, &mut m3]);
-        transfer(&mut m3, 23, BROADCAST, N, &mut [&mut m1, &mut m2]);
+        let [mut m1, mut m2, mut m3] = three_members_learned(&mut net, URL);
         // A MAC the C member has not heard of goes to the group.
         transfer(&mut m3, 24, mac(98), N, &mut [&mut m1, &mut m2]);
         // Ours send to learned MACs unicast: to the C member, to ours.
@@ -482,11 +492,7 @@ mod vxlan {
         assert_silent(&mut m1, 31, 41, &mut [&mut m2]);
         transfer(&mut m2, 32, mac(21), N, &mut [&mut m1]);
         assert_silent(&mut m2, 32, 42, &mut [&mut m3]);
-        for (p, own) in [(&m1, [21, 31]), (&m2, [22, 32]), (&m3, [23, 24])] {
-            for s in own {
-                assert_eq!(from_src(p, s).len(), 0, "a member heard its own frame");
-            }
-        }
+        none_heard_own([(&m1, &[21, 31]), (&m2, &[22, 32]), (&m3, &[23, 24])]);
     }
 
     /// The default group, and every option the manual lists.
@@ -528,20 +534,10 @@ mod vxvde {
     #[test]
     fn three_members_two_ours_one_c() {
         require_c_reference();
-        let mut net = Netns::new();
-        let ns = net.bridged(3);
-        let mut m1 = plug_in(&ns[0], rs_plug(), URL);
-        let mut m2 = plug_in(&ns[1], rs_plug(), URL);
-        let mut m3 = plug_in(&ns[2], C_PLUG, URL);
-        open_path(&mut m1, &mut [&mut m2, &mut m3], 1);
-        open_path(&mut m2, &mut [&mut m1, &mut m3], 2);
-        open_path(&mut m3, &mut [&mut m1, &mut m2], 3);
-
         // Broadcast from each member reaches both others, and teaches
         // them where MACs 21, 22 and 23 live.
-        transfer(&mut m1, 21, BROADCAST, N, &mut [&mut m2, &mut m3]);
-        transfer(&mut m2, 22, BROADCAST, N, &mut [&mut m1, &mut m3]);
-        transfer(&mut m3, 23, BROADCAST, N, &mut [&mut m1, &mut m2]);
+        let mut net = Netns::new();
+        let [mut m1, mut m2, mut m3] = three_members_learned(&mut net, URL);
 
         // Unicast to learned MACs: one member only.
         transfer(&mut m1, 31, mac(22), N, &mut [&mut m2]);
@@ -559,15 +555,11 @@ mod vxvde {
         transfer(&mut m2, 36, mac(99), 8, &mut [&mut m1, &mut m3]);
 
         // No member ever hears its own frames.
-        for (p, own) in [
-            (&m1, [21, 31, 34]),
-            (&m2, [22, 32, 36]),
-            (&m3, [23, 33, 35]),
-        ] {
-            for s in own {
-                assert_eq!(from_src(p, s).len(), 0, "a member heard its own frame");
-            }
-        }
+        none_heard_own([
+            (&m1, &[21, 31, 34]),
+            (&m2, &[22, 32, 36]),
+            (&m3, &[23, 33, 35]),
+        ]);
     }
 
     /// `grp=` moves the group address and sets the VNI, as in C; the other

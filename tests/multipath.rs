@@ -18,8 +18,7 @@ mod netbed;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -179,12 +178,10 @@ impl Bed {
             (&self.b, ADDR_B)
         };
         let path = self.vm(side);
-        let mut args = vec!["netns", "exec", &ns.name, bonding_node()];
+        let mut args = vec![bonding_node()];
         args.extend(extra);
         args.extend([path.as_str(), "tap://tap0"]);
-        let p = Proc::spawn(&self.t, &format!("node{side}"), "ip", &args);
-        ns.configure_tap(addr);
-        wait_node(&path);
+        let p = node_in(&self.t, &format!("node{side}"), ns, addr, &args);
         self.nodes.push(p);
     }
 
@@ -303,53 +300,6 @@ impl Bed {
             if on { libc::SIGUSR1 } else { libc::SIGUSR2 },
         );
     }
-
-    /// `ping -i 0.01` from A to B in the background.
-    fn pinger(&self) -> Pinger {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.a.name, "ping", "-i", "0.01", ADDR_B])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Pinger {
-            lines: lines_of(child.stdout.take().unwrap()),
-            child,
-            replies: 0,
-        }
-    }
-}
-
-struct Pinger {
-    child: Child,
-    lines: Receiver<String>,
-    replies: usize,
-}
-
-impl Pinger {
-    /// Waits (bounded by PATIENCE) until `more` further replies came.
-    fn wait_replies(&mut self, more: usize) {
-        let want = self.replies + more;
-        let deadline = Instant::now() + PATIENCE;
-        while self.replies < want {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("{} of {want} ping replies", self.replies));
-            if line.contains("icmp_seq=") && !line.contains("DUP!") {
-                self.replies += 1;
-            }
-        }
-    }
-}
-
-impl Drop for Pinger {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Both cables carry frames; with path 1 blackholed the bond still answers
@@ -382,7 +332,7 @@ fn both_paths_carry_frames_and_survive_a_blackhole() {
 
     // Path 1 goes dark: the bond still answers, over path 2.
     bed.blackhole(1, true);
-    let mut ping = bed.pinger();
+    let mut ping = LivePing::start(&bed.a, ADDR_B);
     let before = bed.path_bytes(2);
     ping.wait_replies(20);
     let after = bed.path_bytes(2);

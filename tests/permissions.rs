@@ -42,18 +42,6 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn id_of(flag: &str, name: &str) -> u32 {
     let out = Command::new("id").args([flag, name]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
@@ -375,21 +363,16 @@ fn a_client_cannot_point_a_node_at_another_users_socket() {
     let own_path = users_dir.join("own");
 
     let ask = |target: &std::path::Path, bind: bool| -> String {
-        let out = Command::new("setpriv")
-            .arg(format!("--reuid={}", user.uid))
-            .arg(format!("--regid={}", user.gid))
-            .args(["--clear-groups", "perl", "-e", RAW_CLIENT_PL])
-            .arg(format!("{node}/ctl"))
-            .arg(target)
-            .arg(if bind { "1" } else { "" })
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            Command::new("setpriv")
+                .arg(format!("--reuid={}", user.uid))
+                .arg(format!("--regid={}", user.gid))
+                .args(["--clear-groups", "perl", "-e", RAW_CLIENT_PL])
+                .arg(format!("{node}/ctl"))
+                .arg(target)
+                .arg(if bind { "1" } else { "" }),
         );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        out.trim().to_string()
     };
     assert_eq!(ask(&victim_path, false), "reply 0", "refused");
     host.wait_line(&format!(

@@ -601,16 +601,7 @@ fn status_of_a_node_inside_the_c_vde_plug() {
     let t = Scratch::new("plugstatus");
     let dir = t.path("b");
     let (host, cables) = node_with_cables("bonding", &dir, "", &[C_PLUG, rs_plug()]);
-    let out = Command::new(rs_plug())
-        .args(["--status", &dir, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = String::from_utf8_lossy(&out.stdout);
+    let json = run(rs_plug(), &["--status", &dir, "--json"]);
     assert!(
         json.contains(&format!(
             "\"host\":\"program vde_plug (pid {})\"",

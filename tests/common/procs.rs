@@ -13,6 +13,28 @@ use vde_plug_rs::wire::stream::{StreamDecoder, StreamEvent};
 
 use super::*;
 
+/// Runs `prog ARGS` to its end (stdin empty) and returns its stdout; a
+/// failure fails the test with its output.
+pub fn run(prog: &str, args: &[&str]) -> String {
+    run_ok(Command::new(prog).args(args).stdin(Stdio::null()))
+}
+
+/// Runs `cmd` to its end and returns its stdout; a failure fails the test
+/// with its output.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `prog` with stdin, stdout and stderr on pipes.
 pub fn spawn_piped(prog: &str, args: &[&str]) -> Child {
     Command::new(prog)

@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -85,24 +86,6 @@ pub fn which(tool: &str) -> bool {
         || ["/usr/sbin", "/sbin"]
             .iter()
             .any(|d| Path::new(d).join(tool).is_file())
-}
-
-/// Runs a command to completion; panics with its output if it fails.
-pub fn run(prog: &str, args: &[&str]) -> String {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
-    assert!(
-        out.status.success(),
-        "{prog} {}: {}\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn succeeds(prog: &str, args: &[&str]) -> bool {
@@ -240,6 +223,18 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// A node run inside `ns` (`ip netns exec NS ARGS`, logged as `name`)
+/// with its host side on `tap://tap0`: the tap gets `addr`, and this
+/// returns once the node accepts cables.
+pub fn node_in(t: &Scratch, name: &str, ns: &Netns, addr: &str, args: &[&str]) -> Proc {
+    let mut all = vec!["netns", "exec", ns.name.as_str()];
+    all.extend_from_slice(args);
+    let p = Proc::spawn(t, name, "ip", &all);
+    ns.configure_tap(addr);
+    wait_nodes("ip", &all);
+    p
 }
 
 /// A background process: SIGTERM on drop, SIGKILL if it lingers.
@@ -487,5 +482,120 @@ impl Drop for Sshd {
             }
         }
         self.proc = None;
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Ping {
+    pub transmitted: u32,
+    pub received: u32,
+    /// Sequence numbers answered (each once), and `DUP!` lines.
+    pub answered: std::collections::BTreeSet<u32>,
+    pub dups: u32,
+    pub text: String,
+}
+
+impl Ping {
+    pub fn parse(text: &str) -> Ping {
+        let mut p = Ping {
+            text: text.to_string(),
+            ..Ping::default()
+        };
+        for line in text.lines() {
+            if let Some(seq) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("icmp_seq="))
+                .and_then(|s| s.parse().ok())
+            {
+                if line.contains("DUP!") {
+                    p.dups += 1;
+                } else {
+                    p.answered.insert(seq);
+                }
+            }
+            if line.contains("packets transmitted") {
+                let nums: Vec<u32> = line
+                    .split(", ")
+                    .filter_map(|f| f.split_whitespace().next()?.parse().ok())
+                    .collect();
+                p.transmitted = nums.first().copied().unwrap_or(0);
+                p.received = nums.get(1).copied().unwrap_or(0);
+            }
+        }
+        p
+    }
+
+    pub fn lost(&self) -> u32 {
+        self.transmitted.saturating_sub(self.received)
+    }
+
+    /// Pings with no answer among those sent before the last answered one
+    /// (the ones still in flight when ping was stopped do not count).
+    pub fn holes(&self) -> Vec<u32> {
+        let last = self.answered.iter().next_back().copied().unwrap_or(0);
+        (1..=last).filter(|s| !self.answered.contains(s)).collect()
+    }
+}
+
+/// A ping running in the background whose replies the test follows as
+/// they come, to move on once enough have been answered (not after a time).
+pub struct LivePing {
+    child: Child,
+    lines: Receiver<String>,
+    text: String,
+    answered: usize,
+}
+
+impl LivePing {
+    /// `ping -i 0.01 ADDR` run inside `ns`.
+    pub fn start(ns: &Netns, addr: &str) -> LivePing {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "ping", "-i", "0.01", addr])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        LivePing {
+            lines: lines_of(child.stdout.take().unwrap()),
+            child,
+            text: String::new(),
+            answered: 0,
+        }
+    }
+
+    /// Waits (bounded by PATIENCE) until `more` further replies came.
+    pub fn wait_replies(&mut self, more: usize) {
+        let want = self.answered + more;
+        let deadline = Instant::now() + PATIENCE;
+        while self.answered < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("{} of {want} ping replies:\n{}", self.answered, self.text)
+            });
+            if line.contains("icmp_seq=") && !line.contains("DUP!") {
+                self.answered += 1;
+            }
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
+    }
+
+    /// Stops the ping (SIGINT: it prints its summary) and parses all it said.
+    pub fn stop(mut self) -> Ping {
+        signal(self.child.id() as i32, libc::SIGINT);
+        let _ = self.child.wait();
+        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
+        Ping::parse(&self.text)
+    }
+}
+
+impl Drop for LivePing {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
