@@ -16,8 +16,6 @@
 mod common;
 mod netbed;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -265,33 +263,8 @@ impl Bed {
 
     /// Sends `len` bytes over TCP from A to a sink in B, to the end.
     fn tcp_send(&self, len: usize) {
-        let listener = self.b.enter(|| TcpListener::bind((ADDR_B, 0)).unwrap());
-        let port = listener.local_addr().unwrap().port();
-        let sink = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-            let mut buf = vec![0u8; 65536];
-            let mut got = 0;
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => return got,
-                    Ok(n) => got += n,
-                    Err(e) => panic!("sink: {e} after {got} bytes"),
-                }
-            }
-        });
-        let to: SocketAddr = (ADDR_B.parse::<std::net::IpAddr>().unwrap(), port).into();
-        let stream = self
-            .a
-            .enter(|| TcpStream::connect_timeout(&to, PATIENCE))
-            .unwrap_or_else(|e| panic!("connect {to}: {e}"));
-        stream
-            .set_write_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let data = vec![0x5au8; len];
-        (&stream).write_all(&data).unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(sink.join().unwrap(), len, "bytes received by the sink");
+        let got = tcp_transfer(&self.a.name, &self.b.name, ADDR_B, &vec![0x5a; len]);
+        assert_eq!(got.len(), len, "bytes received by the sink");
     }
 
     fn blackhole(&self, n: usize, on: bool) {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod files;
 mod frames;
+mod net;
 mod nodes;
 mod procs;
 mod raw;
@@ -21,6 +22,8 @@ mod raw;
 pub use files::*;
 #[allow(unused_imports)]
 pub use frames::*;
+#[allow(unused_imports)]
+pub use net::*;
 #[allow(unused_imports)]
 pub use nodes::*;
 #[allow(unused_imports)]

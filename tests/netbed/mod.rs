@@ -7,7 +7,6 @@
 use std::fs::File;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -171,18 +170,7 @@ impl Netns {
     /// Runs `f` on a thread that has entered this namespace: sockets it
     /// makes belong to the namespace, and work from any thread afterwards.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: setns on this thread only, with a namespace fd.
-                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
+        in_netns(&self.name, f)
     }
 
     /// Waits for `tap0` (made by the node just started in here), then gives
