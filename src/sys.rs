@@ -115,6 +115,21 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
 }
 
+/// Whether a datagram waits to be read on `fd` (a peek, nothing taken).
+pub fn has_input(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: one byte of `byte` is writable.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    r >= 0
+}
+
 /// send(2) without blocking and without SIGPIPE (one datagram, or bytes
 /// on a stream).
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {

@@ -2,7 +2,7 @@
 //! smoltcp's `wire` module. Nothing here allocates or touches a socket.
 
 pub mod ethernet;
-pub(crate) mod path_report;
+pub mod path_report;
 pub mod request;
 pub mod sockaddr;
 pub mod stream;

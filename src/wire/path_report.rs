@@ -26,7 +26,7 @@ const ECHO: std::ops::Range<usize> = 9..11;
 const HOLD: usize = 11;
 
 /// Whether a datagram is a path report (not a frame).
-pub(crate) fn is_path_report(buf: &[u8]) -> bool {
+pub fn is_path_report(buf: &[u8]) -> bool {
     buf.len() == PATH_REPORT_LEN && buf[..3] == MAGIC
 }
 

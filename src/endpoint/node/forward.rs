@@ -265,12 +265,14 @@ fn next_port(
 /// or none to stop), and sends each outbox. `what_is_left` says what becomes
 /// of frames a port did not take. Returns the frames dealt (0: no port to
 /// pick) and sent.
+/// (`dyn`: one copy of this loop for every policy, not one each; the
+/// indirect call per frame costs nothing next to the send.)
 fn deal(
     ports: &mut PortTable,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
-    mut pick: impl FnMut(&mut PortTable, &[u8]) -> Option<usize>,
-    what_is_left: impl Fn(&mut Port, usize),
+    pick: &mut dyn FnMut(&mut PortTable, &[u8]) -> Option<usize>,
+    what_is_left: fn(&mut Port, usize),
 ) -> (usize, usize) {
     let Lane { ring, io } = lane;
     for i in 0..ports.active().len() {
@@ -321,7 +323,7 @@ pub fn round_robin(
             ports,
             lane,
             dead,
-            |ports, _| next_port(ports, rr, weighted, |_| true),
+            &mut |ports, _| next_port(ports, rr, weighted, |_| true),
             |p, left| p.stats.drop_full += left as u64,
         );
         if dealt == 0 {
@@ -345,11 +347,11 @@ fn deal_all(
     ports: &mut PortTable,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
-    mut pick: impl FnMut(&mut PortTable, &[u8]) -> Option<usize>,
+    pick: &mut dyn FnMut(&mut PortTable, &[u8]) -> Option<usize>,
 ) -> usize {
     let mut done = 0;
     while !lane.ring.is_empty() {
-        let (dealt, sent) = deal(ports, lane, dead, &mut pick, |p, left| {
+        let (dealt, sent) = deal(ports, lane, dead, pick, |p, left| {
             p.stats.skipped += left as u64
         });
         done += lane.ring.sweep();
@@ -373,7 +375,7 @@ pub fn adaptive(
     dead: &mut Vec<PortId>,
 ) -> usize {
     let now = Instant::now();
-    deal_all(ports, lane, dead, |ports, _| {
+    deal_all(ports, lane, dead, &mut |ports, _| {
         next_port(ports, rr, weighted, |p| can_take(p, now))
     })
 }
@@ -383,7 +385,7 @@ pub fn adaptive(
 /// moves only when its port is full or gone.
 pub fn by_flow(ports: &mut PortTable, lane: &mut Lane, dead: &mut Vec<PortId>) -> usize {
     let now = Instant::now();
-    deal_all(ports, lane, dead, |ports, frame| {
+    deal_all(ports, lane, dead, &mut |ports, frame| {
         let open = |i: &usize| {
             ports
                 .get(ports.active()[*i])
@@ -423,7 +425,7 @@ pub fn by_arrival(
 ) -> (usize, Option<Duration>) {
     let now = Instant::now();
     let mut wait = None;
-    let done = deal_all(ports, lane, dead, |ports, frame| {
+    let done = deal_all(ports, lane, dead, &mut |ports, frame| {
         let flow = flow_of(frame);
         let held = flows.held(flow, now);
         let mut best: Option<(usize, Duration)> = None;

@@ -257,7 +257,6 @@ impl Endpoint for NetNode {
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
         self.kind
             .flush_port_to_port(&mut self.ports, &mut self.dead);
-        self.kind.send_reports(&mut self.ports, Instant::now());
         let queued_before = lane.ring.queued().len();
         let total = self.read_ports(lane) + self.drain_leaving(lane);
         for i in queued_before..lane.ring.queued().len() {
@@ -293,7 +292,11 @@ impl Endpoint for NetNode {
         Ok(done + runts)
     }
 
+    /// The loop is about to wait: path reports that are due go now (here,
+    /// because the loop passes here whatever the lanes hold), then write
+    /// interest follows the ports' state.
     fn sync_interest(&mut self, registry: &Registry) {
+        self.kind.send_reports(&mut self.ports, Instant::now());
         for i in 0..self.ports.active().len() {
             let id = self.ports.active()[i];
             let Some(port) = self.ports.get_mut(id) else {
@@ -349,16 +352,8 @@ impl NetNode {
     fn rows(&self, table: &mut StatsTable, host: &str) {
         table.row(host, &self.host, "");
         for (id, p) in self.ports.iter().filter(|(_, p)| p.is_connected()) {
-            let description = match p.path.summary() {
-                Some((kbit, base, smooth)) => format!(
-                    "{} [path {kbit} kbit/s, rtt {base:.1}/{smooth:.1} ms{}]",
-                    p.description,
-                    if p.path.silent(Instant::now()) {
-                        ", silent"
-                    } else {
-                        ""
-                    }
-                ),
+            let description = match p.path.summary(Instant::now()) {
+                Some(path) => format!("{} [{path}]", p.description),
                 None => p.description.clone(),
             };
             table.link_row(&format!("  port {id}"), &p.stats, &description, !p.writable);

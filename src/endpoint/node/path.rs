@@ -39,7 +39,7 @@ pub(crate) const HELLO_EVERY: Duration = Duration::from_millis(500);
 pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(80);
 /// Silence after which an answering cable counts as dark: about two round
 /// trips and four reports, within these bounds.
-const SILENT_MIN: Duration = Duration::from_millis(200);
+const SILENT_MIN: Duration = Duration::from_millis(300);
 const SILENT_MAX: Duration = Duration::from_millis(800);
 /// Queueing delay on a path (its round trip above its smallest) over which
 /// its rate drains.
@@ -168,6 +168,11 @@ impl PathState {
             echo,
             hold,
         }
+    }
+
+    /// The report due now cannot go: try again a report's interval later.
+    pub(crate) fn skip_report(&mut self, now: Instant) {
+        self.next_report = Some(now + REPORT_EVERY);
     }
 
     /// A report arrived on this cable; `rx` is the data bytes received on
@@ -336,14 +341,17 @@ impl PathState {
         self.offered += len as u64;
     }
 
-    /// The figures `--status` shows: rate in kbit/s, smallest and smoothed
-    /// round trip in ms.
-    pub(crate) fn summary(&self) -> Option<(u64, f64, f64)> {
+    /// What `--status` shows of the path: rate, smallest and smoothed
+    /// round trip (integers: float formatting would cost the binary 20 kB).
+    pub(crate) fn summary(&self, now: Instant) -> Option<String> {
+        let ms = |us: u64| format!("{}.{}", us / 1000, us % 1000 / 100);
         self.answered().then(|| {
-            (
+            format!(
+                "path {} kbit/s, rtt {}/{} ms{}",
                 self.rate * 8 / 1000,
-                self.base_rtt_us as f64 / 1000.0,
-                self.srtt_us as f64 / 1000.0,
+                ms(self.base_rtt_us),
+                ms(self.srtt_us),
+                if self.silent(now) { ", silent" } else { "" }
             )
         })
     }
