@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::sync::mpsc::{channel, Receiver};
 
+use vde_plug_rs::wire::path_report::is_path_report;
 use vde_plug_rs::wire::stream::{self, StreamDecoder, StreamEvent};
 
 /// An Ethernet frame carrying a sequence number: broadcast destination,
@@ -46,8 +47,12 @@ pub fn frame_reader(mut out: std::process::ChildStdout) -> Receiver<Vec<u8>> {
             };
             let mut receiver_gone = false;
             decoder.feed(&chunk[..n], |event| {
-                if let StreamEvent::Frame(f) = event {
-                    receiver_gone |= tx.send(f.to_vec()).is_err();
+                match event {
+                    // A bonding node's report to the far one, which a
+                    // plug carries like a frame: no host would see it.
+                    StreamEvent::Frame(f) if is_path_report(f) => {}
+                    StreamEvent::Frame(f) => receiver_gone |= tx.send(f.to_vec()).is_err(),
+                    _ => {}
                 }
                 true
             });

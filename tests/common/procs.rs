@@ -9,6 +9,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use vde_plug_rs::wire::path_report::is_path_report;
 use vde_plug_rs::wire::stream::{StreamDecoder, StreamEvent};
 
 use super::*;
@@ -601,8 +602,11 @@ impl ManualHost {
                 Ok(k) => {
                     let frames = &mut self.frames;
                     self.decoder.feed(&chunk[..k], |event| {
-                        if let StreamEvent::Frame(f) = event {
-                            frames.push_back(f.to_vec());
+                        match event {
+                            // See frame_reader.
+                            StreamEvent::Frame(f) if is_path_report(f) => {}
+                            StreamEvent::Frame(f) => frames.push_back(f.to_vec()),
+                            _ => {}
                         }
                         true
                     });

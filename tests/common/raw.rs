@@ -5,6 +5,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use vde_plug_rs::wire::path_report::is_path_report;
 
 use super::*;
 
@@ -129,15 +130,17 @@ impl RawClient {
         self.data.send(f).expect("send on the port");
     }
 
-    /// The next datagram from the node, waiting at most PATIENCE.
+    /// The next frame from the node, waiting at most PATIENCE for each
+    /// datagram; a bonding node's path reports (it takes this client for
+    /// a cable) are passed over.
     pub fn recv(&self) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 65536];
-        match self.data.recv(&mut buf) {
-            Ok(n) => {
+        loop {
+            let n = self.data.recv(&mut buf).ok()?;
+            if !is_path_report(&buf[..n]) {
                 buf.truncate(n);
-                Some(buf)
+                return Some(buf);
             }
-            Err(_) => None,
         }
     }
 }
