@@ -83,7 +83,7 @@ fn status_shows_every_cable_and_counts_exactly() {
     assert_eq!(code, Some(0), "{err}");
     assert!(
         table.starts_with(&format!(
-            "bonding://{node}  kind bonding  policy adaptive  host stream stdin/stdout"
+            "bonding://{node}  kind bonding  policy path  host stream stdin/stdout"
         )),
         "{table}"
     );
@@ -116,7 +116,7 @@ fn status_shows_every_cable_and_counts_exactly() {
     let (code, json, err) = status_of(bonding_node(), &[&format!("bonding://{node}"), "--json"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(json.starts_with(&format!(
-        "{{\"node\":\"bonding://{node}\",\"kind\":\"bonding\",\"policy\":\"adaptive\""
+        "{{\"node\":\"bonding://{node}\",\"kind\":\"bonding\",\"policy\":\"path\""
     )));
     assert_eq!(json.matches("\"link\":").count(), 3, "{json}");
     assert!(json.contains(&format!(
