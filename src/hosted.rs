@@ -7,7 +7,16 @@
 //! The program polls [`HostedNode::datafd`], an epoll descriptor holding
 //! the node's sockets plus an eventfd and a timerfd of our own: frames
 //! still queued for the host keep it readable (the eventfd), and a node
-//! waiting out a laggard's grace gets a wake-up (the timerfd).
+//! holding frames from the host or waiting out a laggard's grace gets a
+//! wake-up (the timerfd).
+//!
+//! System calls per frame, not per call: the eventfd is written only when
+//! frames start waiting for the host, and consumed by the poll when the
+//! last is handed out (in between `recv` copies frames out of the lane and
+//! asks the poll nothing: its pending events keep the fd readable); frames
+//! the host sends close behind one another ([`HOLD`]) are held and sent in
+//! batches, on the [`BATCH`]th or when the timer fires, [`HOLD`] after the
+//! first; a frame after a quiet spell goes at once.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -34,6 +43,11 @@ const NODE_SIDE: usize = 0;
 const KICK: Token = Token(1 << crate::endpoint::SIDE_SHIFT);
 const TIMER: Token = Token((1 << crate::endpoint::SIDE_SHIFT) | 1);
 const TICK: Duration = Duration::from_secs(1);
+/// A frame from the host that comes within this of the one before is held
+/// for at most this long, to go in one batch with those that follow it.
+pub const HOLD: Duration = Duration::from_micros(100);
+/// Held frames go at once when this many wait.
+pub const BATCH: usize = 16;
 
 pub struct HostedNode {
     // The node is dropped first: its directory goes before the poll.
@@ -51,6 +65,15 @@ pub struct HostedNode {
     /// what was dropped because the node could not take it.
     program: LinkStats,
     next_tick: Instant,
+    /// A kick is in the poll and no wait has consumed it yet: the data fd
+    /// is readable.
+    kicked: bool,
+    /// When the timerfd fires, if it is set.
+    timer_due: Option<Instant>,
+    /// Since when frames from the host are held for a batch, if they are.
+    holding_since: Option<Instant>,
+    /// When the host last sent a frame.
+    last_send: Instant,
 }
 
 impl HostedNode {
@@ -83,6 +106,10 @@ impl HostedNode {
             timer,
             program: LinkStats::default(),
             next_tick: Instant::now() + TICK,
+            kicked: false,
+            timer_due: None,
+            holding_since: None,
+            last_send: Instant::now(),
         })
     }
 
@@ -93,6 +120,8 @@ impl HostedNode {
 
     /// A frame from the host. Never blocks: when the node cannot take it
     /// (its queue toward the ports is full) it is dropped and counted.
+    /// A frame close behind the previous one is held for a batch (see
+    /// [`HOLD`]).
     pub fn send(&mut self, frame: &[u8]) {
         if frame.len() < ETH_HEADER_LEN {
             self.program.drop_runt += 1;
@@ -102,24 +131,36 @@ impl HostedNode {
             self.program.drop_oversize += 1;
             return;
         }
+        let now = Instant::now();
+        let close_behind = now.saturating_duration_since(self.last_send) < HOLD;
+        self.last_send = now;
         if self.from_host.ring.free_slots() == 0 {
-            let _ = self.node.deliver(&mut self.from_host);
+            self.deliver();
         }
         if self.from_host.ring.push_copy(frame, 0) {
             self.program.count_in(frame.len());
-            let _ = self.node.deliver(&mut self.from_host);
+            if close_behind && self.from_host.ring.queued().len() < BATCH {
+                self.holding_since.get_or_insert(now);
+            } else {
+                self.deliver();
+            }
         } else {
             self.program.drop_full += 1;
         }
-        self.rearm();
+        self.rearm(now);
     }
 
     /// One step: control work for whatever the poll reports, frames moved
     /// both ways, then the next frame for the host copied into `buf`
     /// (truncated to its size). Returns the frame's length, or
-    /// [`CONTROL_STEP`] when there is none.
+    /// [`CONTROL_STEP`] when there is none. While frames wait for the host
+    /// the poll is not asked: they are handed out first.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
-        self.step();
+        if self.to_host.ring.is_empty() {
+            self.step();
+        } else {
+            self.deliver();
+        }
         let ring = &mut self.to_host.ring;
         let n = match ring.queued().first() {
             Some(&slot) => {
@@ -128,18 +169,28 @@ impl HostedNode {
                 buf[..n].copy_from_slice(&frame[..n]);
                 self.program.count_out(frame.len());
                 ring.consume_front(1);
+                // Read ahead when that was the last: the ports' readiness
+                // was consumed by the poll, so frames still in their
+                // sockets must be queued (and the fd kept readable) now,
+                // or nobody would ever ask for them; and the wait takes
+                // back the kick, so the fd is not readable for nothing.
+                if ring.is_empty() {
+                    self.step();
+                }
                 n
             }
             None => CONTROL_STEP,
         };
-        // Read ahead: the ports' readiness was consumed by the poll, so
-        // frames still in their sockets must be queued (and the fd kept
-        // readable) now, or nobody would ever ask for them.
-        if self.to_host.ring.is_empty() {
-            let _ = self.node.fill(&mut self.to_host);
-        }
-        self.rearm();
+        self.rearm(Instant::now());
         n
+    }
+
+    /// Hands what the host sent to the node (held frames included).
+    fn deliver(&mut self) {
+        self.holding_since = None;
+        if !self.from_host.ring.is_empty() {
+            let _ = self.node.deliver(&mut self.from_host);
+        }
     }
 
     fn step(&mut self) {
@@ -150,8 +201,9 @@ impl HostedNode {
         {
             for ev in self.events.iter() {
                 match ev.token() {
-                    KICK => {}
+                    KICK => self.kicked = false,
                     TIMER => {
+                        self.timer_due = None;
                         let mut expirations = [0u8; 8];
                         let _ = sys::read(self.timer.as_raw_fd(), &mut expirations);
                     }
@@ -164,7 +216,7 @@ impl HostedNode {
                 }
             }
         }
-        let _ = self.node.deliver(&mut self.from_host);
+        self.deliver();
         if self.to_host.ring.is_empty() {
             let _ = self.node.fill(&mut self.to_host);
         }
@@ -176,14 +228,29 @@ impl HostedNode {
     }
 
     /// Keeps the data fd truthful: readable while frames wait for the host,
-    /// write interest on full ports, a timer while a laggard holds frames.
-    fn rearm(&mut self) {
+    /// write interest on full ports, a timer while frames are held for a
+    /// batch or a laggard holds frames. Each only when it changes.
+    fn rearm(&mut self, now: Instant) {
         self.node.sync_interest(self.poll.registry());
-        if !self.to_host.ring.is_empty() {
+        if !self.to_host.ring.is_empty() && !self.kicked {
             sys::kick(self.kick.as_raw_fd());
+            self.kicked = true;
         }
-        if let Some(soon) = self.node.wake_in() {
-            sys::arm_timer(self.timer.as_raw_fd(), soon);
+        let held = self.holding_since.map(|since| since + HOLD);
+        let laggard = self.node.wake_in().map(|soon| now + soon);
+        let due = match (held, laggard) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(due) = due {
+            // A timer set to fire by then will do, and so will one that
+            // fired and whose event the poll still holds (the fd is
+            // readable: the program calls `recv`, which sends the held
+            // frames); setting a timer is not cheap.
+            if !self.timer_due.is_some_and(|set| set <= due) {
+                sys::arm_timer(self.timer.as_raw_fd(), due.saturating_duration_since(now));
+                self.timer_due = Some(due);
+            }
         }
     }
 
