@@ -221,7 +221,37 @@ pub(crate) struct AddrBatch {
     prefix_len: usize,
     /// The header sent before every frame.
     send_prefix: [u8; PREFIX_MAX],
+    /// The send batch being staged: its iovecs (a header and a frame per
+    /// frame, message after message), and per message how many frames it
+    /// carries and their wire length (see [`AddrBatch::stage`]).
+    send_iovs: Box<[libc::iovec]>,
+    runs: [Run; BATCH],
+    staged: usize,
+    staged_frames: usize,
+    staged_iovs: usize,
 }
+
+/// One staged message: `segments` frames of `seg_len` bytes on the wire
+/// (the last may be shorter), to the address in `names`.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    segments: usize,
+    seg_len: usize,
+    has_dest: bool,
+    /// A shorter last segment ends the datagram.
+    closed: bool,
+}
+
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Segments in one UDP GSO datagram at most (the kernel's
+/// `UDP_MAX_SEGMENTS` is 64 or more).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// UDP payload bytes in one GSO datagram at most (IPv4 allows 65507).
+const GSO_MAX_BYTES: usize = 65_000;
+/// Longer frames go one per datagram: every segment must fit the path's
+/// MTU, and these fit any Ethernet path with room for the headers.
+pub(crate) const GSO_MAX_SEGMENT: usize = 1400;
 
 /// One datagram of the last [`AddrBatch::recv`].
 #[derive(Debug, Clone, Copy)]
@@ -256,19 +286,20 @@ impl AddrBatch {
             slots: [0; BATCH],
             prefix_len: prefix.len(),
             send_prefix,
+            send_iovs: vec![iov; 2 * BATCH].into_boxed_slice(),
+            runs: [Run::default(); BATCH],
+            staged: 0,
+            staged_frames: 0,
+            staged_iovs: 0,
         }
     }
 
-    /// Points message `i` at its header (when there is one) and `frame`.
-    fn point(&mut self, i: usize, frame: *mut u8, frame_len: usize, recv: bool) {
+    /// Points message `i` at its header scratch (when there is one), at
+    /// `frame` and at its address and control scratch, for a receive.
+    fn point(&mut self, i: usize, frame: *mut u8, frame_len: usize) {
         let (iov, iovlen) = if self.prefix_len > 0 {
-            let hdr = if recv {
-                self.prefixes[i].as_mut_ptr()
-            } else {
-                self.send_prefix.as_mut_ptr()
-            };
             self.iovs[i][0] = libc::iovec {
-                iov_base: hdr.cast(),
+                iov_base: self.prefixes[i].as_mut_ptr().cast(),
                 iov_len: self.prefix_len,
             };
             self.iovs[i][1] = libc::iovec {
@@ -288,15 +319,10 @@ impl AddrBatch {
         hdr.msg_iovlen = iovlen;
         hdr.msg_flags = 0;
         self.msgs[i].msg_len = 0;
-        if recv {
-            hdr.msg_name = (&mut self.names[i].storage as *mut libc::sockaddr_storage).cast();
-            hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
-            hdr.msg_controllen = CMSG_ROOM as _;
-        } else {
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
-        }
+        hdr.msg_name = (&mut self.names[i].storage as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+        hdr.msg_controllen = CMSG_ROOM as _;
     }
 
     /// Receives up to `max` datagrams into reserved ring slots. Each one
@@ -317,7 +343,7 @@ impl AddrBatch {
             let slot = ring.reserve().expect("free slots counted above");
             self.slots[i] = slot;
             let p = ring.slot_ptr(slot);
-            self.point(i, p, MAX_FRAME, true);
+            self.point(i, p, MAX_FRAME);
         }
         // SAFETY: msgs[..want] point at iovecs over reserved ring slots and
         // this batch's own scratch, all alive for the call.
@@ -392,32 +418,143 @@ impl AddrBatch {
         None
     }
 
-    /// Stages frame `frame` as message `i` of the next send, to `dest`
-    /// (`None` on a connected socket).
-    pub(crate) fn stage(&mut self, i: usize, frame: &[u8], dest: Option<&crate::sys::SockAddr>) {
-        self.point(i, frame.as_ptr() as *mut u8, frame.len(), false);
-        let hdr = &mut self.msgs[i].msg_hdr;
-        match dest {
-            Some(d) => {
-                self.names[i] = *d;
-                hdr.msg_name = (&mut self.names[i].storage as *mut libc::sockaddr_storage).cast();
-                hdr.msg_namelen = d.len;
-            }
-            None => {
-                hdr.msg_name = std::ptr::null_mut();
-                hdr.msg_namelen = 0;
-            }
-        }
+    /// Empties the send batch.
+    pub(crate) fn clear_staged(&mut self) {
+        self.staged = 0;
+        self.staged_frames = 0;
+        self.staged_iovs = 0;
     }
 
-    /// Sends the `n` staged messages; the frames they point at must still
-    /// be alive. Returns how many the socket took. An error means the
-    /// first one could not be sent at all.
-    pub(crate) fn send_staged(&mut self, fd: RawFd, n: usize) -> io::Result<usize> {
-        if n == 0 {
+    /// Stages `frame` for the next send, to `dest` (`None` on a connected
+    /// socket); the frame must stay alive until then. With `segment` (a
+    /// UDP socket), frames of one length to one address share a datagram
+    /// as UDP GSO segments: one trip through the stack for the lot, one
+    /// datagram each on the wire. At most [`BATCH`] frames per batch.
+    pub(crate) fn stage(
+        &mut self,
+        frame: &[u8],
+        dest: Option<&crate::sys::SockAddr>,
+        segment: bool,
+    ) {
+        assert!(
+            self.staged_frames < BATCH,
+            "a send batch holds {BATCH} frames"
+        );
+        let wire = self.prefix_len + frame.len();
+        let joins = segment && self.staged > 0 && {
+            let run = &self.runs[self.staged - 1];
+            let same_dest = match dest {
+                None => !run.has_dest,
+                Some(d) => run.has_dest && same_addr(&self.names[self.staged - 1], d),
+            };
+            !run.closed
+                && same_dest
+                && run.seg_len <= GSO_MAX_SEGMENT
+                && wire <= run.seg_len
+                && run.segments < GSO_MAX_SEGMENTS
+                && (run.segments + 1) * run.seg_len <= GSO_MAX_BYTES
+        };
+        if !joins {
+            let m = self.staged;
+            self.staged += 1;
+            self.runs[m] = Run {
+                segments: 0,
+                seg_len: wire,
+                has_dest: dest.is_some(),
+                closed: false,
+            };
+            if let Some(d) = dest {
+                self.names[m] = *d;
+            }
+            let first = self.staged_iovs;
+            let hdr = &mut self.msgs[m].msg_hdr;
+            hdr.msg_iov = self.send_iovs[first..].as_mut_ptr();
+            hdr.msg_iovlen = 0;
+            hdr.msg_flags = 0;
+            self.msgs[m].msg_len = 0;
+            match dest {
+                Some(d) => {
+                    hdr.msg_name =
+                        (&mut self.names[m].storage as *mut libc::sockaddr_storage).cast();
+                    hdr.msg_namelen = d.len;
+                }
+                None => {
+                    hdr.msg_name = std::ptr::null_mut();
+                    hdr.msg_namelen = 0;
+                }
+            }
+        }
+        let m = self.staged - 1;
+        if self.prefix_len > 0 {
+            self.send_iovs[self.staged_iovs] = libc::iovec {
+                iov_base: self.send_prefix.as_mut_ptr().cast(),
+                iov_len: self.prefix_len,
+            };
+            self.staged_iovs += 1;
+        }
+        self.send_iovs[self.staged_iovs] = libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        };
+        self.staged_iovs += 1;
+        let run = &mut self.runs[m];
+        run.segments += 1;
+        run.closed = wire < run.seg_len;
+        self.msgs[m].msg_hdr.msg_iovlen += if self.prefix_len > 0 { 2 } else { 1 };
+        self.staged_frames += 1;
+    }
+
+    /// Whether the first staged message carries several frames (a GSO
+    /// datagram).
+    pub(crate) fn first_is_segmented(&self) -> bool {
+        self.staged > 0 && self.runs[0].segments > 1
+    }
+
+    /// Sends the staged messages; the frames they point at must still be
+    /// alive. Returns how many frames went out, in order. An error means
+    /// the first message could not be sent at all.
+    pub(crate) fn send_staged(&mut self, fd: RawFd) -> io::Result<usize> {
+        if self.staged == 0 {
             return Ok(0);
         }
-        // msgs[..n] were staged over live frames and this batch's scratch.
-        send_messages(fd, &mut self.msgs[..n])
+        for m in 0..self.staged {
+            let run = self.runs[m];
+            let hdr = &mut self.msgs[m].msg_hdr;
+            if run.segments > 1 {
+                let room = &mut self.cmsgs[m];
+                // SAFETY: `room` is CMSG_ROOM bytes, u64-aligned, more than
+                // CMSG_SPACE of a u16; the CMSG_* helpers stay inside it.
+                unsafe {
+                    hdr.msg_control = room.as_mut_ptr().cast();
+                    hdr.msg_controllen = libc::CMSG_SPACE(2) as _;
+                    let c = libc::CMSG_FIRSTHDR(hdr);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), run.seg_len as u16);
+                }
+            } else {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+        }
+        // msgs[..staged] were staged over live frames and this batch's
+        // scratch.
+        let sent = send_messages(fd, &mut self.msgs[..self.staged])?;
+        Ok(self.runs[..sent].iter().map(|r| r.segments).sum())
+    }
+}
+
+fn same_addr(a: &crate::sys::SockAddr, b: &crate::sys::SockAddr) -> bool {
+    let n = a.len as usize;
+    a.len == b.len && {
+        // SAFETY: both are sockaddr_storage, `n` is at most its size.
+        let (x, y) = unsafe {
+            (
+                std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), n),
+                std::slice::from_raw_parts(b.as_ptr().cast::<u8>(), n),
+            )
+        };
+        x == y
     }
 }

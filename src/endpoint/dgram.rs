@@ -62,6 +62,12 @@ pub(crate) trait Policy {
         false
     }
 
+    /// Whether the sending socket is UDP, so that frames of one length
+    /// can share a datagram as GSO segments.
+    fn udp(&self) -> bool {
+        false
+    }
+
     /// Last words on the sending socket before it closes.
     fn on_close(&mut self, _send: &OwnedFd) {}
 }
@@ -83,6 +89,9 @@ pub(crate) struct DatagramLink<P: Policy> {
     hung_up: bool,
     /// `fill` stopped at its round limit with datagrams left to read.
     more: bool,
+    /// Frames of one length are sent as UDP GSO segments (see
+    /// [`AddrBatch::stage`]); off for good once the path refuses.
+    segments: bool,
 }
 
 /// Batches one `fill` reads from each socket at most, so that a flood of
@@ -97,6 +106,7 @@ impl<P: Policy> DatagramLink<P> {
     /// A link over `socks` (the policy's socket indexes), with `prefix`
     /// before every frame on the wire.
     pub(crate) fn new(policy: P, socks: Vec<OwnedFd>, prefix: &[u8]) -> DatagramLink<P> {
+        let policy_udp = policy.udp();
         DatagramLink {
             policy,
             socks: socks
@@ -114,6 +124,7 @@ impl<P: Policy> DatagramLink<P> {
             clock: Instant::now(),
             hung_up: false,
             more: false,
+            segments: policy_udp,
         }
     }
 
@@ -272,12 +283,13 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
             let now = self.now();
             let queued = lane.ring.queued();
             let n = queued.len().min(BATCH);
-            for (i, &slot) in queued[..n].iter().enumerate() {
+            self.io.clear_staged();
+            for &slot in &queued[..n] {
                 let frame = lane.ring.frame(slot);
                 let dest = self.policy.route(frame, now);
-                self.io.stage(i, frame, dest.as_ref());
+                self.io.stage(frame, dest.as_ref(), self.segments);
             }
-            match self.io.send_staged(fd, n) {
+            match self.io.send_staged(fd) {
                 Ok(0) => self.socks[si].writable = false,
                 Ok(sent) => {
                     for &slot in &lane.ring.queued()[..sent] {
@@ -285,6 +297,12 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
                     }
                     lane.ring.consume_front(sent);
                     total += sent;
+                }
+                Err(e) if self.io.first_is_segmented() => {
+                    // The path cannot take UDP GSO (no checksum offload,
+                    // an old kernel): one datagram per frame from now on.
+                    debug!("{}: send: {e}; no more GSO", self.policy.label());
+                    self.segments = false;
                 }
                 Err(e) => {
                     match e.raw_os_error() {

@@ -14,6 +14,9 @@ use super::OpenError;
 use crate::batch::{AddrBatch, Datagram};
 use crate::sys::{self, SockAddr};
 
+/// The receive buffer asked for, in bytes.
+const RCVBUF: libc::c_int = 4 << 20;
+
 pub(crate) struct Udp {
     label: String,
     dest: SockAddr,
@@ -49,6 +52,10 @@ pub(crate) fn open(spec: &str) -> Result<DatagramLink<Udp>, OpenError> {
     };
     let fd = sys::socket(family, libc::SOCK_DGRAM, 0)?;
     sys::bind_addr(&fd, &SockAddr::from_inet(src)).map_err(|_| OpenError(libc::ECONNABORTED))?;
+    // UDP has no backpressure: what arrives while the loop is not
+    // scheduled waits in this buffer or is lost. Ask for room for a few
+    // milliseconds at full speed (the kernel caps it at rmem_max).
+    let _ = sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
     let policy = Udp {
         label: format!("udp://{spec}"),
         dest: SockAddr::from_inet(dest),
@@ -75,6 +82,10 @@ impl Policy for Udp {
 
     fn route(&mut self, _frame: &[u8], _now: u64) -> Option<SockAddr> {
         Some(self.dest)
+    }
+
+    fn udp(&self) -> bool {
+        true
     }
 }
 
