@@ -247,7 +247,7 @@ impl HostedNode {
             // fired and whose event the poll still holds (the fd is
             // readable: the program calls `recv`, which sends the held
             // frames); setting a timer is not cheap.
-            if !self.timer_due.is_some_and(|set| set <= due) {
+            if self.timer_due.is_none_or(|set| set > due) {
                 sys::arm_timer(self.timer.as_raw_fd(), due.saturating_duration_since(now));
                 self.timer_due = Some(due);
             }
