@@ -298,7 +298,17 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
                     lane.ring.consume_front(sent);
                     total += sent;
                 }
-                Err(e) if self.io.first_is_segmented() => {
+                Err(e)
+                    if self.io.first_is_segmented()
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EIO)
+                                | Some(libc::EINVAL)
+                                | Some(libc::EMSGSIZE)
+                                | Some(libc::ENOPROTOOPT)
+                                | Some(libc::EOPNOTSUPP)
+                        ) =>
+                {
                     // The path cannot take UDP GSO (no checksum offload,
                     // an old kernel): one datagram per frame from now on.
                     debug!("{}: send: {e}; no more GSO", self.policy.label());
