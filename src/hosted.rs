@@ -74,6 +74,8 @@ pub struct HostedNode {
     holding_since: Option<Instant>,
     /// When the host last sent a frame.
     last_send: Instant,
+    /// The last delivery left frames behind (full cables, a laggard).
+    blocked: bool,
 }
 
 impl HostedNode {
@@ -110,6 +112,7 @@ impl HostedNode {
             timer_due: None,
             holding_since: None,
             last_send: Instant::now(),
+            blocked: false,
         })
     }
 
@@ -139,7 +142,10 @@ impl HostedNode {
         }
         if self.from_host.ring.push_copy(frame, 0) {
             self.program.count_in(frame.len());
-            if close_behind && self.from_host.ring.queued().len() < BATCH {
+            // Frames that wait for a full cable are not held: the cable's
+            // write event brings the next try, and a timer would only
+            // wake the program for nothing.
+            if close_behind && !self.blocked && self.from_host.ring.queued().len() < BATCH {
                 self.holding_since.get_or_insert(now);
             } else {
                 self.deliver();
@@ -191,6 +197,7 @@ impl HostedNode {
         if !self.from_host.ring.is_empty() {
             let _ = self.node.deliver(&mut self.from_host);
         }
+        self.blocked = !self.from_host.ring.is_empty();
     }
 
     fn step(&mut self) {
