@@ -528,6 +528,7 @@ fn cmd_recv(fd: i32, deadline: u64, idle_ns: u64, batch: usize) -> Result<String
     set_sock_timeout(fd, libc::SO_RCVTIMEO, POLL_NS).map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
     let mut b = Batch::new(batch, RX_STRIDE);
     let (mut frames, mut bytes, mut reordered, mut foreign) = (0u64, 0u64, 0u64, 0u64);
+    let mut runts = 0u64;
     let mut max_seq: Option<u64> = None;
     let mut seen = SeqSet::default();
     let (mut first, mut last) = (0u64, 0u64);
@@ -555,13 +556,17 @@ fn cmd_recv(fd: i32, deadline: u64, idle_ns: u64, batch: usize) -> Result<String
             }
         };
         let t = now_ns();
-        if frames == 0 {
-            first = t;
-        }
-        last = t;
+        let before = frames;
         for i in 0..n {
             let len = b.received(i).min(RX_STRIDE);
+            if len < 14 {
+                // Not a frame: a bonding node's path report to what it
+                // takes for a cable (no host would see it).
+                runts += 1;
+                continue;
+            }
             bytes += len as u64;
+            frames += 1;
             match frame_seq(&b.frame(i)[..len]) {
                 Some(s) => {
                     seen.add(s);
@@ -573,12 +578,17 @@ fn cmd_recv(fd: i32, deadline: u64, idle_ns: u64, batch: usize) -> Result<String
                 None => foreign += 1,
             }
         }
-        frames += n as u64;
+        if frames > before {
+            if before == 0 {
+                first = t;
+            }
+            last = t;
+        }
     }
     let span = last - first;
     let max_seq = max_seq.map_or_else(|| "none".to_string(), |m| m.to_string());
     let line = format!(
-        "frames={frames} bytes={bytes} first_to_last_s={:.6} fps={:.1} max_seq={max_seq} reordered={reordered} foreign={foreign} distinct={} dup={} untracked={}",
+        "frames={frames} bytes={bytes} first_to_last_s={:.6} fps={:.1} max_seq={max_seq} reordered={reordered} foreign={foreign} runts={runts} distinct={} dup={} untracked={}",
         secs(span),
         rate(frames, span),
         seen.distinct,

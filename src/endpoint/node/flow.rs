@@ -80,7 +80,22 @@ pub(crate) fn flow_of(frame: &[u8]) -> Flow {
             h.eat(&eth.src());
         }
     }
-    Flow { hash: h.0, tcp }
+    Flow {
+        hash: mix(h.0),
+        tcp,
+    }
+}
+
+/// Spreads every input bit over the whole hash (MurmurHash3's finaliser):
+/// FNV's low bit is the parity of the input's low bits, and Linux gives
+/// the client ends of connections ports of one parity, so without this
+/// `hash % 2` would put every such flow on one cable.
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ h >> 16
 }
 
 /// Slots of the [`FlowTable`]: flows that share one share a cable.
@@ -173,6 +188,21 @@ mod tests {
         assert_eq!(t.held(tcp, now), Some((3, later)));
         assert_eq!(t.held(tcp, later), None);
         assert_eq!(t.held(udp, now), None);
+    }
+
+    #[test]
+    fn flows_from_ports_of_one_parity_spread_over_two_cables() {
+        let on_cable = |port: u16| {
+            flow_hash(&ipv4(
+                [198, 18, 0, 1],
+                [198, 18, 0, 2],
+                PROTO_TCP,
+                port,
+                5201,
+            )) % 2
+        };
+        let odd: Vec<u32> = (0..8).map(|k| on_cable(40001 + 2 * k)).collect();
+        assert!(odd.contains(&0) && odd.contains(&1), "{odd:?}");
     }
 
     #[test]

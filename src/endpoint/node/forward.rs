@@ -402,71 +402,79 @@ pub fn by_flow(ports: &mut PortTable, lane: &mut Lane, dead: &mut Vec<PortId>) -
 }
 
 /// How much a TCP frame may overtake the one before it when its flow moves
-/// to another port: Linux's receiver tolerates a little reordering (RACK,
-/// a quarter of a short round trip) and, without any, a single flow could
-/// never use two ports.
+/// to another port: a receiver tolerates a little reordering (Linux's RACK
+/// widens its window when it sees some), and with none allowed a single
+/// flow could never use two ports.
 const REORDER_SLACK: Duration = Duration::from_millis(10);
 
 /// Bonding, `policy=path` once every cable's far end answers: each frame
 /// to the port where it would arrive first
-/// ([`PathState::arrival`](super::path::PathState::arrival)), among those
-/// whose virtual queue reaches less than [`MAX_BACKLOG`] ahead and, for a
-/// TCP flow, where it would not overtake the flow's previous frame by more
-/// than [`REORDER_SLACK`] ([`FlowTable`]): a TCP flow whose port is busy
-/// waits for it (a flow
-/// moves when its port is full or dark, or once its frames have arrived).
-/// When no port qualifies, the frames wait; returns the frames finished
-/// and, then, how long until one may.
+/// ([`PathState::arrival`](super::path::PathState::arrival)), preferring
+/// those whose virtual queue reaches less than [`MAX_BACKLOG`] ahead; a
+/// TCP flow stays on its port unless another is better and would not make
+/// it overtake its previous frame by more than [`REORDER_SLACK`]
+/// ([`FlowTable`]), or its port cannot keep up, or another is far better. Frames never wait for the estimates, only for room in
+/// the sockets, as with `adaptive`: a rate estimated too low costs a
+/// share, never throughput. Returns the frames finished.
 pub fn by_arrival(
     ports: &mut PortTable,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
     flows: &mut FlowTable,
-) -> (usize, Option<Duration>) {
+) -> usize {
     let now = Instant::now();
-    let mut wait = None;
-    let done = deal_all(ports, lane, dead, &mut |ports, frame| {
+    deal_all(ports, lane, dead, &mut |ports, frame| {
         let flow = flow_of(frame);
         let held = flows.held(flow, now);
-        let mut best: Option<(usize, Duration)> = None;
-        // How long until a port that cannot take this frame now may.
-        let mut soonest: Option<Duration> = None;
-        let mut later = |d: Duration| soonest = Some(soonest.map_or(d, |s| s.min(d)));
+        // The best port by (over the backlog bound, arrival), and the
+        // flow's own port if it can take the frame.
+        // The best port by (over the backlog bound, arrival): among those
+        // where the flow would not overtake itself, and among all; and the
+        // flow's own port, if it can take the frame.
+        let mut best: Option<(usize, bool, Duration)> = None;
+        let mut best_any: Option<(usize, bool, Duration)> = None;
+        let mut own = None;
+        let better = |c: (usize, bool, Duration), b: Option<(usize, bool, Duration)>| {
+            b.is_none_or(|(_, o, a)| (c.1, c.2) < (o, a))
+        };
         for i in 0..ports.active().len() {
             let id = ports.active()[i];
             let p = ports.nth_active_mut(i);
             if !can_take(p, now) {
                 continue;
             }
-            let backlog = p.path.backlog(now);
-            if backlog > MAX_BACKLOG {
-                later(backlog - MAX_BACKLOG);
-                if held.is_some_and(|(on, _)| on == id) {
-                    // Its flow waits for it rather than be reordered.
-                    wait = soonest;
-                    return None;
-                }
-                continue;
+            let c = (
+                i,
+                p.path.backlog(now) > MAX_BACKLOG,
+                p.path.arrival(now, frame.len()),
+            );
+            if better(c, best_any) {
+                best_any = Some(c);
             }
-            let arrival = p.path.arrival(now, frame.len());
-            if let Some((on, until)) = held {
-                if on != id && now + arrival + REORDER_SLACK < until {
-                    later(until - now);
-                    continue;
-                }
+            match held {
+                Some((on, _)) if on == id => own = Some(c),
+                Some((_, until)) if now + c.2 + REORDER_SLACK < until => continue,
+                _ => {}
             }
-            if best.is_none_or(|(_, a)| arrival < a) {
-                best = Some((i, arrival));
+            if better(c, best) {
+                best = Some(c);
             }
         }
-        let Some((at, arrival)) = best else {
-            wait = soonest;
-            return None;
+        let (at, _, arrival) = match (own, best, best_any) {
+            // Its own port can no longer keep up, or another is far
+            // better: the flow moves, even if a few frames overtake.
+            (Some(own), _, Some(any)) if (own.1 && !any.1) || any.2 + 2 * REORDER_SLACK < own.2 => {
+                any
+            }
+            // A better port within the bound where it does not overtake.
+            (Some(own), Some(b), _) if !b.1 && b.2 < own.2 => b,
+            (Some(own), _, _) => own,
+            (None, Some(b), _) => b,
+            (None, None, _) => return None,
         };
         let id = ports.active()[at];
         ports.nth_active_mut(at).path.take(now, frame.len());
         flows.put(flow, id, now + arrival);
         Some(at)
-    });
-    (done, wait)
+    })
 }

@@ -190,8 +190,6 @@ pub(crate) enum Kind {
         joined: usize,
         /// The stamps of path reports (`policy=path`).
         clock: StampClock,
-        /// Frames wait for a cable's virtual queue to shorten until then.
-        waiting_until: Option<Instant>,
         /// Where TCP flows go (`policy=path`).
         flows: FlowTable,
     },
@@ -222,7 +220,6 @@ impl Kind {
                 weights: Vec::new(),
                 joined: 0,
                 clock: StampClock::new(),
-                waiting_until: None,
                 flows: FlowTable::new(),
             },
         }
@@ -289,22 +286,18 @@ impl Kind {
                 policy,
                 rr,
                 weights,
-                waiting_until,
                 flows,
                 ..
             } => {
                 let weighted = !weights.is_empty();
-                *waiting_until = None;
                 match policy {
                     BondingPolicy::RoundRobin => {
                         forward::round_robin(ports, rr, weighted, lane, dead)
                     }
                     BondingPolicy::Adaptive => forward::adaptive(ports, rr, weighted, lane, dead),
                     BondingPolicy::Hash => forward::by_flow(ports, lane, dead),
-                    BondingPolicy::Path if paths_known(ports, now) => {
-                        let (done, wait) = forward::by_arrival(ports, lane, dead, flows);
-                        *waiting_until = wait.map(|w| now + w);
-                        done
+                    BondingPolicy::Path if paths_known(ports, now) && !paths_alike(ports, now) => {
+                        forward::by_arrival(ports, lane, dead, flows)
                     }
                     BondingPolicy::Path => forward::adaptive(ports, rr, weighted, lane, dead),
                 }
@@ -469,19 +462,16 @@ impl Kind {
     }
 
     /// When the kind wants to be looked at again without an event: a
-    /// laggard's grace, a path report due, a cable's virtual queue short
-    /// enough to deal the frames waiting.
+    /// laggard's grace, a path report due.
     pub(crate) fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration> {
         match self {
             Kind::Bonding {
                 policy: BondingPolicy::Path,
-                waiting_until,
                 ..
             } => ports
                 .active()
                 .iter()
                 .filter_map(|&id| ports.get(id)?.path.report_due())
-                .chain(*waiting_until)
                 .min()
                 .map(|t| t.saturating_duration_since(now)),
             _ => self
@@ -536,7 +526,8 @@ impl Kind {
 }
 
 /// Every cable's far end has answered (it is a bonding node of ours), and
-/// some cable is not dark: deal by arrival. Otherwise as `adaptive`.
+/// some cable is not dark: deal by arrival (unless the paths are alike).
+/// Otherwise as `adaptive`.
 fn paths_known(ports: &PortTable, now: Instant) -> bool {
     let paths = || {
         ports
@@ -546,6 +537,21 @@ fn paths_known(ports: &PortTable, now: Instant) -> bool {
             .map(|p| &p.path)
     };
     paths().all(PathState::answered) && paths().any(|p| !p.silent(now))
+}
+
+/// The cables that are not dark have alike paths (`PathState::alike`):
+/// taking turns, as `adaptive` does, serves them best.
+fn paths_alike(ports: &PortTable, now: Instant) -> bool {
+    let mut lit = ports
+        .active()
+        .iter()
+        .filter_map(|&id| ports.get(id))
+        .map(|p| &p.path)
+        .filter(|p| !p.silent(now));
+    let Some(first) = lit.next() else {
+        return false;
+    };
+    lit.all(|p| p.alike(first))
 }
 
 /// Host frames (routed) to the ports by [`forward::fan_out`]; keeps count

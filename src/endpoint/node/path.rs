@@ -17,8 +17,9 @@
 //! bandwidth), and a quarter less whenever its round trip (the smallest
 //! since the last sample, so that jitter does not count) shows a queue
 //! building on the path (the ssh connection's buffers, a shaper), to drain
-//! it. When every cable's virtual queue reaches [`MAX_BACKLOG`] ahead,
-//! frames wait at the node: the queues stay in the host, short on the paths.
+//! it. A cable whose virtual queue reaches [`MAX_BACKLOG`] ahead is dealt
+//! frames only when every cable's does; frames never wait for an estimate,
+//! only, as with `adaptive`, for room in a socket.
 //!
 //! A cable whose far end has answered and then falls silent for
 //! [`silent_after`](PathState::silent_after) (a blackholed path) is given
@@ -34,9 +35,9 @@ use crate::wire::path_report::{PathReport, ReportFields};
 pub(crate) const REPORT_EVERY: Duration = Duration::from_millis(20);
 /// How often on one that has not answered (yet, or ever: a C peer).
 pub(crate) const HELLO_EVERY: Duration = Duration::from_millis(500);
-/// How far ahead of now the cables' virtual queues may reach before the
-/// frames wait at the node.
-pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(80);
+/// How far ahead of now a cable's virtual queue may reach and still be
+/// preferred: past it, a cable is dealt frames only when every cable is.
+pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(30);
 /// Silence after which an answering cable counts as dark: about two round
 /// trips and four reports, within these bounds.
 const SILENT_MIN: Duration = Duration::from_millis(300);
@@ -58,6 +59,8 @@ const START_PLATEAU: u8 = 3;
 /// Rate of a cable before it is measured (10 Mbit/s), and the floor.
 const START_RATE: u64 = 1_250_000;
 const MIN_RATE: u64 = 32_000;
+/// Round trips that differ by no more than this are alike.
+const ALIKE_RTT_US: u64 = 4_000;
 /// `hold` of a report that echoes nothing (its sender heard no stamp yet).
 const NO_ECHO: u8 = 0xff;
 
@@ -300,6 +303,14 @@ impl PathState {
         self.delivered.iter().sum::<u64>() / n.max(1)
     }
 
+    /// Whether two paths are alike enough to be dealt to in turn: round
+    /// trips within [`ALIKE_RTT_US`] and rates within a factor of two. On
+    /// such paths taking turns keeps a flow in order best.
+    pub(crate) fn alike(&self, other: &PathState) -> bool {
+        let (r1, r2) = (self.rate.min(other.rate), self.rate.max(other.rate));
+        self.base_rtt_us.abs_diff(other.base_rtt_us) <= ALIKE_RTT_US && r2 <= 2 * r1
+    }
+
     /// The far end has answered at least once (it is a bonding node of ours).
     pub(crate) fn answered(&self) -> bool {
         self.last_heard.is_some()
@@ -400,6 +411,19 @@ mod tests {
         let f = p.report(t2, &clock);
         assert_eq!((f.echo, f.hold, f.stamp), (500, 7, 10));
         assert_eq!(p.report_due(), Some(t2 + REPORT_EVERY));
+    }
+
+    #[test]
+    fn alike_paths() {
+        let p = |rtt_ms: u64, mbit: u64| PathState {
+            base_rtt_us: rtt_ms * 1000,
+            rate: mbit * 125_000,
+            ..PathState::default()
+        };
+        assert!(p(10, 40).alike(&p(12, 30)));
+        assert!(!p(10, 40).alike(&p(50, 15)));
+        assert!(!p(10, 40).alike(&p(10, 15)));
+        assert!(!p(10, 40).alike(&p(20, 40)));
     }
 
     #[test]
