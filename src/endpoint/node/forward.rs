@@ -401,6 +401,11 @@ pub fn by_flow(ports: &mut PortTable, lane: &mut Lane, dead: &mut Vec<PortId>) -
     })
 }
 
+/// A port as `by_arrival` weighs it for a frame: its index in the active
+/// list, whether its virtual queue is past [`MAX_BACKLOG`], when the frame
+/// would arrive, and whether the queue is short (room to spare).
+type Candidate = (usize, bool, Duration, bool);
+
 /// How much a TCP frame may overtake the one before it when its flow moves
 /// to another port: a receiver tolerates a little reordering (Linux's RACK
 /// widens its window when it sees some), and with none allowed a single
@@ -413,7 +418,8 @@ const REORDER_SLACK: Duration = Duration::from_millis(10);
 /// those whose virtual queue reaches less than [`MAX_BACKLOG`] ahead; a
 /// TCP flow stays on its port unless another is better and would not make
 /// it overtake its previous frame by more than [`REORDER_SLACK`]
-/// ([`FlowTable`]), or its port cannot keep up, or another is far better. Frames never wait for the estimates, only for room in
+/// ([`FlowTable`]), or its port cannot keep up, or another is far better
+/// and has room to spare. Frames never wait for the estimates, only for room in
 /// the sockets, as with `adaptive`: a rate estimated too low costs a
 /// share, never throughput. Returns the frames finished.
 pub fn by_arrival(
@@ -431,22 +437,23 @@ pub fn by_arrival(
         // The best port by (over the backlog bound, arrival): among those
         // where the flow would not overtake itself, and among all; and the
         // flow's own port, if it can take the frame.
-        let mut best: Option<(usize, bool, Duration)> = None;
-        let mut best_any: Option<(usize, bool, Duration)> = None;
+        let mut best: Option<Candidate> = None;
+        let mut best_any: Option<Candidate> = None;
         let mut own = None;
-        let better = |c: (usize, bool, Duration), b: Option<(usize, bool, Duration)>| {
-            b.is_none_or(|(_, o, a)| (c.1, c.2) < (o, a))
-        };
+        let better =
+            |c: Candidate, b: Option<Candidate>| b.is_none_or(|(_, o, a, _)| (c.1, c.2) < (o, a));
         for i in 0..ports.active().len() {
             let id = ports.active()[i];
             let p = ports.nth_active_mut(i);
             if !can_take(p, now) {
                 continue;
             }
+            let backlog = p.path.backlog(now);
             let c = (
                 i,
-                p.path.backlog(now) > MAX_BACKLOG,
+                backlog > MAX_BACKLOG,
                 p.path.arrival(now, frame.len()),
+                backlog < MAX_BACKLOG / 3,
             );
             if better(c, best_any) {
                 best_any = Some(c);
@@ -460,10 +467,14 @@ pub fn by_arrival(
                 best = Some(c);
             }
         }
-        let (at, _, arrival) = match (own, best, best_any) {
-            // Its own port can no longer keep up, or another is far
-            // better: the flow moves, even if a few frames overtake.
-            (Some(own), _, Some(any)) if (own.1 && !any.1) || any.2 + 2 * REORDER_SLACK < own.2 => {
+        let (at, _, arrival, _) = match (own, best, best_any) {
+            // Its own port can no longer keep up, or another is far better
+            // and has room to spare: the flow moves, even if a few frames
+            // overtake (the room keeps flows from swinging back and forth
+            // while every port is busy).
+            (Some(own), _, Some(any))
+                if (own.1 && !any.1) || (any.3 && any.2 + 2 * REORDER_SLACK < own.2) =>
+            {
                 any
             }
             // A better port within the bound where it does not overtake.
