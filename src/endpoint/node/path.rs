@@ -3,12 +3,14 @@
 //! sends back on it ([`crate::wire::path_report`]), and for each frame the
 //! cable on which it would arrive first.
 //!
-//! Each cable has a rate and a one-way delay (half its smallest round
+//! Each cable has a rate and a one-way delay (half its smoothed round
 //! trip). Its virtual queue is what was dealt to it and, at that rate, has
 //! not left yet. A frame goes to the cable where it would arrive first (the
 //! virtual queue at the rate, plus the delay): frames arrive in about the
 //! order they were sent, a slow or far cable gets a share in proportion to
 //! what it delivers, and light traffic (pings) takes the nearest cable.
+//! (`forward::by_arrival` also keeps TCP flows from overtaking themselves,
+//! and `kind.rs` deals alike paths in turn.)
 //!
 //! The rate follows what the far end says it received, much as BBR paces
 //! a TCP flow: the path's bandwidth is what it delivered in its recent
@@ -52,7 +54,7 @@ const SAMPLE_MIN_MS: u16 = 100;
 const SAMPLE_MAX_MS: u16 = 5_000;
 /// Round trips over this are a wrapped stamp, not a measurement.
 const RTT_MAX_MS: u16 = 30_000;
-/// Delivery samples the bandwidth is the most of.
+/// Delivery samples the bandwidth is taken from (see `bandwidth`).
 const SAMPLES: usize = 6;
 /// Samples without a quarter more bandwidth that end a cable's start.
 const START_PLATEAU: u8 = 3;
