@@ -43,16 +43,22 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         }
     }
 
+    /// The ethertype of what the frame carries and the carried bytes,
+    /// past an 802.1Q tag if there is one.
+    pub fn payload(&self) -> (u16, &[u8]) {
+        let b = self.buffer.as_ref();
+        if self.ethertype() == ETHERTYPE_VLAN && b.len() >= 18 {
+            (u16::from_be_bytes([b[16], b[17]]), &b[18..])
+        } else {
+            (self.ethertype(), &b[ETH_HEADER_LEN..])
+        }
+    }
+
     /// The IPv4 or IPv6 source address of an IP packet, with its VLAN id
     /// (0 when untagged), as `-L` logs them.
     pub fn ip_source(&self) -> Option<(std::net::IpAddr, u16)> {
-        let b = self.buffer.as_ref();
-        let (ethertype, at, vlan) = if self.ethertype() == ETHERTYPE_VLAN && b.len() >= 18 {
-            (u16::from_be_bytes([b[16], b[17]]), 18, self.vlan())
-        } else {
-            (self.ethertype(), ETH_HEADER_LEN, 0)
-        };
-        let ip = &b[at..];
+        let (ethertype, ip) = self.payload();
+        let vlan = self.vlan();
         match ethertype {
             0x0800 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
                 let src: [u8; 4] = ip[12..16].try_into().ok()?;

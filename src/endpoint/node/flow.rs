@@ -6,9 +6,8 @@
 //! never reordered by the bond. `policy=path` keeps TCP flows on one cable
 //! too, while it can take them (see [`FlowTable`]).
 
-use crate::wire::{EthernetFrame, ETH_HEADER_LEN};
+use crate::wire::EthernetFrame;
 
-const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const PROTO_TCP: u8 = 6;
@@ -50,12 +49,7 @@ pub(crate) fn flow_of(frame: &[u8]) -> Flow {
         h.eat(frame);
         return Flow { hash: h.0, tcp };
     };
-    let (ethertype, at) = if eth.ethertype() == ETHERTYPE_VLAN && frame.len() >= 18 {
-        (u16::from_be_bytes([frame[16], frame[17]]), 18)
-    } else {
-        (eth.ethertype(), ETH_HEADER_LEN)
-    };
-    let ip = &frame[at..];
+    let (ethertype, ip) = eth.payload();
     match ethertype {
         ETHERTYPE_IPV4 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
             h.eat(&ip[12..20]);
