@@ -274,9 +274,8 @@ impl Endpoint for NetNode {
             self.remove_dead();
             return Ok(0);
         }
-        let runts = drop_runts(lane);
+        let (runts, bytes_before) = drop_runts(lane);
         self.host.drop_runt += runts as u64;
-        let bytes_before = queued_bytes(lane);
         let done = if self.ports.active().is_empty() {
             // Nobody to give the frames to: vdeplug4 drops them too.
             let n = lane.ring.queued().len();
@@ -364,20 +363,25 @@ impl NetNode {
 /// Drops what is shorter than an Ethernet header from the host's queue:
 /// a path report that a plug carried to the host side is for no cable.
 /// Only frames not yet handed out can be runts (this runs first on each).
-fn drop_runts(lane: &mut Lane) -> usize {
+/// Returns how many it dropped and the bytes of the frames left, in the
+/// one pass over the queue.
+fn drop_runts(lane: &mut Lane) -> (usize, u64) {
     let ring = &mut lane.ring;
-    let mut runts = 0;
+    let (mut runts, mut bytes) = (0, 0);
     for i in 0..ring.queued().len() {
         let slot = ring.queued()[i];
-        if ring.frame(slot).len() < ETH_HEADER_LEN {
+        let len = ring.frame(slot).len();
+        if len < ETH_HEADER_LEN {
             ring.mark_done(slot);
             runts += 1;
+        } else {
+            bytes += len as u64;
         }
     }
     if runts > 0 {
         ring.sweep();
     }
-    runts
+    (runts, bytes)
 }
 
 fn queued_bytes(lane: &Lane) -> u64 {
