@@ -65,6 +65,20 @@ struct Bed {
 }
 
 impl Bed {
+    /// The testbed with both bonding nodes and both cables up.
+    fn bonded(name: &str) -> Bed {
+        assert!(
+            which("tc"),
+            "tc is missing: install iproute2 (scripts/test installs it)"
+        );
+        let mut bed = Bed::new(name);
+        bed.node(1, &[]);
+        bed.node(2, &[]);
+        bed.cable(1);
+        bed.cable(2);
+        bed
+    }
+
     fn new(name: &str) -> Bed {
         let delayline = delayline();
         let t = Scratch::new(name);
@@ -295,15 +309,7 @@ fn a_blackholed_path_is_left_out_and_taken_back() {
     let Some(_lock) = ready("a_blackholed_path_is_left_out_and_taken_back") else {
         return;
     };
-    assert!(
-        which("tc"),
-        "tc is missing: install iproute2 (scripts/test installs it)"
-    );
-    let mut bed = Bed::new("mp-blackhole");
-    bed.node(1, &[]);
-    bed.node(2, &[]);
-    bed.cable(1);
-    bed.cable(2);
+    let mut bed = Bed::bonded("mp-blackhole");
     wait_until("both cables' far ends answering", || {
         (1..=2).all(|n| bed.cable_row(n).contains("[path "))
     });
@@ -362,15 +368,7 @@ fn fast_path_carries_at_least_twice_the_slow_ones_frames() {
     let Some(_lock) = ready("fast_path_carries_at_least_twice_the_slow_ones_frames") else {
         return;
     };
-    assert!(
-        which("tc"),
-        "tc is missing: install iproute2 (scripts/test installs it)"
-    );
-    let mut bed = Bed::new("mp-unequal");
-    bed.node(1, &[]);
-    bed.node(2, &[]);
-    bed.cable(1);
-    bed.cable(2);
+    let mut bed = Bed::bonded("mp-unequal");
     let (f1, f2) = (bed.cable_frames_out(1), bed.cable_frames_out(2));
     bed.tcp_send(2 << 20);
     let (d1, d2) = (bed.cable_frames_out(1) - f1, bed.cable_frames_out(2) - f2);

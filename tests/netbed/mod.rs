@@ -377,14 +377,20 @@ impl Sshd {
         assert!(sshd.proc.is_some(), "sshd does not start");
         let mut login = Command::new("ssh");
         login.args(sshd.ssh_args()).args(["root@127.0.0.1", "true"]);
+        sshd.assert_login(login);
+        sshd
+    }
+
+    /// Runs `login` (an ssh to this sshd running `true`) and fails the test,
+    /// with both sides' words, if it cannot log in.
+    fn assert_login(&self, mut login: Command) {
         let out = login.stdin(Stdio::null()).output().unwrap();
         assert!(
             out.status.success(),
             "cannot log in to the test sshd: {}{}",
             String::from_utf8_lossy(&out.stderr),
-            sshd.proc.as_ref().unwrap().log()
+            self.proc.as_ref().unwrap().log()
         );
-        sshd
     }
 
     /// An sshd inside namespace `ns`, on `port` of every address there,
@@ -419,19 +425,12 @@ impl Sshd {
             key: client,
             proc: Some(p),
         };
-        let out = Command::new("ip")
+        let mut login = Command::new("ip");
+        login
             .args(["netns", "exec", &from.name, "ssh"])
             .args(sshd.ssh_args())
-            .args([&format!("root@{login_addr}"), "true"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cannot log in to the test sshd: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            sshd.proc.as_ref().unwrap().log()
-        );
+            .args([&format!("root@{login_addr}"), "true"]);
+        sshd.assert_login(login);
         sshd
     }
 
