@@ -8,6 +8,7 @@ use std::os::fd::RawFd;
 use crate::ring::{FrameRing, Slot};
 use crate::stats::LinkStats;
 use crate::wire::path_report::is_path_report;
+use crate::wire::seq_tag::{self, TagFields, MAX_UNTAGGED, SEQ_TAG_LEN, TAG_AT};
 use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
 pub const BATCH: usize = 64;
@@ -15,7 +16,10 @@ pub const BATCH: usize = 64;
 /// Scratch headers for one batch, made once and reused for every call.
 pub struct BatchIo {
     msgs: Box<[libc::mmsghdr]>,
-    iovs: Box<[libc::iovec]>,
+    /// Per message: the frame, or the frame's addresses, a sequence tag and
+    /// the rest of the frame.
+    iovs: Box<[[libc::iovec; 3]]>,
+    seq_tags: Box<[[u8; SEQ_TAG_LEN]]>,
     slots: [Slot; BATCH],
 }
 
@@ -44,18 +48,20 @@ impl BatchIo {
         };
         BatchIo {
             msgs: vec![msg; BATCH].into_boxed_slice(),
-            iovs: vec![iov; BATCH].into_boxed_slice(),
+            iovs: vec![[iov; 3]; BATCH].into_boxed_slice(),
+            seq_tags: vec![[0; SEQ_TAG_LEN]; BATCH].into_boxed_slice(),
             slots: [0; BATCH],
         }
     }
 
-    fn prepare(&mut self, n: usize) {
+    /// Points the first `n` headers at their iovecs, `iovlen[i]` each.
+    fn prepare(&mut self, n: usize, iovlen: impl Fn(usize) -> usize) {
         for i in 0..n {
             let hdr = &mut self.msgs[i].msg_hdr;
             hdr.msg_name = std::ptr::null_mut();
             hdr.msg_namelen = 0;
-            hdr.msg_iov = &mut self.iovs[i];
-            hdr.msg_iovlen = 1;
+            hdr.msg_iov = self.iovs[i].as_mut_ptr();
+            hdr.msg_iovlen = iovlen(i);
             hdr.msg_control = std::ptr::null_mut();
             hdr.msg_controllen = 0;
             hdr.msg_flags = 0;
@@ -81,12 +87,12 @@ impl BatchIo {
         for i in 0..want {
             let slot = ring.reserve().expect("free slots counted above");
             self.slots[i] = slot;
-            self.iovs[i] = libc::iovec {
+            self.iovs[i][0] = libc::iovec {
                 iov_base: ring.slot_ptr(slot).cast(),
                 iov_len: MAX_FRAME,
             };
         }
-        self.prepare(want);
+        self.prepare(want, |_| 1);
         // SAFETY: msgs[..want] point at iovecs over reserved ring slots of
         // MAX_FRAME bytes each, alive for the duration of the call.
         let r = unsafe {
@@ -148,7 +154,9 @@ impl BatchIo {
     }
 
     /// Sends the frames in `slots` (at most [`BATCH`]) on the connected
-    /// datagram socket `fd`, in order. Returns how many the socket took:
+    /// datagram socket `fd`, in order. With `seq_tag`, each frame that has
+    /// room goes with a sequence tag ([`seq_tag`]) of that epoch and stamp
+    /// and of the number in its ring tag. Returns how many the socket took:
     /// fewer than asked means it is full now.
     pub fn send(
         &mut self,
@@ -156,21 +164,33 @@ impl BatchIo {
         ring: &FrameRing,
         slots: &[Slot],
         stats: &mut LinkStats,
+        seq_tag: Option<(u8, u16)>,
     ) -> io::Result<usize> {
         let n = slots.len().min(BATCH);
         if n == 0 {
             return Ok(0);
         }
+        let mut parts = [1usize; BATCH];
         for (i, &slot) in slots[..n].iter().enumerate() {
             let f = ring.frame(slot);
-            self.iovs[i] = libc::iovec {
-                iov_base: f.as_ptr() as *mut libc::c_void,
-                iov_len: f.len(),
+            let iov = |b: &[u8]| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
             };
+            match seq_tag {
+                Some((epoch, stamp)) if f.len() <= MAX_UNTAGGED => {
+                    let seq = ring.tag(slot);
+                    seq_tag::emit(&mut self.seq_tags[i], &TagFields { epoch, seq, stamp });
+                    let (head, rest) = f.split_at(TAG_AT);
+                    self.iovs[i] = [iov(head), iov(&self.seq_tags[i]), iov(rest)];
+                    parts[i] = 3;
+                }
+                _ => self.iovs[i][0] = iov(f),
+            }
         }
-        self.prepare(n);
+        self.prepare(n, |i| parts[i]);
         // msgs[..n] point at iovecs over queued frames in `ring`, which is
-        // borrowed for the call.
+        // borrowed for the call, and over `seq_tags`.
         let sent = send_messages(fd, &mut self.msgs[..n])?;
         for &slot in &slots[..sent] {
             stats.count_out(ring.frame(slot).len());

@@ -163,6 +163,20 @@ impl FrameRing {
         self.storage.slice(s * STRIDE, usize::from(self.lens[s]))
     }
 
+    /// A queued frame, to change in place (see [`set_len`](FrameRing::set_len)).
+    pub fn frame_mut(&mut self, slot: Slot) -> &mut [u8] {
+        let s = usize::from(slot);
+        self.storage
+            .slice_mut(s * STRIDE, usize::from(self.lens[s]))
+    }
+
+    /// Shortens a queued frame (after taking bytes out of it in place).
+    pub fn set_len(&mut self, slot: Slot, len: usize) {
+        let s = usize::from(slot);
+        assert!(len <= usize::from(self.lens[s]));
+        self.lens[s] = len as u16;
+    }
+
     pub fn tag(&self, slot: Slot) -> u32 {
         self.tags[usize::from(slot)]
     }

@@ -365,7 +365,13 @@ impl Endpoint for VdeClient {
         while self.writable && !lane.ring.is_empty() {
             let Lane { ring, io } = lane;
             let sent = io
-                .send(self.data.as_raw_fd(), ring, ring.queued(), &mut self.stats)
+                .send(
+                    self.data.as_raw_fd(),
+                    ring,
+                    ring.queued(),
+                    &mut self.stats,
+                    None,
+                )
                 .map_err(|e| self.fail(e))?;
             let asked = ring.queued().len().min(crate::batch::BATCH);
             ring.consume_front(sent);

@@ -4,6 +4,7 @@
 pub mod ethernet;
 pub mod path_report;
 pub mod request;
+pub(crate) mod seq_tag;
 pub mod sockaddr;
 pub mod stream;
 pub(crate) mod vxlan;
