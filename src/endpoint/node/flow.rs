@@ -3,8 +3,7 @@
 //! fragment, whose ports are in its first piece only), the IP addresses
 //! alone for other IP traffic, the two MAC addresses for the rest. Every
 //! frame of one flow hashes alike, so a flow keeps to one cable and is
-//! never reordered by the bond. `policy=path` keeps TCP flows on one cable
-//! too, while it can take them (see [`FlowTable`]).
+//! never reordered by the bond.
 
 use crate::wire::EthernetFrame;
 
@@ -28,26 +27,12 @@ impl Fnv {
     }
 }
 
-/// A frame's flow: the hash, and whether it is TCP (which suffers from
-/// reordering more than anything else).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Flow {
-    pub(crate) hash: u32,
-    pub(crate) tcp: bool,
-}
-
 /// The hash of `frame`'s flow.
 pub(crate) fn flow_hash(frame: &[u8]) -> u32 {
-    flow_of(frame).hash
-}
-
-/// `frame`'s flow.
-pub(crate) fn flow_of(frame: &[u8]) -> Flow {
     let mut h = Fnv::new();
-    let mut tcp = false;
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         h.eat(frame);
-        return Flow { hash: h.0, tcp };
+        return h.0;
     };
     let (ethertype, ip) = eth.payload();
     match ethertype {
@@ -55,7 +40,6 @@ pub(crate) fn flow_of(frame: &[u8]) -> Flow {
             h.eat(&ip[12..20]);
             let header = usize::from(ip[0] & 0x0f) * 4;
             let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-            tcp = ip[9] == PROTO_TCP;
             if !fragment && matches!(ip[9], PROTO_TCP | PROTO_UDP) && ip.len() >= header + 4 {
                 h.eat(&[ip[9]]);
                 h.eat(&ip[header..header + 4]);
@@ -63,7 +47,6 @@ pub(crate) fn flow_of(frame: &[u8]) -> Flow {
         }
         ETHERTYPE_IPV6 if ip.len() >= 40 && ip[0] >> 4 == 6 => {
             h.eat(&ip[8..40]);
-            tcp = ip[6] == PROTO_TCP;
             if matches!(ip[6], PROTO_TCP | PROTO_UDP) && ip.len() >= 44 {
                 h.eat(&[ip[6]]);
                 h.eat(&ip[40..44]);
@@ -74,10 +57,7 @@ pub(crate) fn flow_of(frame: &[u8]) -> Flow {
             h.eat(&eth.src());
         }
     }
-    Flow {
-        hash: mix(h.0),
-        tcp,
-    }
+    mix(h.0)
 }
 
 /// Spreads every input bit over the whole hash (MurmurHash3's finaliser):
@@ -90,49 +70,6 @@ fn mix(mut h: u32) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^ h >> 16
-}
-
-/// Slots of the [`FlowTable`]: flows that share one share a cable.
-const FLOW_SLOTS: usize = 256;
-
-/// Where `policy=path` last put each TCP flow, and when the flow's last
-/// frame should arrive there. A frame of the flow may go to another cable
-/// only if it would arrive after that one: a TCP flow is not reordered by
-/// the bond. Made once with the node: no allocation per frame.
-pub(crate) struct FlowTable {
-    slots: Box<[Option<(super::ports::PortId, std::time::Instant)>; FLOW_SLOTS]>,
-}
-
-impl FlowTable {
-    pub(crate) fn new() -> FlowTable {
-        FlowTable {
-            slots: Box::new([None; FLOW_SLOTS]),
-        }
-    }
-
-    /// The cable of a TCP flow whose last frame is still on its way, and
-    /// when that frame should arrive: on any other cable, a frame of the
-    /// flow arriving before then would overtake it.
-    pub(crate) fn held(
-        &self,
-        flow: Flow,
-        now: std::time::Instant,
-    ) -> Option<(super::ports::PortId, std::time::Instant)> {
-        let (port, until) = self.slots[flow.hash as usize % FLOW_SLOTS]?;
-        (flow.tcp && until > now).then_some((port, until))
-    }
-
-    /// The flow's frame went to `port` and should arrive at `arrival`.
-    pub(crate) fn put(
-        &mut self,
-        flow: Flow,
-        port: super::ports::PortId,
-        arrival: std::time::Instant,
-    ) {
-        if flow.tcp {
-            self.slots[flow.hash as usize % FLOW_SLOTS] = Some((port, arrival));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -167,21 +104,6 @@ mod tests {
         let mut frag2 = a;
         frag2[14 + 6] = 0x20;
         assert_eq!(flow_hash(&frag), flow_hash(&frag2));
-    }
-
-    #[test]
-    fn a_tcp_flow_is_held_until_its_last_frame_arrived() {
-        let tcp = flow_of(&ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_TCP, 1, 2));
-        let udp = flow_of(&ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_UDP, 1, 2));
-        assert!(tcp.tcp && !udp.tcp);
-        let mut t = FlowTable::new();
-        let now = std::time::Instant::now();
-        let later = now + std::time::Duration::from_millis(5);
-        t.put(tcp, 3, later);
-        t.put(udp, 4, later);
-        assert_eq!(t.held(tcp, now), Some((3, later)));
-        assert_eq!(t.held(tcp, later), None);
-        assert_eq!(t.held(udp, now), None);
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::flow::{flow_hash, flow_of, FlowTable};
+use super::flow::flow_hash;
 use super::path::MAX_BACKLOG;
 use super::ports::{Port, PortId, PortTable};
+use super::reorder::Sequencer;
 use crate::batch::{BatchIo, BATCH};
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};
@@ -52,7 +53,8 @@ fn data_fd(port: &Port) -> Option<RawFd> {
     port.data.as_ref().map(|d| d.as_raw_fd())
 }
 
-/// Sends `slots` (at most a batch) to port `id`. Returns how many it took;
+/// Sends `slots` (at most a batch) to port `id`, with sequence tags
+/// (`seq_tag`: epoch and stamp) if given. Returns how many it took;
 /// a port that took fewer is full (marked so), one whose peer is gone is
 /// put on `dead` and took none.
 fn send_batch(
@@ -62,12 +64,12 @@ fn send_batch(
     port: &mut Port,
     slots: &[Slot],
     dead: &mut Vec<PortId>,
-    now: Instant,
+    seq_tag: Option<(u8, u16)>,
 ) -> usize {
     let Some(fd) = data_fd(port) else {
         return 0;
     };
-    let sent = match io.send(fd, ring, slots, &mut port.stats) {
+    let sent = match io.send(fd, ring, slots, &mut port.stats, seq_tag) {
         Ok(sent) => sent,
         Err(e) if peer_gone(&e) => {
             dead.push(id);
@@ -76,7 +78,7 @@ fn send_batch(
         Err(_) => 0,
     };
     if sent < slots.len().min(BATCH) {
-        port.mark_full(now);
+        port.mark_full(Instant::now());
     }
     sent
 }
@@ -137,7 +139,7 @@ pub fn fan_out(
                 continue;
             }
             let outbox = std::mem::take(&mut port.outbox);
-            let sent = send_batch(io, ring, id, port, &outbox, dead, now);
+            let sent = send_batch(io, ring, id, port, &outbox, dead, None);
             port.outbox = outbox;
             if dead.last() == Some(&id) {
                 port.cursor[q] = queued.len();
@@ -262,9 +264,11 @@ fn next_port(
 
 /// Deals the next batch of `ring` into the ports' outboxes, one frame per
 /// pick (`pick` is given the frame and names an index into the active list,
-/// or none to stop), and sends each outbox. `what_is_left` says what becomes
-/// of frames a port did not take. Returns the frames dealt (0: no port to
-/// pick) and sent.
+/// or none to stop), and sends each outbox. With a [`Sequencer`], each frame
+/// dealt is numbered and goes with its sequence tag (a frame a port does
+/// not take is numbered again when it is dealt again). `what_is_left` says
+/// what becomes of frames a port did not take. Returns the frames dealt
+/// (0: no port to pick) and sent.
 /// (`dyn`: one copy of this loop for every policy, not one each; the
 /// indirect call per frame costs nothing next to the send.)
 fn deal(
@@ -272,22 +276,26 @@ fn deal(
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
     pick: &mut dyn FnMut(&mut PortTable, &[u8]) -> Option<usize>,
+    mut seq: Option<&mut Sequencer>,
     what_is_left: fn(&mut Port, usize),
 ) -> (usize, usize) {
     let Lane { ring, io } = lane;
     for i in 0..ports.active().len() {
         ports.nth_active_mut(i).outbox.clear();
     }
-    let queued = ring.queued();
     let mut dealt = 0;
-    for &slot in &queued[..queued.len().min(BATCH)] {
+    for i in 0..ring.queued().len().min(BATCH) {
+        let slot = ring.queued()[i];
         let Some(at) = pick(ports, ring.frame(slot)) else {
             break;
         };
+        if let Some(seq) = seq.as_deref_mut() {
+            seq.number(ring, slot);
+        }
         ports.nth_active_mut(at).outbox.push(slot);
         dealt += 1;
     }
-    let now = Instant::now();
+    let tag = seq.as_deref().map(Sequencer::tag);
     let mut sent_total = 0;
     for i in 0..ports.active().len() {
         let id = ports.active()[i];
@@ -296,7 +304,7 @@ fn deal(
             continue;
         }
         let outbox = std::mem::take(&mut port.outbox);
-        let sent = send_batch(io, ring, id, port, &outbox, dead, now);
+        let sent = send_batch(io, ring, id, port, &outbox, dead, tag);
         what_is_left(port, outbox.len() - sent);
         for &slot in &outbox[..sent] {
             ring.mark_done(slot);
@@ -324,6 +332,7 @@ pub fn round_robin(
             lane,
             dead,
             &mut |ports, _| next_port(ports, rr, weighted, |_| true),
+            None,
             |p, left| p.stats.drop_full += left as u64,
         );
         if dealt == 0 {
@@ -340,18 +349,20 @@ fn can_take(port: &Port, now: Instant) -> bool {
     port.writable && port.data.is_some() && !port.path.silent(now)
 }
 
-/// Deals with `pick` until the queue is empty or no port takes more: the
-/// frames a full port did not take stay queued (counted as `skipped`) and
-/// go to the others. Returns the frames finished.
+/// Deals with `pick` (numbering with `seq`, if given) until the queue is
+/// empty or no port takes more: the frames a full port did not take stay
+/// queued (counted as `skipped`) and go to the others. Returns the frames
+/// finished.
 fn deal_all(
     ports: &mut PortTable,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
     pick: &mut dyn FnMut(&mut PortTable, &[u8]) -> Option<usize>,
+    mut seq: Option<&mut Sequencer>,
 ) -> usize {
     let mut done = 0;
     while !lane.ring.is_empty() {
-        let (dealt, sent) = deal(ports, lane, dead, pick, |p, left| {
+        let (dealt, sent) = deal(ports, lane, dead, pick, seq.as_deref_mut(), |p, left| {
             p.stats.skipped += left as u64
         });
         done += lane.ring.sweep();
@@ -366,18 +377,24 @@ fn deal_all(
 /// Bonding, `policy=adaptive`: round robin over the ports that can take a
 /// frame now. A port that fills up mid-batch is skipped and its frames go
 /// to the others; when no port can take any, the frames stay queued and
-/// the host is not read until a port drains.
+/// the host is not read until a port drains. With `seq`, frames are
+/// numbered (`policy=path` while it deals this way).
 pub fn adaptive(
     ports: &mut PortTable,
     rr: &mut usize,
     weighted: bool,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
+    seq: Option<&mut Sequencer>,
 ) -> usize {
     let now = Instant::now();
-    deal_all(ports, lane, dead, &mut |ports, _| {
-        next_port(ports, rr, weighted, |p| can_take(p, now))
-    })
+    deal_all(
+        ports,
+        lane,
+        dead,
+        &mut |ports, _| next_port(ports, rr, weighted, |p| can_take(p, now)),
+        seq,
+    )
 }
 
 /// Bonding, `policy=hash`: each flow ([`flow_hash`]) to one of the ports
@@ -385,107 +402,78 @@ pub fn adaptive(
 /// moves only when its port is full or gone.
 pub fn by_flow(ports: &mut PortTable, lane: &mut Lane, dead: &mut Vec<PortId>) -> usize {
     let now = Instant::now();
-    deal_all(ports, lane, dead, &mut |ports, frame| {
-        let open = |i: &usize| {
-            ports
-                .get(ports.active()[*i])
-                .is_some_and(|p| can_take(p, now))
-        };
-        let count = (0..ports.active().len()).filter(open).count();
-        if count == 0 {
-            return None;
-        }
-        (0..ports.active().len())
-            .filter(open)
-            .nth(flow_hash(frame) as usize % count)
-    })
+    deal_all(
+        ports,
+        lane,
+        dead,
+        &mut |ports, frame| {
+            let open = |i: &usize| {
+                ports
+                    .get(ports.active()[*i])
+                    .is_some_and(|p| can_take(p, now))
+            };
+            let count = (0..ports.active().len()).filter(open).count();
+            if count == 0 {
+                return None;
+            }
+            (0..ports.active().len())
+                .filter(open)
+                .nth(flow_hash(frame) as usize % count)
+        },
+        None,
+    )
 }
 
-/// A port as `by_arrival` weighs it for a frame: its index in the active
-/// list, whether its virtual queue is past [`MAX_BACKLOG`], when the frame
-/// would arrive, and whether the queue is short (room to spare).
-type Candidate = (usize, bool, Duration, bool);
-
-/// How much a TCP frame may overtake the one before it when its flow moves
-/// to another port: a receiver tolerates a little reordering (Linux's RACK
-/// widens its window when it sees some), and with none allowed a single
-/// flow could never use two ports.
-const REORDER_SLACK: Duration = Duration::from_millis(10);
+/// How much later than on the best cable a frame may arrive on the cable
+/// it is sent to when the best cannot take it now: further, it waits for
+/// the best (the far node would hold everything behind it that long).
+const ARRIVAL_SLACK: Duration = Duration::from_millis(10);
 
 /// Bonding, `policy=path` once every cable's far end answers: each frame
 /// to the port where it would arrive first
-/// ([`PathState::arrival`](super::path::PathState::arrival)), preferring
-/// those whose virtual queue reaches less than [`MAX_BACKLOG`] ahead; a
-/// TCP flow stays on its port unless another is better and would not make
-/// it overtake its previous frame by more than [`REORDER_SLACK`]
-/// ([`FlowTable`]), or its port cannot keep up, or another is far better
-/// and has room to spare. Frames never wait for the estimates, only for room in
-/// the sockets, as with `adaptive`: a rate estimated too low costs a
-/// share, never throughput. Returns the frames finished.
+/// ([`PathState::arrival`](super::path::PathState::arrival)), or, when
+/// that port is full, to one where it would arrive at most
+/// [`ARRIVAL_SLACK`] later; otherwise it waits for room. It waits too while
+/// more than [`MAX_BACKLOG`] stands queued on the path of the port it would
+/// take and in its virtual queue: queues stay short, and what the host sends beyond what
+/// the paths carry waits at the host (a TCP sender slows down). Frames are
+/// numbered (`seq`) and the far node gives them to its host in that order
+/// ([`Reorder`](super::reorder::Reorder)), so a flow may take every cable.
+/// Returns the frames finished.
 pub fn by_arrival(
     ports: &mut PortTable,
     lane: &mut Lane,
     dead: &mut Vec<PortId>,
-    flows: &mut FlowTable,
+    seq: &mut Sequencer,
 ) -> usize {
     let now = Instant::now();
-    deal_all(ports, lane, dead, &mut |ports, frame| {
-        let flow = flow_of(frame);
-        let held = flows.held(flow, now);
-        // The best port by (over the backlog bound, arrival), and the
-        // flow's own port if it can take the frame.
-        // The best port by (over the backlog bound, arrival): among those
-        // where the flow would not overtake itself, and among all; and the
-        // flow's own port, if it can take the frame.
-        let mut best: Option<Candidate> = None;
-        let mut best_any: Option<Candidate> = None;
-        let mut own = None;
-        let better =
-            |c: Candidate, b: Option<Candidate>| b.is_none_or(|(_, o, a, _)| (c.1, c.2) < (o, a));
-        for i in 0..ports.active().len() {
-            let id = ports.active()[i];
-            let p = ports.nth_active_mut(i);
-            if !can_take(p, now) {
-                continue;
+    deal_all(
+        ports,
+        lane,
+        dead,
+        &mut |ports, frame| {
+            // The first arrival on any lit port, and on one with room.
+            let mut first: Option<Duration> = None;
+            let mut open: Option<(usize, Duration)> = None;
+            for i in 0..ports.active().len() {
+                let p = ports.nth_active_mut(i);
+                if p.data.is_none() || p.path.silent(now) {
+                    continue;
+                }
+                let arrival = p.path.arrival(now, frame.len());
+                first = Some(first.map_or(arrival, |f| f.min(arrival)));
+                if p.writable && open.is_none_or(|(_, a)| arrival < a) {
+                    open = Some((i, arrival));
+                }
             }
-            let backlog = p.path.backlog(now);
-            let c = (
-                i,
-                backlog > MAX_BACKLOG,
-                p.path.arrival(now, frame.len()),
-                backlog < MAX_BACKLOG / 3,
-            );
-            if better(c, best_any) {
-                best_any = Some(c);
+            let (at, arrival) = open?;
+            let p = ports.nth_active_mut(at);
+            if arrival > first? + ARRIVAL_SLACK || p.path.queued(now) > MAX_BACKLOG {
+                return None;
             }
-            match held {
-                Some((on, _)) if on == id => own = Some(c),
-                Some((_, until)) if now + c.2 + REORDER_SLACK < until => continue,
-                _ => {}
-            }
-            if better(c, best) {
-                best = Some(c);
-            }
-        }
-        let (at, _, arrival, _) = match (own, best, best_any) {
-            // Its own port can no longer keep up, or another is far better
-            // and has room to spare: the flow moves, even if a few frames
-            // overtake (the room keeps flows from swinging back and forth
-            // while every port is busy).
-            (Some(own), _, Some(any))
-                if (own.1 && !any.1) || (any.3 && any.2 + 2 * REORDER_SLACK < own.2) =>
-            {
-                any
-            }
-            // A better port within the bound where it does not overtake.
-            (Some(own), Some(b), _) if !b.1 && b.2 < own.2 => b,
-            (Some(own), _, _) => own,
-            (None, Some(b), _) => b,
-            (None, None, _) => return None,
-        };
-        let id = ports.active()[at];
-        ports.nth_active_mut(at).path.take(now, frame.len());
-        flows.put(flow, id, now + arrival);
-        Some(at)
-    })
+            p.path.take(now, frame.len());
+            Some(at)
+        },
+        Some(seq),
+    )
 }

@@ -8,11 +8,11 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::dedup::Dedup;
-use super::flow::FlowTable;
 use super::forward::{self, route, Queue};
 use super::mac_table::{Dest, MacTable};
 use super::path::{PathState, StampClock};
 use super::ports::{Port, PortId, PortTable};
+use super::reorder::{Reorder, Sequencer};
 use crate::batch::BATCH;
 use crate::engine::LANE_SLOTS;
 use crate::lane::Lane;
@@ -33,6 +33,11 @@ pub fn parse_weights(s: &str) -> Result<Vec<u32>, BadNumber> {
         .map(|w| number::decimal("weight", w, 1..=10_000).map(|w| w as u32))
         .collect()
 }
+
+/// What a bonding node holds a frame for a number before it that no cable
+/// accounts for, besides its cables' round trips; and at most.
+const REORDER_MARGIN: Duration = Duration::from_millis(200);
+const REORDER_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BondingPolicy {
@@ -190,8 +195,10 @@ pub(crate) enum Kind {
         joined: usize,
         /// The stamps of path reports (`policy=path`).
         clock: StampClock,
-        /// Where TCP flows go (`policy=path`).
-        flows: FlowTable,
+        /// The numbering of frames dealt, and the frames received held
+        /// until their turn (`policy=path`, between nodes of ours).
+        seq: Sequencer,
+        reorder: Reorder,
     },
 }
 
@@ -220,7 +227,8 @@ impl Kind {
                 weights: Vec::new(),
                 joined: 0,
                 clock: StampClock::new(),
-                flows: FlowTable::new(),
+                seq: Sequencer::new(),
+                reorder: Reorder::new(),
             },
         }
     }
@@ -286,20 +294,29 @@ impl Kind {
                 policy,
                 rr,
                 weights,
-                flows,
+                seq,
+                clock,
                 ..
             } => {
                 let weighted = !weights.is_empty();
+                seq.start_deal(clock.ms(now));
                 match policy {
                     BondingPolicy::RoundRobin => {
                         forward::round_robin(ports, rr, weighted, lane, dead)
                     }
-                    BondingPolicy::Adaptive => forward::adaptive(ports, rr, weighted, lane, dead),
+                    BondingPolicy::Adaptive => {
+                        forward::adaptive(ports, rr, weighted, lane, dead, None)
+                    }
                     BondingPolicy::Hash => forward::by_flow(ports, lane, dead),
                     BondingPolicy::Path if paths_known(ports, now) && !paths_alike(ports, now) => {
-                        forward::by_arrival(ports, lane, dead, flows)
+                        forward::by_arrival(ports, lane, dead, seq)
                     }
-                    BondingPolicy::Path => forward::adaptive(ports, rr, weighted, lane, dead),
+                    BondingPolicy::Path => {
+                        // Numbered only while every far end is ours (a far
+                        // node of ours puts them in order).
+                        let seq = all_answered(ports).then_some(seq);
+                        forward::adaptive(ports, rr, weighted, lane, dead, seq)
+                    }
                 }
             }
         }
@@ -385,7 +402,39 @@ impl Kind {
                     }
                 }
             }
+            Kind::Bonding {
+                policy: BondingPolicy::Path,
+                reorder,
+                ..
+            } => {
+                if let Some(port) = ports.get_mut(from) {
+                    reorder.take(lane, count, now, &mut port.seen);
+                }
+                let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
+                reorder.release(&mut lane.ring, now, reorder_wait(ports, now), &gone);
+            }
             Kind::Multi { dedup: None, .. } | Kind::Bonding { .. } => {}
+        }
+    }
+
+    /// Gives the host what a bonding node held for its turn, if the turn
+    /// came (`policy=path`). Returns how many.
+    pub(crate) fn release_held(&mut self, ports: &PortTable, lane: &mut Lane) -> usize {
+        match self {
+            Kind::Bonding { reorder, .. } if reorder.held() > 0 => {
+                let now = Instant::now();
+                let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
+                reorder.release(&mut lane.ring, now, reorder_wait(ports, now), &gone)
+            }
+            _ => 0,
+        }
+    }
+
+    /// What `--status` says of the host side beyond its counters.
+    pub(crate) fn host_summary(&self) -> Option<String> {
+        match self {
+            Kind::Bonding { reorder, .. } => reorder.summary(),
+            _ => None,
         }
     }
 
@@ -467,11 +516,14 @@ impl Kind {
         match self {
             Kind::Bonding {
                 policy: BondingPolicy::Path,
+                reorder,
                 ..
             } => ports
                 .active()
                 .iter()
                 .filter_map(|&id| ports.get(id)?.path.report_due())
+                .chain(reorder.due(reorder_wait(ports, now)))
+                .chain(paths(ports).filter_map(|p| p.backlog_ends(now)))
                 .min()
                 .map(|t| t.saturating_duration_since(now)),
             _ => self
@@ -525,29 +577,53 @@ impl Kind {
     }
 }
 
-/// Every cable's far end has answered (it is a bonding node of ours), and
-/// some cable is not dark: deal by arrival (unless the paths are alike).
-/// Otherwise as `adaptive`.
+fn paths(ports: &PortTable) -> impl Iterator<Item = &PathState> {
+    ports
+        .active()
+        .iter()
+        .filter_map(|&id| ports.get(id))
+        .map(|p| &p.path)
+}
+
+/// Every cable's far end has answered: it is a bonding node of ours.
+fn all_answered(ports: &PortTable) -> bool {
+    paths(ports).all(PathState::answered)
+}
+
+/// Every cable's far end has answered, and some cable is not dark: deal
+/// by arrival (unless the paths are alike). Otherwise as `adaptive`.
 fn paths_known(ports: &PortTable, now: Instant) -> bool {
-    let paths = || {
-        ports
-            .active()
-            .iter()
-            .filter_map(|&id| ports.get(id))
-            .map(|p| &p.path)
-    };
-    paths().all(PathState::answered) && paths().any(|p| !p.silent(now))
+    all_answered(ports) && paths(ports).any(|p| !p.silent(now))
+}
+
+/// How long a frame received is held for a number before it that no
+/// cable has said it no longer brings (see `reorder.rs`): twice the largest
+/// smoothed round trip and a margin, within bounds. A cable that says
+/// nothing for so long is falling silent.
+fn reorder_wait(ports: &PortTable, now: Instant) -> Duration {
+    let slowest = paths(ports)
+        .filter(|p| p.answered() && !p.silent(now))
+        .map(|p| 4 * p.one_way())
+        .max()
+        .unwrap_or_default();
+    (slowest + REORDER_MARGIN).clamp(REORDER_MARGIN, REORDER_MAX)
+}
+
+/// No cable (that answers and is not dark) can still bring number `n`,
+/// which was sent no later than `stamp`.
+fn gone_from_every_cable(ports: &PortTable, now: Instant, n: u32, stamp: u16) -> bool {
+    ports
+        .active()
+        .iter()
+        .filter_map(|&id| ports.get(id))
+        .filter(|p| p.path.answered() && !p.path.silent(now))
+        .all(|p| p.seen.past(n, stamp, p.path.last_stamp()))
 }
 
 /// The cables that are not dark have alike paths (`PathState::alike`):
 /// taking turns, as `adaptive` does, serves them best.
 fn paths_alike(ports: &PortTable, now: Instant) -> bool {
-    let mut lit = ports
-        .active()
-        .iter()
-        .filter_map(|&id| ports.get(id))
-        .map(|p| &p.path)
-        .filter(|p| !p.silent(now));
+    let mut lit = paths(ports).filter(|p| !p.silent(now));
     let Some(first) = lit.next() else {
         return false;
     };

@@ -17,6 +17,7 @@ pub mod kind;
 pub mod mac_table;
 mod path;
 pub mod ports;
+mod reorder;
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -258,7 +259,9 @@ impl Endpoint for NetNode {
         self.kind
             .flush_port_to_port(&mut self.ports, &mut self.dead);
         let queued_before = lane.ring.queued().len();
-        let total = self.read_ports(lane) + self.drain_leaving(lane);
+        let total = self.kind.release_held(&self.ports, lane)
+            + self.read_ports(lane)
+            + self.drain_leaving(lane);
         for i in queued_before..lane.ring.queued().len() {
             self.host
                 .count_out(lane.ring.frame(lane.ring.queued()[i]).len());
@@ -349,7 +352,8 @@ impl NetNode {
 
     /// The counters rows: the host side (as `host`), then every cable.
     fn rows(&self, table: &mut StatsTable, host: &str) {
-        table.row(host, &self.host, "");
+        let summary = self.kind.host_summary().unwrap_or_default();
+        table.row(host, &self.host, &summary);
         for (id, p) in self.ports.iter().filter(|(_, p)| p.is_connected()) {
             let description = match p.path.summary(Instant::now()) {
                 Some(path) => format!("{} [{path}]", p.description),

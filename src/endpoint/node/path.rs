@@ -9,19 +9,19 @@
 //! virtual queue at the rate, plus the delay): frames arrive in about the
 //! order they were sent, a slow or far cable gets a share in proportion to
 //! what it delivers, and light traffic (pings) takes the nearest cable.
-//! (`forward::by_arrival` also keeps TCP flows from overtaking themselves,
-//! and `kind.rs` deals alike paths in turn.)
+//! (The far node puts frames back in order, see `reorder.rs`; `kind.rs`
+//! deals alike paths in turn.)
 //!
 //! The rate follows what the far end says it received, much as BBR paces
-//! a TCP flow: the path's bandwidth is what it delivered in its recent
-//! samples; a cable that is kept busy is dealt a quarter more than that, to
-//! find more (twice as much while a new cable is still finding its
-//! bandwidth), and a quarter less whenever its round trip (the smallest
-//! since the last sample, so that jitter does not count) shows a queue
-//! building on the path (the ssh connection's buffers, a shaper), to drain
-//! it. A cable whose virtual queue reaches [`MAX_BACKLOG`] ahead is dealt
-//! frames only when every cable's does; frames never wait for an estimate,
-//! only, as with `adaptive`, for room in a socket.
+//! a TCP flow: the path's bandwidth is the median of what it delivered in
+//! its recent samples, counting a sample below it only when the cable was
+//! offered enough and a queue on the path shows that it was full
+//! (otherwise it was merely given less); the virtual queue drains at an
+//! eighth more than that, to find more (twice as much while a new cable is
+//! still finding its bandwidth), and at a quarter less whenever its round
+//! trip (the smallest since the last sample, so that jitter does not
+//! count) shows a queue building on the path (the ssh connection's
+//! buffers, a shaper), to drain it.
 //!
 //! A cable whose far end has answered and then falls silent for
 //! [`silent_after`](PathState::silent_after) (a blackholed path) is given
@@ -37,16 +37,18 @@ use crate::wire::path_report::{PathReport, ReportFields};
 pub(crate) const REPORT_EVERY: Duration = Duration::from_millis(20);
 /// How often on one that has not answered (yet, or ever: a C peer).
 pub(crate) const HELLO_EVERY: Duration = Duration::from_millis(500);
-/// How far ahead of now a cable's virtual queue may reach and still be
-/// preferred: past it, a cable is dealt frames only when every cable is.
+/// How much may stand queued ahead of a frame on a cable (on the path and
+/// in the virtual queue): past it, frames wait in the node (and the host is
+/// not read).
 pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(30);
 /// Silence after which an answering cable counts as dark: about two round
 /// trips and four reports, within these bounds.
 const SILENT_MIN: Duration = Duration::from_millis(300);
 const SILENT_MAX: Duration = Duration::from_millis(800);
 /// Queueing delay on a path (its round trip above its smallest) over which
-/// its rate drains.
+/// its rate drains, and over which a path that was offered enough is full.
 const QUEUE_HIGH_US: u64 = 20_000;
+const QUEUE_SEEN_US: u64 = 5_000;
 /// Shortest span (ms of the far node's clock) of one delivery sample:
 /// long enough to smooth the bursts in which an ssh connection delivers.
 const SAMPLE_MIN_MS: u16 = 100;
@@ -58,6 +60,8 @@ const RTT_MAX_MS: u16 = 30_000;
 const SAMPLES: usize = 6;
 /// Samples without a quarter more bandwidth that end a cable's start.
 const START_PLATEAU: u8 = 3;
+/// Delivery below this (bytes/s) is an idle cable's, not a measure.
+const IDLE_BELOW: u64 = 50_000;
 /// Rate of a cable before it is measured (10 Mbit/s), and the floor.
 const START_RATE: u64 = 1_250_000;
 const MIN_RATE: u64 = 32_000;
@@ -246,30 +250,32 @@ impl PathState {
             .offered_since
             .replace(now)
             .map_or(0, |t| now.duration_since(t).as_micros() as u64);
-        let fed = span > 0 && offered * 1_000_000 / span >= self.rate * 3 / 4;
+        let known = self.bandwidth();
+        // Offered much of what it is known to carry (at least what it is
+        // dealt while it drains a queue).
+        let fed = span > 0 && offered * 1_000_000 / span >= known * 5 / 8;
         let queue_us = self
             .span_rtt_us
             .take()
             .unwrap_or(self.srtt_us)
             .saturating_sub(self.base_rtt_us);
-        let queueing = queue_us > QUEUE_HIGH_US;
-        if !fed {
-            // Not kept busy: it delivered what it was given, which says
-            // only that it can do at least that much. A queue we did not
-            // make (other traffic on the path): give way a little.
-            if delivered > self.bandwidth() {
-                self.record(delivered);
-            }
-            self.rate = if queueing {
-                self.rate * 15 / 16
-            } else {
-                self.rate.max(self.bandwidth())
-            }
-            .max(MIN_RATE);
+        // More than it was known to carry: it can at least that. Less: only
+        // if it was offered enough and a queue shows on the path was it
+        // full; otherwise it was merely given less (or the queue is the
+        // other direction's), which says nothing of what it can. Nor does
+        // a cable that carried next to nothing (pings, reports).
+        let idle = delivered < IDLE_BELOW;
+        if !idle && (delivered > known || (fed && queue_us > QUEUE_SEEN_US)) {
+            self.record(delivered);
+        }
+        let bw = self.bandwidth();
+        if bw == 0 {
             return;
         }
-        self.record(delivered);
-        let bw = self.bandwidth().max(MIN_RATE);
+        let bw = bw.max(MIN_RATE);
+        // A queue that we built (a queue we did not build, the other
+        // direction's or others' traffic, is not ours to drain).
+        let queueing = fed && queue_us > QUEUE_HIGH_US;
         if let Some(plateau) = self.starting {
             let plateau = if bw >= self.start_best * 5 / 4 {
                 self.start_best = bw;
@@ -279,12 +285,12 @@ impl PathState {
             };
             self.starting = (!queueing && plateau < START_PLATEAU).then_some(plateau);
         }
-        let quarters = match self.starting {
-            _ if queueing => 3,
-            Some(_) => 8,
-            None => 5,
+        let eighths = match self.starting {
+            _ if queueing => 6,
+            Some(_) => 16,
+            None => 9,
         };
-        self.rate = (bw * quarters / 4).max(MIN_RATE);
+        self.rate = (bw * eighths / 8).max(MIN_RATE);
     }
 
     fn record(&mut self, delivered: u64) {
@@ -293,16 +299,22 @@ impl PathState {
     }
 
     /// The path's bandwidth from the recent samples: the most of them
-    /// while a cable starts, then their mean (not the most: an ssh
-    /// connection that recovers a lost segment hands over what it held
-    /// back in one burst, well above what its path carries).
+    /// while a cable starts, then their median (not the most, nor the
+    /// mean: an ssh connection that recovers a lost segment hands over
+    /// what it held back in one burst, well above what its path carries).
     fn bandwidth(&self) -> u64 {
-        let seen = self.delivered.iter().filter(|&&x| x > 0);
-        if self.starting.is_some() {
-            return seen.max().copied().unwrap_or(0);
+        let mut seen = [0u64; SAMPLES];
+        let mut n = 0;
+        for &x in self.delivered.iter().filter(|&&x| x > 0) {
+            seen[n] = x;
+            n += 1;
         }
-        let n = seen.count() as u64;
-        self.delivered.iter().sum::<u64>() / n.max(1)
+        let seen = &mut seen[..n];
+        if self.starting.is_some() {
+            return seen.iter().max().copied().unwrap_or(0);
+        }
+        seen.sort_unstable();
+        seen.get(n / 2).copied().unwrap_or(0)
     }
 
     /// Whether two paths are alike enough to be dealt to in turn: round
@@ -311,6 +323,11 @@ impl PathState {
     pub(crate) fn alike(&self, other: &PathState) -> bool {
         let (r1, r2) = (self.rate.min(other.rate), self.rate.max(other.rate));
         self.base_rtt_us.abs_diff(other.base_rtt_us) <= ALIKE_RTT_US && r2 <= 2 * r1
+    }
+
+    /// The stamp of the last report from the far end.
+    pub(crate) fn last_stamp(&self) -> Option<u16> {
+        self.heard.map(|h| h.stamp)
     }
 
     /// The far end has answered at least once (it is a bonding node of ours).
@@ -330,6 +347,14 @@ impl PathState {
             .is_some_and(|t| now.duration_since(t) > self.silent_after())
     }
 
+    /// When the virtual queue will be back within [`MAX_BACKLOG`] (none
+    /// if it is; a queue on the path shows in the next reports).
+    pub(crate) fn backlog_ends(&self, now: Instant) -> Option<Instant> {
+        self.busy_until
+            .map(|t| t - MAX_BACKLOG)
+            .filter(|&t| t > now)
+    }
+
     /// What waits in the virtual queue, as time.
     pub(crate) fn backlog(&self, now: Instant) -> Duration {
         self.busy_until
@@ -340,11 +365,23 @@ impl PathState {
         Duration::from_nanos(len as u64 * 1_000_000_000 / self.rate)
     }
 
+    /// The path's one-way delay, as half its smoothed round trip.
+    pub(crate) fn one_way(&self) -> Duration {
+        Duration::from_micros(self.srtt_us / 2)
+    }
+
+    /// What stands queued ahead of a frame dealt now: on the path (half
+    /// what its smoothed round trip shows over the smallest) and in the
+    /// virtual queue.
+    pub(crate) fn queued(&self, now: Instant) -> Duration {
+        Duration::from_micros(self.srtt_us.saturating_sub(self.base_rtt_us) / 2) + self.backlog(now)
+    }
+
     /// When a frame of `len` bytes dealt now would arrive (from now): half
     /// the smoothed round trip (so a queue on the path that the rate did
     /// not foresee counts too), then the virtual queue and the frame itself.
     pub(crate) fn arrival(&self, now: Instant, len: usize) -> Duration {
-        Duration::from_micros(self.srtt_us / 2) + self.backlog(now) + self.time_for(len)
+        self.one_way() + self.backlog(now) + self.time_for(len)
     }
 
     /// A frame of `len` bytes was dealt to this cable.
@@ -475,35 +512,43 @@ mod tests {
     }
 
     #[test]
-    fn start_doubles_then_a_busy_cable_probes_and_a_queue_drains() {
+    fn start_doubles_then_probes_an_eighth_and_a_full_path_drains() {
         let mut t = Instant::now();
         let mut p = PathState {
             base_rtt_us: 10_000,
             srtt_us: 11_000,
             ..PathState::default()
         };
+        // Next to nothing (an idle cable): says nothing.
+        sample(&mut p, &mut t, 20_000, true);
+        assert_eq!((p.rate, p.bandwidth()), (START_RATE, 0));
         // Starting: twice the best sample, while samples grow by a quarter.
-        sample(&mut p, &mut t, 1_000_000, true);
-        assert_eq!(p.rate, 2_000_000);
-        sample(&mut p, &mut t, 1_900_000, true);
-        assert_eq!(p.rate, 3_800_000);
-        // Three samples without growth: the start is over. Then, kept busy
-        // (a window of samples at 2 MB/s), a quarter more than the mean.
+        sample(&mut p, &mut t, 2_000_000, true);
+        assert_eq!(p.rate, 4_000_000);
+        sample(&mut p, &mut t, 3_800_000, true);
+        assert_eq!(p.rate, 7_600_000);
+        // Three samples without growth: the start is over. Then an eighth
+        // more than the bandwidth, the median of the samples (2, 3.8, 4:
+        // the same again is no news).
         for _ in 0..3 {
-            sample(&mut p, &mut t, 2_000_000, true);
+            sample(&mut p, &mut t, 4_000_000, true);
         }
         assert_eq!(p.starting, None);
-        for _ in 0..SAMPLES {
-            sample(&mut p, &mut t, 2_000_000, true);
-        }
-        assert_eq!(p.rate, 2_500_000);
-        // A sample of a cable not kept busy changes nothing.
-        sample(&mut p, &mut t, 10_000, false);
-        assert_eq!(p.rate, 2_500_000);
-        // A queue on the path: below the bandwidth, to drain it.
-        p.span_rtt_us = Some(40_000);
+        sample(&mut p, &mut t, 3_700_000, true);
+        assert_eq!(p.rate, 4_275_000);
+        // Less delivered with no queue on the path, or by a cable given
+        // little: it was given less than it can carry. Nothing changes.
         sample(&mut p, &mut t, 2_000_000, true);
-        assert_eq!(p.rate, 1_500_000);
+        p.span_rtt_us = Some(40_000);
+        sample(&mut p, &mut t, 10_000, false);
+        assert_eq!(p.rate, 4_275_000);
+        // Offered enough, and a queue on the path: it is full, what it
+        // delivered counts, and the virtual queue drains below it.
+        for _ in 0..SAMPLES {
+            p.span_rtt_us = Some(40_000);
+            sample(&mut p, &mut t, 3_200_000, true);
+        }
+        assert_eq!(p.rate, 2_400_000);
     }
 
     #[test]
@@ -513,7 +558,7 @@ mod tests {
         let mut p = PathState::default();
         // Far clock 1000 then 1200 (200 ms), 500 kB received between:
         // 2.5 MB/s delivered by a cable offered nothing (from our side):
-        // it can do at least that.
+        // it can do at least that (and while starting, twice as much).
         hear(
             &mut p,
             &report(1002, 0, 2, 0),
@@ -526,6 +571,6 @@ mod tests {
             t0 + Duration::from_millis(30),
             &clock,
         );
-        assert_eq!(p.rate, 2_500_000);
+        assert_eq!((p.bandwidth(), p.rate), (2_500_000, 5_000_000));
     }
 }

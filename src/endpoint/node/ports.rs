@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use super::path::PathState;
+use super::reorder::CableSeen;
 use crate::batch::BATCH;
 use crate::ring::Slot;
 use crate::stats::LinkStats;
@@ -41,8 +42,10 @@ pub struct Port {
     pub credit: i64,
     /// Since when the port has been full (no room in its socket).
     pub full_since: Option<Instant>,
-    /// What a path-aware bonding node knows of this cable's path.
+    /// What a path-aware bonding node knows of this cable's path, and the
+    /// numbers it brought (see `reorder.rs`).
     pub(crate) path: PathState,
+    pub(crate) seen: CableSeen,
     /// `NODE/fdN`, removed when the port goes. Last, so that both sockets
     /// are closed by then: whoever sees the name gone sees the port gone.
     pub data_path: Option<UnlinkOnDrop>,
@@ -67,6 +70,7 @@ impl Port {
             credit: 0,
             full_since: None,
             path: PathState::default(),
+            seen: CableSeen::default(),
             data_path: None,
         }
     }

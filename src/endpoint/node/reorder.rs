@@ -1,0 +1,502 @@
+//! Frames in the order they were sent, whichever cables they took
+//! (`policy=path` between two bonding nodes of ours).
+//!
+//! The sending node numbers the frames as it deals them ([`Sequencer`]) and
+//! sends each with a sequence tag ([`crate::wire::seq_tag`]) that also says
+//! when it was sent; the receiving node takes the tags out and gives the
+//! host each frame in its turn ([`Reorder`]): one that arrives before a
+//! frame numbered lower is held until that one comes. So one TCP flow can
+//! use every cable without seeing its segments overtake each other (which
+//! it would take as loss).
+//!
+//! A number that never comes (the frame went into a full cable that did
+//! not take it, and goes again with a new number; or it was lost with its
+//! cable) is given up on as soon as no cable can still bring it: every
+//! cable is a FIFO that carries numbers in increasing order, so a cable
+//! that has brought a higher number, or a path report sent after the frame
+//! that followed the missing one, brings it no more. Only when a cable
+//! says neither (it fell silent) does the wait end on a timeout.
+
+use std::time::{Duration, Instant};
+
+use crate::lane::Lane;
+use crate::ring::{FrameRing, Slot};
+use crate::wire::seq_tag::{self, SeqTagged, MAX_UNTAGGED};
+
+/// How far ahead of the awaited frame one may be and still be held, and
+/// how many are held at most: 100 ms of full-size frames at 100 Mbit/s.
+/// (The store is mapped whole but only what frames touch is resident.)
+const WINDOW: usize = 1024;
+const EMPTY: Slot = Slot::MAX;
+
+/// Whether `a` comes after `b`, in numbers that wrap.
+fn after32(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// Whether stamp `a` is later than `b` (ms that wrap).
+pub(crate) fn after16(a: u16, b: u16) -> bool {
+    (a.wrapping_sub(b) as i16) > 0
+}
+
+/// The numbering of the frames a node deals.
+pub(crate) struct Sequencer {
+    epoch: u8,
+    next: u32,
+    /// The stamp the frames of this deal go with.
+    stamp: u16,
+}
+
+impl Sequencer {
+    pub(crate) fn new() -> Sequencer {
+        // Tells the far node that this is a new numbering (this node, or
+        // one that restarted): anything that differs from run to run does.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let epoch = (t.subsec_nanos() ^ std::process::id()) as u8;
+        Sequencer {
+            epoch,
+            next: 0,
+            stamp: 0,
+        }
+    }
+
+    /// A deal starts at `stamp` (the clock of the path reports).
+    pub(crate) fn start_deal(&mut self, stamp: u16) {
+        self.stamp = stamp;
+    }
+
+    /// What the tags of this deal say besides each frame's number.
+    pub(crate) fn tag(&self) -> (u8, u16) {
+        (self.epoch, self.stamp)
+    }
+
+    /// The frame in `slot` is being dealt: it gets the next number, in its
+    /// ring tag (a frame too long to carry a tag gets none).
+    pub(crate) fn number(&mut self, ring: &mut FrameRing, slot: Slot) {
+        if ring.frame(slot).len() <= MAX_UNTAGGED {
+            ring.set_tag(slot, self.next);
+            self.next = self.next.wrapping_add(1);
+        }
+    }
+}
+
+/// What the receiving node knows of one cable: the highest number it
+/// brought (a frame numbered lower can no longer come on it).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CableSeen {
+    pub(crate) highest: Option<u32>,
+}
+
+impl CableSeen {
+    /// Whether the cable can no longer bring number `n`, sent no later than
+    /// stamp `sent`: it brought a higher number, or a report stamped
+    /// after (`report`: the stamp of the last report it brought).
+    pub(crate) fn past(&self, n: u32, sent: u16, report: Option<u16>) -> bool {
+        self.highest.is_some_and(|h| after32(h, n)) || report.is_some_and(|r| after16(r, sent))
+    }
+}
+
+/// The receiving side: frames held until their turn.
+pub(crate) struct Reorder {
+    store: FrameRing,
+    /// By number (mod [`WINDOW`]): the store slot holding that frame.
+    at: Box<[Slot]>,
+    /// When each held frame arrived, and its stamp, by number as `at`.
+    arrived: Box<[Option<(Instant, u16)>]>,
+    epoch: Option<u8>,
+    /// The number whose turn it is.
+    next: u32,
+    held: usize,
+    /// Numbers before this one are given up on at once (a frame came a
+    /// window ahead of `next`).
+    skip_to: Option<u32>,
+    /// Frames held for their turn so far; numbers given up on; frames
+    /// that came after their number was given up on, and how late at most;
+    /// frames held when the far node restarted for which the host had no
+    /// room.
+    ever_held: u64,
+    given_up: u64,
+    late: u64,
+    latest: Duration,
+    gave_up_at: Option<Instant>,
+    dropped: u64,
+}
+
+impl Reorder {
+    pub(crate) fn new() -> Reorder {
+        Reorder {
+            store: FrameRing::new(WINDOW),
+            at: vec![EMPTY; WINDOW].into_boxed_slice(),
+            arrived: vec![None; WINDOW].into_boxed_slice(),
+            epoch: None,
+            next: 0,
+            held: 0,
+            skip_to: None,
+            ever_held: 0,
+            given_up: 0,
+            late: 0,
+            latest: Duration::ZERO,
+            gave_up_at: None,
+            dropped: 0,
+        }
+    }
+
+    fn index(seq: u32) -> usize {
+        seq as usize % WINDOW
+    }
+
+    /// The `count` newest frames of `lane`, just read from a cable (what
+    /// it brought is noted in `cable`): takes their tags out, and takes
+    /// out of the queue (into the store) those whose turn has not come.
+    /// Untagged frames, and late ones (their number was given up on), go
+    /// at once.
+    pub(crate) fn take(
+        &mut self,
+        lane: &mut Lane,
+        count: usize,
+        now: Instant,
+        cable: &mut CableSeen,
+    ) {
+        let ring = &mut lane.ring;
+        let queued = ring.queued().len();
+        let mut moved = false;
+        for i in queued - count..queued {
+            let slot = ring.queued()[i];
+            let Ok(tagged) = SeqTagged::new_checked(ring.frame(slot)) else {
+                continue;
+            };
+            let (epoch, seq, stamp) = (tagged.epoch(), tagged.seq(), tagged.stamp());
+            let len = seq_tag::strip(ring.frame_mut(slot));
+            ring.set_len(slot, len);
+            if self.epoch != Some(epoch) {
+                // A new numbering: what is held of the old one goes too.
+                self.flush(ring);
+                self.epoch = Some(epoch);
+                self.next = seq;
+                cable.highest = None;
+            }
+            if cable.highest.is_none_or(|h| after32(seq, h)) {
+                cable.highest = Some(seq);
+            }
+            let ahead = seq.wrapping_sub(self.next) as i32;
+            if ahead < 0 {
+                self.late += 1;
+                if let Some(t) = self.gave_up_at {
+                    self.latest = self.latest.max(now.saturating_duration_since(t));
+                }
+                continue;
+            }
+            if ahead == 0 && self.held == 0 {
+                self.next = seq.wrapping_add(1);
+                continue;
+            }
+            let at = Self::index(seq);
+            if ahead as usize >= WINDOW {
+                // Too far ahead to wait for all before it: it goes now, and
+                // what is missing up to a window behind it counts as lost.
+                self.skip_to = Some(seq.wrapping_sub(WINDOW as u32 - 1));
+                continue;
+            }
+            if self.at[at] != EMPTY {
+                continue;
+            }
+            let Some(kept) = self.store.reserve() else {
+                continue;
+            };
+            let frame = ring.frame(slot);
+            self.store.slot_buf(kept)[..frame.len()].copy_from_slice(frame);
+            self.store.push(kept, frame.len(), seq);
+            self.at[at] = kept;
+            self.arrived[at] = Some((now, stamp));
+            self.held += 1;
+            self.ever_held += 1;
+            ring.mark_done(slot);
+            moved = true;
+        }
+        if moved {
+            ring.sweep();
+        }
+    }
+
+    /// Gives the host (`ring`) the held frames whose turn has come, as far
+    /// as it has room: those next in order, and past an awaited number that
+    /// no cable can bring any more (`gone(n, stamp)`: the frame after it
+    /// went at `stamp`) or that has not come `wait` after a later one did,
+    /// the rest. Returns how many.
+    pub(crate) fn release(
+        &mut self,
+        ring: &mut FrameRing,
+        now: Instant,
+        wait: Duration,
+        gone: &dyn Fn(u32, u16) -> bool,
+    ) -> usize {
+        let mut given = 0;
+        while ring.free_slots() > 0 {
+            let skip_to = self.skip_to.filter(|&to| after32(to, self.next));
+            self.skip_to = skip_to;
+            if self.held == 0 {
+                if let Some(to) = skip_to {
+                    self.given_up += u64::from(to.wrapping_sub(self.next));
+                    self.next = to;
+                    self.skip_to = None;
+                }
+                break;
+            }
+            let at = Self::index(self.next);
+            if self.at[at] == EMPTY {
+                let (since, stamp) = self.first_behind().expect("something is held");
+                if skip_to.is_none() && since + wait > now && !gone(self.next, stamp) {
+                    break;
+                }
+                self.next = self.next.wrapping_add(1);
+                self.given_up += 1;
+                self.gave_up_at = Some(now);
+                continue;
+            }
+            let kept = std::mem::replace(&mut self.at[at], EMPTY);
+            self.arrived[at] = None;
+            ring.push_copy(self.store.frame(kept), 0);
+            self.store.mark_done(kept);
+            self.held -= 1;
+            self.next = self.next.wrapping_add(1);
+            given += 1;
+        }
+        if given > 0 {
+            self.store.sweep();
+        }
+        given
+    }
+
+    /// The first held frame after the awaited number: when it arrived, and
+    /// its stamp.
+    fn first_behind(&self) -> Option<(Instant, u16)> {
+        (0..WINDOW)
+            .map(|k| Self::index(self.next.wrapping_add(k as u32)))
+            .find_map(|at| self.arrived[at])
+    }
+
+    /// When the awaited number counts as lost for want of news: `wait`
+    /// after the first held frame behind it arrived. None while nothing
+    /// is held.
+    pub(crate) fn due(&self, wait: Duration) -> Option<Instant> {
+        if self.held == 0 {
+            return None;
+        }
+        self.first_behind().map(|(t, _)| t + wait)
+    }
+
+    /// Gives the host everything held, in order, as far as it has room
+    /// (the rest is dropped), after what it has queued: for a far node that
+    /// restarted (order across that break is not kept).
+    fn flush(&mut self, ring: &mut FrameRing) {
+        for k in 0..WINDOW {
+            let at = Self::index(self.next.wrapping_add(k as u32));
+            let kept = std::mem::replace(&mut self.at[at], EMPTY);
+            self.arrived[at] = None;
+            if kept == EMPTY {
+                continue;
+            }
+            if !ring.push_copy(self.store.frame(kept), 0) {
+                self.dropped += 1;
+            }
+            self.store.mark_done(kept);
+        }
+        self.store.sweep();
+        self.held = 0;
+        self.skip_to = None;
+    }
+
+    /// Frames held now.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// What `--status` shows: frames held for their turn so far, numbers
+    /// given up on, frames that came after that (and how late at most).
+    pub(crate) fn summary(&self) -> Option<String> {
+        (self.epoch.is_some()).then(|| {
+            format!(
+                "in order: {} held, {} given up, {} late (up to {} ms), {} dropped",
+                self.ever_held,
+                self.given_up,
+                self.late,
+                self.latest.as_millis(),
+                self.dropped,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::seq_tag::{TagFields, SEQ_TAG_LEN, TAG_AT};
+
+    const WAIT: Duration = Duration::from_millis(300);
+
+    /// A 60-byte frame whose payload starts with `id`, tagged `seq` and
+    /// stamped `seq` ms.
+    fn tagged(epoch: u8, seq: u32, id: u8) -> Vec<u8> {
+        let mut tag = [0u8; SEQ_TAG_LEN];
+        let stamp = seq as u16;
+        seq_tag::emit(&mut tag, &TagFields { epoch, seq, stamp });
+        let mut frame = [0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = id;
+        [&frame[..TAG_AT], &tag[..], &frame[TAG_AT..]].concat()
+    }
+
+    /// No cable accounts for anything: only the wait gives up.
+    fn nobody_knows(_: u32, _: u16) -> bool {
+        false
+    }
+
+    /// Reads `frames` from a cable into the lane, as a port would.
+    fn arrive(r: &mut Reorder, lane: &mut Lane, frames: &[Vec<u8>], now: Instant) -> CableSeen {
+        let mut cable = CableSeen::default();
+        for f in frames {
+            assert!(lane.ring.push_copy(f, 0));
+        }
+        r.take(lane, frames.len(), now, &mut cable);
+        r.release(&mut lane.ring, now, WAIT, &nobody_knows);
+        cable
+    }
+
+    /// What the host gets: the ids of the queued frames (all untagged and
+    /// 60 bytes long), which it then consumes.
+    fn host_gets(lane: &mut Lane) -> Vec<u8> {
+        let ring = &mut lane.ring;
+        let ids = ring
+            .queued()
+            .iter()
+            .map(|&s| {
+                let f = ring.frame(s);
+                assert_eq!(f.len(), 60);
+                f[14]
+            })
+            .collect();
+        ring.consume_front(ring.queued().len());
+        ids
+    }
+
+    #[test]
+    fn frames_in_order_go_at_once() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        let frames: Vec<_> = (0..5).map(|i| tagged(1, 100 + i, i as u8)).collect();
+        let cable = arrive(&mut r, &mut lane, &frames, now);
+        assert_eq!(host_gets(&mut lane), [0, 1, 2, 3, 4]);
+        assert_eq!((r.held(), r.ever_held), (0, 0));
+        assert_eq!(cable.highest, Some(104));
+    }
+
+    #[test]
+    fn frames_that_overtook_wait_for_the_one_before() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 7, 0)], now);
+        // 9 and 10 came by a quicker cable than 8.
+        arrive(&mut r, &mut lane, &[tagged(1, 9, 2), tagged(1, 10, 3)], now);
+        assert_eq!(host_gets(&mut lane), [0]);
+        assert_eq!(r.held(), 2);
+        assert_eq!(r.due(WAIT), Some(now + WAIT));
+        arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 11, 4)], now);
+        assert_eq!(host_gets(&mut lane), [1, 2, 3, 4]);
+        assert_eq!((r.held(), r.due(WAIT)), (0, None));
+    }
+
+    #[test]
+    fn a_number_no_cable_can_bring_is_given_up_at_once() {
+        let (mut r, mut lane, t0) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 0, 0)], t0);
+        arrive(&mut r, &mut lane, &[tagged(1, 2, 2), tagged(1, 3, 3)], t0);
+        assert_eq!(host_gets(&mut lane), [0]);
+        // The other cable brought 1's successor, or a report after it: 1
+        // is not coming (the frame after it, 2, was stamped 2 ms).
+        let other = CableSeen { highest: Some(1) };
+        assert!(!other.past(1, 2, Some(2)));
+        assert!(other.past(1, 2, Some(3)));
+        assert!(CableSeen { highest: Some(4) }.past(1, 2, None));
+        r.release(&mut lane.ring, t0, WAIT, &|n, stamp| {
+            other.past(n, stamp, Some(3))
+        });
+        assert_eq!(host_gets(&mut lane), [2, 3]);
+        assert_eq!(r.given_up, 1);
+    }
+
+    #[test]
+    fn a_frame_awaited_too_long_is_given_up_and_comes_late() {
+        let (mut r, mut lane, t0) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 0, 0)], t0);
+        arrive(&mut r, &mut lane, &[tagged(1, 2, 2), tagged(1, 3, 3)], t0);
+        assert_eq!(host_gets(&mut lane), [0]);
+        // Not yet...
+        r.release(&mut lane.ring, t0 + WAIT / 2, WAIT, &nobody_knows);
+        assert!(host_gets(&mut lane).is_empty());
+        // ... now 1 counts as lost, and what came after it goes.
+        r.release(&mut lane.ring, t0 + WAIT, WAIT, &nobody_knows);
+        assert_eq!(host_gets(&mut lane), [2, 3]);
+        assert_eq!(r.given_up, 1);
+        // 1 turns up after all: it goes at once.
+        arrive(&mut r, &mut lane, &[tagged(1, 1, 1)], t0 + WAIT);
+        assert_eq!(host_gets(&mut lane), [1]);
+        assert_eq!(r.late, 1);
+    }
+
+    #[test]
+    fn untagged_frames_pass_and_a_new_epoch_starts_afresh() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        let mut plain = vec![0u8; 60];
+        plain[14] = 9;
+        arrive(&mut r, &mut lane, &[tagged(1, 5, 0), tagged(1, 7, 2)], now);
+        arrive(&mut r, &mut lane, &[plain], now);
+        assert_eq!(host_gets(&mut lane), [0, 9]);
+        // The far node restarted: the new numbering goes at once, and what
+        // was held of the old one goes too.
+        arrive(&mut r, &mut lane, &[tagged(2, 0, 3), tagged(2, 1, 4)], now);
+        assert_eq!(host_gets(&mut lane), [3, 4, 2]);
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn frames_far_ahead_are_not_held() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 0, 0), tagged(1, 2, 2)], now);
+        // Too far ahead to wait for what is missing: it goes at once, what
+        // was held goes in order, and what is missing up to a window behind
+        // it is given up on.
+        let far = WINDOW as u32 + 5;
+        arrive(&mut r, &mut lane, &[tagged(1, far, 3)], now);
+        assert_eq!(host_gets(&mut lane), [0, 3, 2]);
+        // 1, then 3 to 5 (2 was held).
+        assert_eq!(r.given_up, 4);
+        arrive(&mut r, &mut lane, &[tagged(1, far + 1, 4)], now);
+        assert_eq!(host_gets(&mut lane), [4]);
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn frames_are_numbered_as_they_are_dealt() {
+        let mut seq = Sequencer::new();
+        let mut ring = FrameRing::new(8);
+        assert!(ring.push_copy(&[0; 60], 0));
+        assert!(ring.push_copy(&[1; MAX_UNTAGGED + 1], 0));
+        assert!(ring.push_copy(&[2; 60], 0));
+        let q = ring.queued().to_vec();
+        seq.start_deal(7);
+        for &s in &q {
+            seq.number(&mut ring, s);
+        }
+        assert_eq!((ring.tag(q[0]), ring.tag(q[2])), (0, 1));
+        // Dealt again (a full cable did not take it): a new number.
+        seq.number(&mut ring, q[0]);
+        assert_eq!(ring.tag(q[0]), 2);
+        assert_eq!(seq.tag(), (seq.epoch, 7));
+    }
+
+    #[test]
+    fn stamps_and_numbers_wrap() {
+        assert!(after16(2, 65_535) && !after16(65_535, 2));
+        assert!(after32(1, u32::MAX) && !after32(u32::MAX, 1));
+    }
+}
