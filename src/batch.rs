@@ -578,3 +578,180 @@ fn same_addr(a: &crate::sys::SockAddr, b: &crate::sys::SockAddr) -> bool {
         x == y
     }
 }
+
+/// `UDP_GRO` (linux/udp.h): the socket takes coalesced datagrams, each
+/// with a control message giving its segment size.
+const UDP_GRO: libc::c_int = 104;
+/// Datagrams one [`GroBatch::recv`] takes at most.
+pub(crate) const GRO_MSGS: usize = 8;
+/// Room for one datagram: the largest UDP payload, coalesced or not.
+const GRO_ROOM: usize = 1 << 16;
+
+/// Asks for coalesced receives (`UDP_GRO`) on the UDP socket `fd`: a
+/// run of datagrams from one sender (the segments of one GSO send on the
+/// same host, or what the receiving NIC's GRO merged) then comes up as one
+/// buffer and one trip through the receive path instead of one per frame,
+/// and takes a single buffer's room in the socket's receive queue. False
+/// when the kernel cannot (before Linux 5.0).
+pub(crate) fn enable_gro(fd: &std::os::fd::OwnedFd) -> bool {
+    let on: libc::c_int = 1;
+    crate::sys::setsockopt(fd, libc::SOL_UDP, UDP_GRO, &on).is_ok()
+}
+
+/// Batched receives on a UDP socket with `UDP_GRO` on. Each datagram may
+/// carry many frames of one length (the last may be shorter), so it lands
+/// in scratch of its own (64 KiB, resident only as far as datagrams
+/// reach) and its frames are handed out one by one with
+/// [`GroBatch::next_frame`] as the ring has room; the socket is read again
+/// only when all of them are out, so what the ring cannot take stays in
+/// the kernel's queue.
+pub(crate) struct GroBatch {
+    buf: crate::ring::PageBuf,
+    msgs: [libc::mmsghdr; GRO_MSGS],
+    iovs: [libc::iovec; GRO_MSGS],
+    cmsgs: [[u64; CMSG_ROOM / 8]; GRO_MSGS],
+    /// Per datagram of the last receive: its length and segment size.
+    lens: [usize; GRO_MSGS],
+    segs: [usize; GRO_MSGS],
+    truncated: [bool; GRO_MSGS],
+    got: usize,
+    /// The next frame to hand out: datagram `at`, from byte `off`.
+    at: usize,
+    off: usize,
+}
+
+/// A frame handed out by [`GroBatch::next_frame`].
+pub(crate) enum GroFrame<'a> {
+    Frame(&'a [u8]),
+    /// A datagram too big for its room, or a segment longer than a frame.
+    Oversize,
+}
+
+impl GroBatch {
+    pub(crate) fn new() -> GroBatch {
+        // SAFETY: mmsghdr and iovec are plain old data; zero is valid.
+        let msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        let iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        GroBatch {
+            buf: crate::ring::PageBuf::new(GRO_MSGS * GRO_ROOM),
+            msgs: [msg; GRO_MSGS],
+            iovs: [iov; GRO_MSGS],
+            cmsgs: [[0; CMSG_ROOM / 8]; GRO_MSGS],
+            lens: [0; GRO_MSGS],
+            segs: [0; GRO_MSGS],
+            truncated: [false; GRO_MSGS],
+            got: 0,
+            at: 0,
+            off: 0,
+        }
+    }
+
+    /// Whether frames of the last receive are still to be handed out.
+    pub(crate) fn pending(&self) -> bool {
+        self.at < self.got
+    }
+
+    /// Receives up to [`GRO_MSGS`] datagrams; only when none are pending.
+    /// Returns how many arrived and whether the socket is drained.
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<(usize, bool)> {
+        debug_assert!(!self.pending());
+        self.got = 0;
+        self.at = 0;
+        self.off = 0;
+        for i in 0..GRO_MSGS {
+            self.iovs[i] = libc::iovec {
+                iov_base: self
+                    .buf
+                    .slice_mut(i * GRO_ROOM, GRO_ROOM)
+                    .as_mut_ptr()
+                    .cast(),
+                iov_len: GRO_ROOM,
+            };
+            let hdr = &mut self.msgs[i].msg_hdr;
+            hdr.msg_name = std::ptr::null_mut();
+            hdr.msg_namelen = 0;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+            hdr.msg_controllen = CMSG_ROOM as _;
+            hdr.msg_flags = 0;
+            self.msgs[i].msg_len = 0;
+        }
+        // SAFETY: msgs point at this batch's own iovecs, buffer and
+        // control scratch, alive for the call.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                GRO_MSGS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok((0, true)),
+                io::ErrorKind::Interrupted => Ok((0, false)),
+                _ => Err(e),
+            };
+        }
+        let got = r as usize;
+        for i in 0..got {
+            let hdr = &self.msgs[i].msg_hdr;
+            let len = self.msgs[i].msg_len as usize;
+            let mut seg = len;
+            // SAFETY: the kernel filled msg_control up to msg_controllen;
+            // the CMSG_* helpers stay inside it.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                        let size =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                        if size > 0 {
+                            seg = size as usize;
+                        }
+                    }
+                    c = libc::CMSG_NXTHDR(hdr, c);
+                }
+            }
+            self.lens[i] = len;
+            // An empty datagram is one empty frame (a runt).
+            self.segs[i] = seg.max(1);
+            self.truncated[i] = hdr.msg_flags & libc::MSG_TRUNC != 0;
+        }
+        self.got = got;
+        Ok((got, got < GRO_MSGS))
+    }
+
+    /// The next frame of the last receive, in arrival order.
+    pub(crate) fn next_frame(&mut self) -> Option<GroFrame<'_>> {
+        if self.at < self.got {
+            let i = self.at;
+            let (len, seg) = (self.lens[i], self.segs[i]);
+            if self.truncated[i] {
+                self.at += 1;
+                self.off = 0;
+                return Some(GroFrame::Oversize);
+            }
+            // Segment after segment; an empty datagram is one empty frame.
+            let at = self.off;
+            let n = seg.min(len - at);
+            self.off += seg;
+            if self.off >= len {
+                self.at += 1;
+                self.off = 0;
+            }
+            if n > MAX_FRAME {
+                return Some(GroFrame::Oversize);
+            }
+            Some(GroFrame::Frame(self.buf.slice(i * GRO_ROOM + at, n)))
+        } else {
+            None
+        }
+    }
+}

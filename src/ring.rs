@@ -20,13 +20,13 @@ const STRIDE: usize = MAX_FRAME.div_ceil(PAGE) * PAGE;
 
 /// Zeroed, page-aligned memory straight from `mmap`: nothing is touched
 /// (nor resident) until written.
-struct PageBuf {
+pub(crate) struct PageBuf {
     ptr: *mut u8,
     len: usize,
 }
 
 impl PageBuf {
-    fn new(len: usize) -> PageBuf {
+    pub(crate) fn new(len: usize) -> PageBuf {
         // SAFETY: a private anonymous mapping, owned by the PageBuf.
         let ptr = unsafe {
             libc::mmap(
@@ -45,13 +45,13 @@ impl PageBuf {
         }
     }
 
-    fn slice(&self, at: usize, len: usize) -> &[u8] {
+    pub(crate) fn slice(&self, at: usize, len: usize) -> &[u8] {
         assert!(at + len <= self.len);
         // SAFETY: in bounds of the live mapping; borrowed from self.
         unsafe { std::slice::from_raw_parts(self.ptr.add(at), len) }
     }
 
-    fn slice_mut(&mut self, at: usize, len: usize) -> &mut [u8] {
+    pub(crate) fn slice_mut(&mut self, at: usize, len: usize) -> &mut [u8] {
         assert!(at + len <= self.len);
         // SAFETY: in bounds of the live mapping; borrowed mutably from self.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }

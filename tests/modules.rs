@@ -364,6 +364,47 @@ mod udp {
         open_path(&mut ours, &mut [&mut b], 2);
         burst(&mut ours, 11, &sizes, &mut b);
     }
+
+    /// Datagrams counted by the UDP layer of namespace `ns` so far.
+    fn in_datagrams(ns: &str) -> u64 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+        let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "InDatagrams")
+            .unwrap();
+        values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    }
+
+    /// On one host a GSO send of ours reaches our receiving end whole
+    /// (`UDP_GRO`): one datagram for many frames, which it hands out one
+    /// by one, byte for byte and in order, also when a datagram holds more
+    /// frames than its lane has room for or a run ends with a shorter one.
+    #[test]
+    fn coalesced_datagrams_on_one_host() {
+        let mut net = Netns::new();
+        let ns = net.ns("gro");
+        let mut a = plug_in(&ns, rs_plug(), "udp://127.0.0.1:5000->127.0.0.1:5001");
+        let mut b = plug_in(&ns, rs_plug(), "udp://127.0.0.1:5001->127.0.0.1:5000");
+        open_path(&mut a, &mut [&mut b], 1);
+        let before = in_datagrams(&ns);
+        let mut sizes = vec![64; 150];
+        sizes.extend(GSO_SIZES.iter().cycle().take(60));
+        sizes.extend([1000; 130]);
+        sizes.extend([1400, 1400, 1400, 700, 60, 60, 59]);
+        burst(&mut a, 12, &sizes, &mut b);
+        let datagrams = in_datagrams(&ns) - before;
+        assert!(
+            datagrams < sizes.len() as u64 / 4,
+            "{} frames came in {datagrams} datagrams",
+            sizes.len()
+        );
+    }
 }
 
 mod ptp {

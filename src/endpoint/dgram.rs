@@ -12,7 +12,7 @@ use log::debug;
 use mio::{Interest, Registry};
 
 use super::{register_fd, sync_write_interest, token, Endpoint, Ready, Stop};
-use crate::batch::{AddrBatch, Datagram, BATCH};
+use crate::batch::{enable_gro, AddrBatch, Datagram, GroBatch, GroFrame, BATCH};
 use crate::lane::Lane;
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys::SockAddr;
@@ -92,6 +92,9 @@ pub(crate) struct DatagramLink<P: Policy> {
     /// Frames of one length are sent as UDP GSO segments (see
     /// [`AddrBatch::stage`]); off for good once the path refuses.
     segments: bool,
+    /// Coalesced receives on the (single, UDP) socket: see
+    /// [`DatagramLink::with_gro`].
+    gro: Option<Box<GroBatch>>,
 }
 
 /// Batches one `fill` reads from each socket at most, so that a flood of
@@ -125,7 +128,70 @@ impl<P: Policy> DatagramLink<P> {
             hung_up: false,
             more: false,
             segments: policy_udp,
+            gro: None,
         }
+    }
+
+    /// Receives with `UDP_GRO` when the kernel can: a GSO send of many
+    /// frames (ours, on the same host) or a run that the NIC's GRO merged
+    /// then costs one trip through the receive path, and one buffer's
+    /// room in the socket's queue, instead of one per frame. For a
+    /// policy with one UDP socket whose every datagram is a plain frame
+    /// (no header, no per-sender rule: `udp://`).
+    pub(crate) fn with_gro(mut self) -> DatagramLink<P> {
+        if self.socks.len() == 1 && enable_gro(&self.socks[0].fd) {
+            self.gro = Some(Box::new(GroBatch::new()));
+        }
+        self
+    }
+
+    /// `fill` for a link with [`DatagramLink::with_gro`]: frames left over
+    /// from the last receive go first; the socket is read again only when
+    /// all are in the lane.
+    fn fill_gro(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
+        let Some(gro) = self.gro.as_mut() else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        let mut rounds = 0;
+        let mut failed = None;
+        loop {
+            while lane.ring.free_slots() > 0 {
+                match gro.next_frame() {
+                    None => break,
+                    Some(GroFrame::Oversize) => self.stats.drop_oversize += 1,
+                    Some(GroFrame::Frame(f)) => match plain_frame(f) {
+                        Verdict::Keep => {
+                            self.stats.count_in(f.len());
+                            lane.ring.push_copy(f, 0);
+                            total += 1;
+                        }
+                        _ => self.stats.drop_runt += 1,
+                    },
+                }
+            }
+            if gro.pending() || !self.socks[0].readable || rounds == FILL_ROUNDS {
+                break;
+            }
+            rounds += 1;
+            match gro.recv(self.socks[0].fd.as_raw_fd()) {
+                Ok((_, drained)) => {
+                    if drained {
+                        self.socks[0].readable = false;
+                    }
+                }
+                Err(e) => {
+                    self.socks[0].readable = false;
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.more = lane.ring.free_slots() > 0 && (gro.pending() || self.socks[0].readable);
+        if let Some(e) = failed {
+            self.recv_error(e)?;
+        }
+        Ok(total)
     }
 
     fn now(&self) -> u64 {
@@ -201,6 +267,9 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
     }
 
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
+        if self.gro.is_some() {
+            return self.fill_gro(lane);
+        }
         let mut total = 0;
         self.more = false;
         for round in 0.. {
