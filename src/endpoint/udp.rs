@@ -54,10 +54,14 @@ pub(crate) fn open(spec: &str) -> Result<DatagramLink<Udp>, OpenError> {
     sys::bind_addr(&fd, &SockAddr::from_inet(src)).map_err(|_| OpenError(libc::ECONNABORTED))?;
     // UDP has no backpressure: what arrives while the loop is not
     // scheduled waits in this buffer or is lost. Ask for room for a few
-    // milliseconds at full speed (the kernel caps it at rmem_max); with
-    // UDP_GRO (`with_gro`) a coalesced datagram of many frames takes the
-    // room of one, so it holds many more of a GSO sender's frames.
-    let _ = sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
+    // milliseconds at full speed; with UDP_GRO (`with_gro`) a coalesced
+    // datagram of many frames takes the room of one, so it holds many
+    // more of a GSO sender's frames. SO_RCVBUF is capped at
+    // net.core.rmem_max (208 KiB unless raised); root may pass the cap
+    // with SO_RCVBUFFORCE, anyone else gets what the cap allows.
+    if sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
+        let _ = sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
+    }
     let policy = Udp {
         label: format!("udp://{spec}"),
         dest: SockAddr::from_inet(dest),
