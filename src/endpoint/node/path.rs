@@ -40,7 +40,7 @@ pub(crate) const HELLO_EVERY: Duration = Duration::from_millis(500);
 /// How much may stand queued ahead of a frame on a cable (on the path and
 /// in the virtual queue): past it, frames wait in the node (and the host is
 /// not read).
-pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(30);
+pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(50);
 /// Silence after which an answering cable counts as dark: about two round
 /// trips and four reports, within these bounds.
 const SILENT_MIN: Duration = Duration::from_millis(300);
