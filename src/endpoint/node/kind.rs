@@ -407,7 +407,9 @@ impl Kind {
                 reorder,
                 ..
             } => {
-                if let Some(port) = ports.get_mut(from) {
+                // Only a far node of ours tags frames: from any other far
+                // end a frame is the host's, whatever its EtherType.
+                if let Some(port) = ports.get_mut(from).filter(|p| p.path.answered()) {
                     reorder.take(lane, count, now, &mut port.seen);
                 }
                 let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
