@@ -43,7 +43,8 @@ const REORDER_MAX: Duration = Duration::from_secs(1);
 pub enum BondingPolicy {
     /// The default: between bonding nodes of ours, each frame to the cable
     /// where it would arrive first, from what the far node reports of each
-    /// cable (see `path.rs`); with any other far end, as `Adaptive`.
+    /// cable (see `path.rs`), and the far node puts them back in order
+    /// (`reorder.rs`); with any other far end, as `Adaptive`.
     #[default]
     Path,
     /// Round robin over the cables that can take a frame now; when none
