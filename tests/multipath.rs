@@ -382,7 +382,8 @@ fn fast_path_carries_at_least_twice_the_slow_ones_frames() {
 /// Issue 10, part 2: datagrams sent faster than the fast path carries take
 /// both cables, 20 ms apart, and still reach B's host in the order they
 /// were sent: node B holds what overtook until its turn (`in order:` in its
-/// `--status`).
+/// `--status`), and a datagram arrives out of order only if node B counted
+/// it late (never, on a machine that is not starved).
 #[test]
 fn frames_over_both_paths_arrive_in_the_order_sent() {
     let Some(_lock) = ready("frames_over_both_paths_arrive_in_the_order_sent") else {
@@ -433,9 +434,21 @@ fn frames_over_both_paths_arrive_in_the_order_sent() {
             .collect::<String>()
     };
     eprintln!("A:{}\nB:{}", rows(1), rows(2));
-    let out_of_order = got.windows(2).filter(|w| w[1] <= w[0]).count();
+    let out_of_order = got.windows(2).filter(|w| w[1] <= w[0]).count() as u64;
+    // "in order: H held, G given up, L late (up to M ms), D dropped"
+    let count_of = |what: &str| -> u64 {
+        let at = host.find(what).unwrap_or_else(|| panic!("no '{what}' in {host:?}"));
+        let n = host[..at].trim_end().rsplit([' ', ':']).next().unwrap();
+        n.parse().unwrap()
+    };
+    let (held, late) = (count_of(" held"), count_of(" late"));
+    // Frames that overtook were held (so the cables did reorder them), and
+    // the host saw a frame out of order only where node B had given up on
+    // one that then came late: none on a machine that is not starved (a
+    // machine so busy that the cables' processes wait their turn for
+    // seconds can make the node give up).
     assert!(
-        d1 > 0 && d2 > 0 && out_of_order == 0 && got.len() as u32 > COUNT / 2,
+        d1 > 0 && d2 > 0 && held > 0 && out_of_order <= late && got.len() as u32 > COUNT / 2,
         "received {} of {COUNT}, {out_of_order} out of order; frames into cable 1 {d1}, \
          cable 2 {d2}; node B: {host}",
         got.len()

@@ -34,11 +34,6 @@ pub fn parse_weights(s: &str) -> Result<Vec<u32>, BadNumber> {
         .collect()
 }
 
-/// What a bonding node holds a frame for a number before it that no cable
-/// accounts for, besides its cables' round trips; and at most.
-const REORDER_MARGIN: Duration = Duration::from_millis(200);
-const REORDER_MAX: Duration = Duration::from_secs(1);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BondingPolicy {
     /// The default: between bonding nodes of ours, each frame to the cable
@@ -414,7 +409,7 @@ impl Kind {
                     reorder.take(lane, count, now, &mut port.seen);
                 }
                 let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
-                reorder.release(&mut lane.ring, now, reorder_wait(ports, now), &gone);
+                reorder.release(&mut lane.ring, now, REORDER_WAIT, &gone);
             }
             Kind::Multi { dedup: None, .. } | Kind::Bonding { .. } => {}
         }
@@ -427,7 +422,7 @@ impl Kind {
             Kind::Bonding { reorder, .. } if reorder.held() > 0 => {
                 let now = Instant::now();
                 let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
-                reorder.release(&mut lane.ring, now, reorder_wait(ports, now), &gone)
+                reorder.release(&mut lane.ring, now, REORDER_WAIT, &gone)
             }
             _ => 0,
         }
@@ -525,7 +520,7 @@ impl Kind {
                 .active()
                 .iter()
                 .filter_map(|&id| ports.get(id)?.path.report_due())
-                .chain(reorder.due(reorder_wait(ports, now)))
+                .chain(reorder.due(REORDER_WAIT))
                 .chain(paths(ports).filter_map(|p| p.backlog_ends(now)))
                 .min()
                 .map(|t| t.saturating_duration_since(now)),
@@ -600,17 +595,12 @@ fn paths_known(ports: &PortTable, now: Instant) -> bool {
 }
 
 /// How long a frame received is held for a number before it that no
-/// cable has said it no longer brings (see `reorder.rs`): twice the largest
-/// smoothed round trip and a margin, within bounds. A cable that says
-/// nothing for so long is falling silent.
-fn reorder_wait(ports: &PortTable, now: Instant) -> Duration {
-    let slowest = paths(ports)
-        .filter(|p| p.answered() && !p.silent(now))
-        .map(|p| 4 * p.one_way())
-        .max()
-        .unwrap_or_default();
-    (slowest + REORDER_MARGIN).clamp(REORDER_MARGIN, REORDER_MAX)
-}
+/// cable has said it no longer brings (see `reorder.rs`). Only a cable
+/// that says nothing at all leaves the question open, and such a cable is
+/// soon dark (`PathState::silent`, at most 0.8 s) and asked no more; this
+/// is the bound behind that, long enough for a machine so busy that its
+/// cables' processes wait their turn for hundreds of ms.
+const REORDER_WAIT: Duration = Duration::from_secs(1);
 
 /// No cable (that answers and is not dark) can still bring number `n`,
 /// which was sent no later than `stamp`.
