@@ -437,7 +437,9 @@ fn frames_over_both_paths_arrive_in_the_order_sent() {
     let out_of_order = got.windows(2).filter(|w| w[1] <= w[0]).count() as u64;
     // "in order: H held, G given up, L late (up to M ms), D dropped"
     let count_of = |what: &str| -> u64 {
-        let at = host.find(what).unwrap_or_else(|| panic!("no '{what}' in {host:?}"));
+        let at = host
+            .find(what)
+            .unwrap_or_else(|| panic!("no '{what}' in {host:?}"));
         let n = host[..at].trim_end().rsplit([' ', ':']).next().unwrap();
         n.parse().unwrap()
     };

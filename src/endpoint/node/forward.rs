@@ -435,11 +435,11 @@ const ARRIVAL_SLACK: Duration = Duration::from_millis(10);
 /// that port is full, to one where it would arrive at most
 /// [`ARRIVAL_SLACK`] later; otherwise it waits for room. It waits too while
 /// more than [`MAX_BACKLOG`] stands queued on the path of the port it would
-/// take and in its virtual queue: queues stay short, and what the host sends beyond what
-/// the paths carry waits at the host (a TCP sender slows down). Frames are
-/// numbered (`seq`) and the far node gives them to its host in that order
-/// ([`Reorder`](super::reorder::Reorder)), so a flow may take every cable.
-/// Returns the frames finished.
+/// take and in its virtual queue: queues stay short, and what the host
+/// sends beyond what the paths carry waits at the host (a TCP sender slows
+/// down). Frames are numbered (`seq`) and the far node gives them to its
+/// host in that order ([`Reorder`](super::reorder::Reorder)), so a flow may
+/// take every cable. Returns the frames finished.
 pub fn by_arrival(
     ports: &mut PortTable,
     lane: &mut Lane,

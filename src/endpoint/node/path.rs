@@ -351,7 +351,7 @@ impl PathState {
     /// if it is; a queue on the path shows in the next reports).
     pub(crate) fn backlog_ends(&self, now: Instant) -> Option<Instant> {
         self.busy_until
-            .map(|t| t - MAX_BACKLOG)
+            .and_then(|t| t.checked_sub(MAX_BACKLOG))
             .filter(|&t| t > now)
     }
 
