@@ -93,32 +93,17 @@ impl BatchIo {
             };
         }
         self.prepare(want, |_| 1);
-        // SAFETY: msgs[..want] point at iovecs over reserved ring slots of
-        // MAX_FRAME bytes each, alive for the duration of the call.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.msgs.as_mut_ptr(),
-                want as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        let got = if r < 0 {
-            let e = io::Error::last_os_error();
-            for i in 0..want {
-                ring.unreserve(self.slots[i]);
+        // msgs[..want] point at iovecs over reserved ring slots of
+        // MAX_FRAME bytes each, alive for the duration of the call; the
+        // slots nothing came into are given back below.
+        let (got, drained) = match recv_messages(fd, &mut self.msgs[..want]) {
+            Ok(r) => r,
+            Err(e) => {
+                for i in 0..want {
+                    ring.unreserve(self.slots[i]);
+                }
+                return Err(e);
             }
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(Received {
-                    frames: 0,
-                    drained: true,
-                }),
-                io::ErrorKind::Interrupted => Ok(Received::default()),
-                _ => Err(e),
-            };
-        } else {
-            r as usize
         };
         let mut frames = 0;
         for i in 0..want {
@@ -147,10 +132,7 @@ impl BatchIo {
                 frames += 1;
             }
         }
-        Ok(Received {
-            frames,
-            drained: got < want,
-        })
+        Ok(Received { frames, drained })
     }
 
     /// Sends the frames in `slots` (at most [`BATCH`]) on the connected
@@ -197,6 +179,34 @@ impl BatchIo {
         }
         Ok(sent)
     }
+}
+
+/// One non-blocking `recvmmsg` into `msgs`, whose buffers the caller
+/// keeps alive for the call: how many datagrams came, and whether the
+/// socket is drained (fewer came than there was room for; none and
+/// drained when it had nothing, none and not drained when a signal came).
+fn recv_messages(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<(usize, bool)> {
+    // SAFETY: every header in `msgs` points at buffers that outlive the
+    // call (the caller's promise); recvmmsg writes only into them.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock => Ok((0, true)),
+            io::ErrorKind::Interrupted => Ok((0, false)),
+            _ => Err(e),
+        };
+    }
+    let got = r as usize;
+    Ok((got, got < msgs.len()))
 }
 
 /// One non-blocking `sendmmsg` of `msgs`, whose buffers the caller keeps
@@ -365,36 +375,17 @@ impl AddrBatch {
             let p = ring.slot_ptr(slot);
             self.point(i, p, MAX_FRAME);
         }
-        // SAFETY: msgs[..want] point at iovecs over reserved ring slots and
-        // this batch's own scratch, all alive for the call.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.msgs.as_mut_ptr(),
-                want as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            for i in 0..want {
-                ring.unreserve(self.slots[i]);
-            }
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok((0, true)),
-                io::ErrorKind::Interrupted => Ok((0, false)),
-                _ => Err(e),
-            };
-        }
-        let got = r as usize;
+        // msgs[..want] point at iovecs over reserved ring slots and this
+        // batch's own scratch, all alive for the call.
+        let received = recv_messages(fd, &mut self.msgs[..want]);
+        let got = received.as_ref().map_or(0, |&(got, _)| got);
         for i in got..want {
             ring.unreserve(self.slots[i]);
         }
         for i in 0..got {
             self.names[i].len = self.msgs[i].msg_hdr.msg_namelen;
         }
-        Ok((got, got < want))
+        received
     }
 
     /// Datagram `i` of the last receive.
@@ -680,26 +671,9 @@ impl GroBatch {
             hdr.msg_flags = 0;
             self.msgs[i].msg_len = 0;
         }
-        // SAFETY: msgs point at this batch's own iovecs, buffer and
-        // control scratch, alive for the call.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.msgs.as_mut_ptr(),
-                GRO_MSGS as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok((0, true)),
-                io::ErrorKind::Interrupted => Ok((0, false)),
-                _ => Err(e),
-            };
-        }
-        let got = r as usize;
+        // msgs point at this batch's own iovecs, buffer and control
+        // scratch, alive for the call.
+        let (got, drained) = recv_messages(fd, &mut self.msgs)?;
         for i in 0..got {
             let hdr = &self.msgs[i].msg_hdr;
             let len = self.msgs[i].msg_len as usize;
@@ -725,7 +699,7 @@ impl GroBatch {
             self.truncated[i] = hdr.msg_flags & libc::MSG_TRUNC != 0;
         }
         self.got = got;
-        Ok((got, got < GRO_MSGS))
+        Ok((got, drained))
     }
 
     /// The next frame of the last receive, in arrival order.
