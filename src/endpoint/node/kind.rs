@@ -408,8 +408,7 @@ impl Kind {
                 if let Some(port) = ports.get_mut(from).filter(|p| p.path.answered()) {
                     reorder.take(lane, count, now, &mut port.seen);
                 }
-                let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
-                reorder.release(&mut lane.ring, now, REORDER_WAIT, &gone);
+                release_in_turn(reorder, ports, lane, now);
             }
             Kind::Multi { dedup: None, .. } | Kind::Bonding { .. } => {}
         }
@@ -420,9 +419,7 @@ impl Kind {
     pub(crate) fn release_held(&mut self, ports: &PortTable, lane: &mut Lane) -> usize {
         match self {
             Kind::Bonding { reorder, .. } if reorder.held() > 0 => {
-                let now = Instant::now();
-                let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
-                reorder.release(&mut lane.ring, now, REORDER_WAIT, &gone)
+                release_in_turn(reorder, ports, lane, Instant::now())
             }
             _ => 0,
         }
@@ -601,6 +598,19 @@ fn paths_known(ports: &PortTable, now: Instant) -> bool {
 /// is the bound behind that, long enough for a machine so busy that its
 /// cables' processes wait their turn for hundreds of ms.
 const REORDER_WAIT: Duration = Duration::from_secs(1);
+
+/// Gives the host what `reorder` held whose turn has come (see
+/// [`Reorder::release`]): a missing number is given up on once no cable can
+/// still bring it, or after [`REORDER_WAIT`].
+fn release_in_turn(
+    reorder: &mut Reorder,
+    ports: &PortTable,
+    lane: &mut Lane,
+    now: Instant,
+) -> usize {
+    let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
+    reorder.release(&mut lane.ring, now, REORDER_WAIT, &gone)
+}
 
 /// No cable (that answers and is not dark) can still bring number `n`,
 /// which was sent no later than `stamp`.

@@ -233,6 +233,9 @@ impl Reorder {
         gone: &dyn Fn(u32, u16) -> bool,
     ) -> usize {
         let mut given = 0;
+        // The first held frame behind the run of missing numbers being
+        // looked at (the same for every number of the run).
+        let mut behind = None;
         while ring.free_slots() > 0 {
             let skip_to = self.skip_to.filter(|&to| after32(to, self.next));
             self.skip_to = skip_to;
@@ -246,7 +249,8 @@ impl Reorder {
             }
             let at = Self::index(self.next);
             if self.at[at] == EMPTY {
-                let (since, stamp) = self.first_behind().expect("something is held");
+                let (since, stamp) =
+                    *behind.get_or_insert_with(|| self.first_behind().expect("something is held"));
                 if skip_to.is_none() && since + wait > now && !gone(self.next, stamp) {
                     break;
                 }
@@ -262,6 +266,7 @@ impl Reorder {
             self.held -= 1;
             self.next = self.next.wrapping_add(1);
             given += 1;
+            behind = None;
         }
         if given > 0 {
             self.store.sweep();
