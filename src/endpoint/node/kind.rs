@@ -12,7 +12,7 @@ use super::forward::{self, route, Queue};
 use super::mac_table::{Dest, MacTable};
 use super::path::{PathState, StampClock};
 use super::ports::{Port, PortId, PortTable};
-use super::reorder::{Reorder, Sequencer};
+use super::reorder::{lag_floor, Moment, Reorder, Sequencer};
 use crate::batch::BATCH;
 use crate::engine::LANE_SLOTS;
 use crate::lane::Lane;
@@ -401,14 +401,16 @@ impl Kind {
             Kind::Bonding {
                 policy: BondingPolicy::Path,
                 reorder,
+                clock,
                 ..
             } => {
+                let at = moment(ports, clock, now);
                 // Only a far node of ours tags frames: from any other far
                 // end a frame is the host's, whatever its EtherType.
                 if let Some(port) = ports.get_mut(from).filter(|p| p.path.answered()) {
-                    reorder.take(lane, count, now, &mut port.seen);
+                    reorder.take(lane, count, at, &mut port.seen);
                 }
-                release_in_turn(reorder, ports, lane, now);
+                release_in_turn(reorder, ports, lane, at);
             }
             Kind::Multi { dedup: None, .. } | Kind::Bonding { .. } => {}
         }
@@ -418,8 +420,9 @@ impl Kind {
     /// came (`policy=path`). Returns how many.
     pub(crate) fn release_held(&mut self, ports: &PortTable, lane: &mut Lane) -> usize {
         match self {
-            Kind::Bonding { reorder, .. } if reorder.held() > 0 => {
-                release_in_turn(reorder, ports, lane, Instant::now())
+            Kind::Bonding { reorder, clock, .. } if reorder.held() > 0 => {
+                let at = moment(ports, clock, Instant::now());
+                release_in_turn(reorder, ports, lane, at)
             }
             _ => 0,
         }
@@ -461,6 +464,7 @@ impl Kind {
                 {
                     port.path
                         .on_report(&report, now, clock, port.stats.bytes_in);
+                    port.seen.note_lag(report.stamp(), clock.ms(now), now);
                 }
             }
             ring.mark_done(slot);
@@ -512,12 +516,13 @@ impl Kind {
             Kind::Bonding {
                 policy: BondingPolicy::Path,
                 reorder,
+                clock,
                 ..
             } => ports
                 .active()
                 .iter()
                 .filter_map(|&id| ports.get(id)?.path.report_due())
-                .chain(reorder.due(REORDER_WAIT))
+                .chain(reorder.due(REORDER_WAIT, moment(ports, clock, now)))
                 .chain(paths(ports).filter_map(|p| p.backlog_ends(now)))
                 .min()
                 .map(|t| t.saturating_duration_since(now)),
@@ -602,14 +607,25 @@ const REORDER_WAIT: Duration = Duration::from_secs(1);
 /// Gives the host what `reorder` held whose turn has come (see
 /// [`Reorder::release`]): a missing number is given up on once no cable can
 /// still bring it, or after [`REORDER_WAIT`].
-fn release_in_turn(
-    reorder: &mut Reorder,
-    ports: &PortTable,
-    lane: &mut Lane,
-    now: Instant,
-) -> usize {
-    let gone = |n, stamp| gone_from_every_cable(ports, now, n, stamp);
-    reorder.release(&mut lane.ring, now, REORDER_WAIT, &gone)
+fn release_in_turn(reorder: &mut Reorder, ports: &PortTable, lane: &mut Lane, at: Moment) -> usize {
+    let gone = |n, stamp| gone_from_every_cable(ports, at.now, n, stamp);
+    reorder.release(&mut lane.ring, at, REORDER_WAIT, &gone)
+}
+
+/// `now` for the reorder buffer: on `clock`, with the lag floor of the
+/// cables that answer and are not dark.
+fn moment(ports: &PortTable, clock: &StampClock, now: Instant) -> Moment {
+    let lags = ports
+        .active()
+        .iter()
+        .filter_map(|&id| ports.get(id))
+        .filter(|p| p.path.answered() && !p.path.silent(now))
+        .filter_map(|p| p.seen.base_lag());
+    Moment {
+        now,
+        ms: clock.ms(now),
+        floor: lag_floor(lags),
+    }
 }
 
 /// No cable (that answers and is not dark) can still bring number `n`,

@@ -82,19 +82,101 @@ impl Sequencer {
     }
 }
 
+/// How long lag minima are kept: a path's own delay shows in its least
+/// lag over a period or two, what queues on it for a while does not.
+const LAG_PERIOD: Duration = Duration::from_secs(5);
+
 /// What the receiving node knows of one cable: the highest number it
-/// brought (a frame numbered lower can no longer come on it).
+/// brought (a frame numbered lower can no longer come on it), and the
+/// least lag of what it brought (our clock minus the far end's stamp: the
+/// path's delay plus the offset of the two clocks, the same for every
+/// cable between the same two nodes).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CableSeen {
     pub(crate) highest: Option<u32>,
+    lag_now: Option<u16>,
+    lag_before: Option<u16>,
+    lag_since: Option<Instant>,
+}
+
+/// The smaller of two lags (ms that wrap).
+fn least(a: Option<u16>, b: Option<u16>) -> Option<u16> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if after16(x, y) { y } else { x }),
+        (x, y) => x.or(y),
+    }
 }
 
 impl CableSeen {
+    /// Something the far end stamped `stamp` came on this cable at `ms` of
+    /// our clock.
+    pub(crate) fn note_lag(&mut self, stamp: u16, ms: u16, now: Instant) {
+        if self
+            .lag_since
+            .is_none_or(|t| now.saturating_duration_since(t) >= LAG_PERIOD)
+        {
+            self.lag_before = self.lag_now.or(self.lag_before);
+            self.lag_now = None;
+            self.lag_since = Some(now);
+        }
+        self.lag_now = least(self.lag_now, Some(ms.wrapping_sub(stamp)));
+    }
+
+    /// The cable's least lag of late: its path's own delay (plus the
+    /// clocks' offset).
+    pub(crate) fn base_lag(&self) -> Option<u16> {
+        least(self.lag_now, self.lag_before)
+    }
+
     /// Whether the cable can no longer bring number `n`, sent no later than
     /// stamp `sent`: it brought a higher number, or a report stamped
     /// after (`report`: the stamp of the last report it brought).
     pub(crate) fn past(&self, n: u32, sent: u16, report: Option<u16>) -> bool {
         self.highest.is_some_and(|h| after32(h, n)) || report.is_some_and(|r| after16(r, sent))
+    }
+}
+
+/// The moment frames are looked at: `now`, `ms` on the clock of the
+/// lags, and the lag a frame must have before the host gets it (`floor`:
+/// the slowest live path's own, see `kind.rs`), if any.
+#[derive(Clone, Copy)]
+pub(crate) struct Moment {
+    pub(crate) now: Instant,
+    pub(crate) ms: u16,
+    pub(crate) floor: Option<u16>,
+}
+
+/// A frame is never held for the floor longer than this (a clock that
+/// jumped, a far node that restarted with a new one).
+const FLOOR_MAX_MS: u16 = 200;
+
+/// The floor for cables whose own lags are `lags`: the largest, so that
+/// what came the quick way waits as long as what came the slow way; but
+/// no more than [`FLOOR_MAX_MS`] above the least (a path that much slower
+/// is not waited for in full; its frames are still put in order).
+pub(crate) fn lag_floor(mut lags: impl Iterator<Item = u16>) -> Option<u16> {
+    let first = lags.next()?;
+    let (least, most) = lags.fold((first, first), |(lo, hi), lag| {
+        (
+            if after16(lo, lag) { lag } else { lo },
+            if after16(lag, hi) { lag } else { hi },
+        )
+    });
+    Some(if most.wrapping_sub(least) > FLOOR_MAX_MS {
+        least.wrapping_add(FLOOR_MAX_MS)
+    } else {
+        most
+    })
+}
+
+impl Moment {
+    /// How many ms a frame stamped `stamp` waits yet for the floor.
+    fn floor_wait_ms(&self, stamp: u16) -> u16 {
+        let Some(floor) = self.floor else {
+            return 0;
+        };
+        let lag = self.ms.wrapping_sub(stamp);
+        (floor.wrapping_sub(lag) as i16).clamp(0, FLOOR_MAX_MS as i16) as u16
     }
 }
 
@@ -156,9 +238,11 @@ impl Reorder {
         &mut self,
         lane: &mut Lane,
         count: usize,
-        now: Instant,
+        at: Moment,
         cable: &mut CableSeen,
     ) {
+        let now = at.now;
+        let moment = self.floor_if_room(at);
         let ring = &mut lane.ring;
         let queued = ring.queued().len();
         let mut moved = false;
@@ -180,6 +264,7 @@ impl Reorder {
             if cable.highest.is_none_or(|h| after32(seq, h)) {
                 cable.highest = Some(seq);
             }
+            cable.note_lag(stamp, moment.ms, now);
             let ahead = seq.wrapping_sub(self.next) as i32;
             if ahead < 0 {
                 self.late += 1;
@@ -188,7 +273,7 @@ impl Reorder {
                 }
                 continue;
             }
-            if ahead == 0 && self.held == 0 {
+            if ahead == 0 && self.held == 0 && moment.floor_wait_ms(stamp) == 0 {
                 self.next = seq.wrapping_add(1);
                 continue;
             }
@@ -228,10 +313,12 @@ impl Reorder {
     pub(crate) fn release(
         &mut self,
         ring: &mut FrameRing,
-        now: Instant,
+        at: Moment,
         wait: Duration,
         gone: &dyn Fn(u32, u16) -> bool,
     ) -> usize {
+        let now = at.now;
+        let moment = self.floor_if_room(at);
         let mut given = 0;
         // The first held frame behind the run of missing numbers being
         // looked at (the same for every number of the run).
@@ -259,6 +346,9 @@ impl Reorder {
                 self.gave_up_at = Some(now);
                 continue;
             }
+            if self.arrived[at].is_some_and(|(_, stamp)| moment.floor_wait_ms(stamp) > 0) {
+                break;
+            }
             let kept = std::mem::replace(&mut self.at[at], EMPTY);
             self.arrived[at] = None;
             ring.push_copy(self.store.frame(kept), 0);
@@ -285,11 +375,29 @@ impl Reorder {
     /// When the awaited number counts as lost for want of news: `wait`
     /// after the first held frame behind it arrived. None while nothing
     /// is held.
-    pub(crate) fn due(&self, wait: Duration) -> Option<Instant> {
+    /// When held frames are to be looked at again: when the next in turn
+    /// has waited out the floor, or a missing one's wait ends.
+    pub(crate) fn due(&self, wait: Duration, at: Moment) -> Option<Instant> {
         if self.held == 0 {
             return None;
         }
-        self.first_behind().map(|(t, _)| t + wait)
+        let floor_ms = self.arrived[Self::index(self.next)]
+            .map(|(_, stamp)| self.floor_if_room(at).floor_wait_ms(stamp))
+            .filter(|&ms| ms > 0);
+        match floor_ms {
+            Some(ms) => Some(at.now + Duration::from_millis(ms.into())),
+            None => self.first_behind().map(|(t, _)| t + wait),
+        }
+    }
+
+    /// `at`, without its floor when the store is three quarters full: the
+    /// frames that overtook others must still find room.
+    fn floor_if_room(&self, at: Moment) -> Moment {
+        if self.store.free_slots() < WINDOW / 4 {
+            Moment { floor: None, ..at }
+        } else {
+            at
+        }
     }
 
     /// Gives the host everything held, in order, as far as it has room
@@ -353,6 +461,15 @@ mod tests {
         [&frame[..TAG_AT], &tag[..], &frame[TAG_AT..]].concat()
     }
 
+    /// `now`, at 0 ms, with no floor.
+    fn at(now: Instant) -> Moment {
+        Moment {
+            now,
+            ms: 0,
+            floor: None,
+        }
+    }
+
     /// No cable accounts for anything: only the wait gives up.
     fn nobody_knows(_: u32, _: u16) -> bool {
         false
@@ -364,8 +481,8 @@ mod tests {
         for f in frames {
             assert!(lane.ring.push_copy(f, 0));
         }
-        r.take(lane, frames.len(), now, &mut cable);
-        r.release(&mut lane.ring, now, WAIT, &nobody_knows);
+        r.take(lane, frames.len(), at(now), &mut cable);
+        r.release(&mut lane.ring, at(now), WAIT, &nobody_knows);
         cable
     }
 
@@ -404,10 +521,10 @@ mod tests {
         arrive(&mut r, &mut lane, &[tagged(1, 9, 2), tagged(1, 10, 3)], now);
         assert_eq!(host_gets(&mut lane), [0]);
         assert_eq!(r.held(), 2);
-        assert_eq!(r.due(WAIT), Some(now + WAIT));
+        assert_eq!(r.due(WAIT, at(now)), Some(now + WAIT));
         arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 11, 4)], now);
         assert_eq!(host_gets(&mut lane), [1, 2, 3, 4]);
-        assert_eq!((r.held(), r.due(WAIT)), (0, None));
+        assert_eq!((r.held(), r.due(WAIT, at(now))), (0, None));
     }
 
     #[test]
@@ -418,11 +535,18 @@ mod tests {
         assert_eq!(host_gets(&mut lane), [0]);
         // The other cable brought 1's successor, or a report after it: 1
         // is not coming (the frame after it, 2, was stamped 2 ms).
-        let other = CableSeen { highest: Some(1) };
+        let other = CableSeen {
+            highest: Some(1),
+            ..CableSeen::default()
+        };
         assert!(!other.past(1, 2, Some(2)));
         assert!(other.past(1, 2, Some(3)));
-        assert!(CableSeen { highest: Some(4) }.past(1, 2, None));
-        r.release(&mut lane.ring, t0, WAIT, &|n, stamp| {
+        assert!(CableSeen {
+            highest: Some(4),
+            ..CableSeen::default()
+        }
+        .past(1, 2, None));
+        r.release(&mut lane.ring, at(t0), WAIT, &|n, stamp| {
             other.past(n, stamp, Some(3))
         });
         assert_eq!(host_gets(&mut lane), [2, 3]);
@@ -436,10 +560,10 @@ mod tests {
         arrive(&mut r, &mut lane, &[tagged(1, 2, 2), tagged(1, 3, 3)], t0);
         assert_eq!(host_gets(&mut lane), [0]);
         // Not yet...
-        r.release(&mut lane.ring, t0 + WAIT / 2, WAIT, &nobody_knows);
+        r.release(&mut lane.ring, at(t0 + WAIT / 2), WAIT, &nobody_knows);
         assert!(host_gets(&mut lane).is_empty());
         // ... now 1 counts as lost, and what came after it goes.
-        r.release(&mut lane.ring, t0 + WAIT, WAIT, &nobody_knows);
+        r.release(&mut lane.ring, at(t0 + WAIT), WAIT, &nobody_knows);
         assert_eq!(host_gets(&mut lane), [2, 3]);
         assert_eq!(r.given_up, 1);
         // 1 turns up after all: it goes at once.
@@ -503,5 +627,70 @@ mod tests {
     fn stamps_and_numbers_wrap() {
         assert!(after16(2, 65_535) && !after16(65_535, 2));
         assert!(after32(1, u32::MAX) && !after32(u32::MAX, 1));
+    }
+
+    #[test]
+    fn frames_that_came_the_quick_way_wait_out_the_floor() {
+        let (mut r, mut lane, t0) = (Reorder::new(), Lane::new(64), Instant::now());
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // The slow path's own lag is 20 ms: frames stamped 0 and 1 came
+        // the quick way at 5 ms (lags 5 and 4): they wait until 20 and 21 ms.
+        let floor = |now, ms| Moment {
+            now,
+            ms,
+            floor: Some(20),
+        };
+        let mut cable = CableSeen::default();
+        for f in [tagged(1, 0, 0), tagged(1, 1, 1)] {
+            assert!(lane.ring.push_copy(&f, 0));
+        }
+        r.take(&mut lane, 2, floor(ms(5), 5), &mut cable);
+        assert_eq!(cable.base_lag(), Some(4));
+        assert!(host_gets(&mut lane).is_empty());
+        assert_eq!(r.due(WAIT, floor(ms(5), 5)), Some(ms(20)));
+        r.release(&mut lane.ring, floor(ms(19), 19), WAIT, &nobody_knows);
+        assert!(host_gets(&mut lane).is_empty());
+        r.release(&mut lane.ring, floor(ms(20), 20), WAIT, &nobody_knows);
+        assert_eq!(host_gets(&mut lane), [0]);
+        assert_eq!(r.due(WAIT, floor(ms(20), 20)), Some(ms(21)));
+        // Frame 2 came the slow way (lag 20): behind 1, which it finds
+        // due at the same time, it goes at once.
+        assert!(lane.ring.push_copy(&tagged(1, 2, 2), 0));
+        r.take(&mut lane, 1, floor(ms(22), 22), &mut cable);
+        r.release(&mut lane.ring, floor(ms(22), 22), WAIT, &nobody_knows);
+        assert_eq!(host_gets(&mut lane), [1, 2]);
+        // Without a floor, an in-order frame is never held.
+        arrive(&mut r, &mut lane, &[tagged(1, 3, 3)], ms(22));
+        assert_eq!(host_gets(&mut lane), [3]);
+    }
+
+    #[test]
+    fn a_cable_lag_is_the_least_of_the_last_periods() {
+        let t0 = Instant::now();
+        let mut c = CableSeen::default();
+        c.note_lag(100, 130, t0);
+        c.note_lag(200, 220, t0 + Duration::from_millis(10));
+        assert_eq!(c.base_lag(), Some(20));
+        // Queued a while: the least of the period before still counts...
+        c.note_lag(300, 390, t0 + LAG_PERIOD);
+        assert_eq!(c.base_lag(), Some(20));
+        // ... until a whole period has gone by without it.
+        c.note_lag(400, 480, t0 + LAG_PERIOD * 2);
+        assert_eq!(c.base_lag(), Some(80));
+        // Clocks that wrap: a lag is a difference mod 2^16.
+        c.note_lag(65_530, 10, t0 + LAG_PERIOD * 2);
+        assert_eq!(c.base_lag(), Some(16));
+    }
+
+    #[test]
+    fn the_floor_is_the_slowest_lag_up_to_a_bound() {
+        assert_eq!(lag_floor([].into_iter()), None);
+        assert_eq!(lag_floor([40, 10].into_iter()), Some(40));
+        // Lags carry the clocks' offset and wrap.
+        assert_eq!(lag_floor([65_530, 14].into_iter()), Some(14));
+        assert_eq!(
+            lag_floor([5, 5 + FLOOR_MAX_MS + 50].into_iter()),
+            Some(5 + FLOOR_MAX_MS)
+        );
     }
 }
