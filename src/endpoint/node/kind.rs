@@ -608,7 +608,8 @@ const REORDER_WAIT: Duration = Duration::from_secs(1);
 /// [`Reorder::release`]): a missing number is given up on once no cable can
 /// still bring it, or after [`REORDER_WAIT`].
 fn release_in_turn(reorder: &mut Reorder, ports: &PortTable, lane: &mut Lane, at: Moment) -> usize {
-    let gone = |n, stamp| gone_from_every_cable(ports, at.now, n, stamp);
+    let epoch = reorder.epoch();
+    let gone = |n, stamp| gone_from_every_cable(ports, at.now, epoch, n, stamp);
     reorder.release(&mut lane.ring, at, REORDER_WAIT, &gone)
 }
 
@@ -628,15 +629,21 @@ fn moment(ports: &PortTable, clock: &StampClock, now: Instant) -> Moment {
     }
 }
 
-/// No cable (that answers and is not dark) can still bring number `n`,
-/// which was sent no later than `stamp`.
-fn gone_from_every_cable(ports: &PortTable, now: Instant, n: u32, stamp: u16) -> bool {
+/// No cable (that answers and is not dark) can still bring number `n` of
+/// numbering `epoch`, which was sent no later than `stamp`.
+fn gone_from_every_cable(
+    ports: &PortTable,
+    now: Instant,
+    epoch: Option<u8>,
+    n: u32,
+    stamp: u16,
+) -> bool {
     ports
         .active()
         .iter()
         .filter_map(|&id| ports.get(id))
         .filter(|p| p.path.answered() && !p.path.silent(now))
-        .all(|p| p.seen.past(n, stamp, p.path.last_stamp()))
+        .all(|p| p.seen.past(epoch, n, stamp, p.path.last_stamp()))
 }
 
 /// The cables that are not dark have alike paths (`PathState::alike`):

@@ -93,6 +93,8 @@ const LAG_PERIOD: Duration = Duration::from_secs(5);
 /// cable between the same two nodes).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CableSeen {
+    /// The numbering (the far node's run) of what it brought.
+    epoch: Option<u8>,
     pub(crate) highest: Option<u32>,
     lag_now: Option<u16>,
     lag_before: Option<u16>,
@@ -128,11 +130,13 @@ impl CableSeen {
         least(self.lag_now, self.lag_before)
     }
 
-    /// Whether the cable can no longer bring number `n`, sent no later than
-    /// stamp `sent`: it brought a higher number, or a report stamped
-    /// after (`report`: the stamp of the last report it brought).
-    pub(crate) fn past(&self, n: u32, sent: u16, report: Option<u16>) -> bool {
-        self.highest.is_some_and(|h| after32(h, n)) || report.is_some_and(|r| after16(r, sent))
+    /// Whether the cable can no longer bring number `n` of numbering
+    /// `epoch`, sent no later than stamp `sent`: it brought a higher number
+    /// of that numbering, or a report stamped after (`report`: the stamp of
+    /// the last report it brought).
+    pub(crate) fn past(&self, epoch: Option<u8>, n: u32, sent: u16, report: Option<u16>) -> bool {
+        let highest = self.highest.filter(|_| self.epoch == epoch);
+        highest.is_some_and(|h| after32(h, n)) || report.is_some_and(|r| after16(r, sent))
     }
 }
 
@@ -259,7 +263,14 @@ impl Reorder {
                 self.flush(ring);
                 self.epoch = Some(epoch);
                 self.next = seq;
-                cable.highest = None;
+            }
+            if cable.epoch != Some(epoch) {
+                // What this cable brought of the old numbering (and by the
+                // old clock) says nothing of the new.
+                *cable = CableSeen {
+                    epoch: Some(epoch),
+                    ..CableSeen::default()
+                };
             }
             if cable.highest.is_none_or(|h| after32(seq, h)) {
                 cable.highest = Some(seq);
@@ -426,6 +437,11 @@ impl Reorder {
         self.held
     }
 
+    /// The far node's numbering being put in order.
+    pub(crate) fn epoch(&self) -> Option<u8> {
+        self.epoch
+    }
+
     /// What `--status` shows: frames held for their turn so far, numbers
     /// given up on, frames that came after that (and how late at most).
     pub(crate) fn summary(&self) -> Option<String> {
@@ -539,15 +555,15 @@ mod tests {
             highest: Some(1),
             ..CableSeen::default()
         };
-        assert!(!other.past(1, 2, Some(2)));
-        assert!(other.past(1, 2, Some(3)));
+        assert!(!other.past(None, 1, 2, Some(2)));
+        assert!(other.past(None, 1, 2, Some(3)));
         assert!(CableSeen {
             highest: Some(4),
             ..CableSeen::default()
         }
-        .past(1, 2, None));
+        .past(None, 1, 2, None));
         r.release(&mut lane.ring, at(t0), WAIT, &|n, stamp| {
-            other.past(n, stamp, Some(3))
+            other.past(None, n, stamp, Some(3))
         });
         assert_eq!(host_gets(&mut lane), [2, 3]);
         assert_eq!(r.given_up, 1);
@@ -692,5 +708,23 @@ mod tests {
             lag_floor([5, 5 + FLOOR_MAX_MS + 50].into_iter()),
             Some(5 + FLOOR_MAX_MS)
         );
+    }
+
+    #[test]
+    fn what_a_cable_brought_of_an_old_numbering_says_nothing_of_the_new() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        let mut slow = CableSeen::default();
+        assert!(lane.ring.push_copy(&tagged(1, 100, 0), 0));
+        r.take(&mut lane, 1, at(now), &mut slow);
+        host_gets(&mut lane);
+        assert!(slow.past(Some(1), 50, 0, None));
+        // The far node restarted (numbering 2, from 0), its first frames
+        // came by another cable: the slow one's 100 was of numbering 1.
+        assert!(!slow.past(Some(2), 5, 0, None));
+        // Once it brings numbering 2 itself, it starts afresh.
+        assert!(lane.ring.push_copy(&tagged(2, 3, 1), 0));
+        r.take(&mut lane, 1, at(now), &mut slow);
+        assert_eq!(slow.highest, Some(3));
+        assert_eq!(r.epoch(), Some(2));
     }
 }
