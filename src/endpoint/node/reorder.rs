@@ -16,6 +16,14 @@
 //! that has brought a higher number, or a path report sent after the frame
 //! that followed the missing one, brings it no more. Only when a cable
 //! says neither (it fell silent) does the wait end on a timeout.
+//!
+//! And none goes to the host sooner than the slowest live path would have
+//! brought it (the floor, from each cable's least lag: see [`Moment`]):
+//! a TCP sender then sees one path with both bandwidths and the slowest
+//! one's delay from its first packet on, instead of a round trip that
+//! grows as soon as it needs the slow path (which BBR, Linux's default
+//! here, cannot fill: it keeps at most twice its least round trip's worth
+//! in flight).
 
 use std::time::{Duration, Instant};
 
@@ -383,11 +391,10 @@ impl Reorder {
             .find_map(|at| self.arrived[at])
     }
 
-    /// When the awaited number counts as lost for want of news: `wait`
-    /// after the first held frame behind it arrived. None while nothing
-    /// is held.
     /// When held frames are to be looked at again: when the next in turn
-    /// has waited out the floor, or a missing one's wait ends.
+    /// has waited out the floor; else when the awaited number counts as
+    /// lost for want of news, `wait` after the first held frame behind it
+    /// arrived. None while nothing is held.
     pub(crate) fn due(&self, wait: Duration, at: Moment) -> Option<Instant> {
         if self.held == 0 {
             return None;
