@@ -161,13 +161,7 @@ pub fn fan_out(
                 c
             };
         }
-        let cursors = || {
-            ports
-                .active()
-                .iter()
-                .filter_map(|&id| ports.get(id))
-                .map(|p| p.cursor[q])
-        };
+        let cursors = || ports.connected().map(|p| p.cursor[q]);
         let mut front = cursors().min().unwrap_or(queued.len());
         // A port that has every frame queued for it (not merely none, as
         // the port they came from) and waits for the laggards to make room.
@@ -178,15 +172,10 @@ pub fn fan_out(
             })
         };
         if front == 0 && !progress && ring.free_slots() == 0 && someone_waits() {
-            let laggards_stalled = ports
-                .active()
-                .iter()
-                .filter_map(|&id| ports.get(id))
-                .filter(|p| p.cursor[q] == 0)
-                .all(|p| {
-                    p.full_since
-                        .is_some_and(|t| now.duration_since(t) >= LAGGARD_GRACE)
-                });
+            let laggards_stalled = ports.connected().filter(|p| p.cursor[q] == 0).all(|p| {
+                p.full_since
+                    .is_some_and(|t| now.duration_since(t) >= LAGGARD_GRACE)
+            });
             if !laggards_stalled {
                 return (done, true);
             }

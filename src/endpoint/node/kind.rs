@@ -518,10 +518,8 @@ impl Kind {
                 reorder,
                 clock,
                 ..
-            } => ports
-                .active()
-                .iter()
-                .filter_map(|&id| ports.get(id)?.path.report_due())
+            } => paths(ports)
+                .filter_map(PathState::report_due)
                 .chain(reorder.due(REORDER_WAIT, moment(ports, clock, now)))
                 .chain(paths(ports).filter_map(|p| p.backlog_ends(now)))
                 .min()
@@ -578,11 +576,15 @@ impl Kind {
 }
 
 fn paths(ports: &PortTable) -> impl Iterator<Item = &PathState> {
+    ports.connected().map(|p| &p.path)
+}
+
+/// The cables whose far end answers (a node of ours) and that are not dark:
+/// those the reorder buffer waits for.
+fn answering(ports: &PortTable, now: Instant) -> impl Iterator<Item = &Port> {
     ports
-        .active()
-        .iter()
-        .filter_map(|&id| ports.get(id))
-        .map(|p| &p.path)
+        .connected()
+        .filter(move |p| p.path.answered() && !p.path.silent(now))
 }
 
 /// Every cable's far end has answered: it is a bonding node of ours.
@@ -616,16 +618,10 @@ fn release_in_turn(reorder: &mut Reorder, ports: &PortTable, lane: &mut Lane, at
 /// `now` for the reorder buffer: on `clock`, with the lag floor of the
 /// cables that answer and are not dark.
 fn moment(ports: &PortTable, clock: &StampClock, now: Instant) -> Moment {
-    let lags = ports
-        .active()
-        .iter()
-        .filter_map(|&id| ports.get(id))
-        .filter(|p| p.path.answered() && !p.path.silent(now))
-        .filter_map(|p| p.seen.base_lag());
     Moment {
         now,
         ms: clock.ms(now),
-        floor: lag_floor(lags),
+        floor: lag_floor(answering(ports, now).filter_map(|p| p.seen.base_lag())),
     }
 }
 
@@ -638,12 +634,7 @@ fn gone_from_every_cable(
     n: u32,
     stamp: u16,
 ) -> bool {
-    ports
-        .active()
-        .iter()
-        .filter_map(|&id| ports.get(id))
-        .filter(|p| p.path.answered() && !p.path.silent(now))
-        .all(|p| p.seen.past(epoch, n, stamp, p.path.last_stamp()))
+    answering(ports, now).all(|p| p.seen.past(epoch, n, stamp, p.path.last_stamp()))
 }
 
 /// The cables that are not dark have alike paths (`PathState::alike`):

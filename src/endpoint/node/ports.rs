@@ -143,6 +143,11 @@ impl PortTable {
         &self.active
     }
 
+    /// The connected ports, in the order of [`active`](Self::active).
+    pub fn connected(&self) -> impl Iterator<Item = &Port> {
+        self.active.iter().filter_map(|&id| self.get(id))
+    }
+
     /// The `i`th connected port (an index into [`active`](Self::active)).
     pub fn nth_active_mut(&mut self, i: usize) -> &mut Port {
         let id = self.active[i];

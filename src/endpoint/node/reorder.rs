@@ -43,7 +43,7 @@ fn after32(a: u32, b: u32) -> bool {
 }
 
 /// Whether stamp `a` is later than `b` (ms that wrap).
-pub(crate) fn after16(a: u16, b: u16) -> bool {
+fn after16(a: u16, b: u16) -> bool {
     (a.wrapping_sub(b) as i16) > 0
 }
 
