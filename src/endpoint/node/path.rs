@@ -357,7 +357,7 @@ impl PathState {
     }
 
     /// What waits in the virtual queue, as time.
-    pub(crate) fn backlog(&self, now: Instant) -> Duration {
+    fn backlog(&self, now: Instant) -> Duration {
         self.busy_until
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
@@ -367,7 +367,7 @@ impl PathState {
     }
 
     /// The path's one-way delay, as half its smoothed round trip.
-    pub(crate) fn one_way(&self) -> Duration {
+    fn one_way(&self) -> Duration {
         Duration::from_micros(self.srtt_us / 2)
     }
 
