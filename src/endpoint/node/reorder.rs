@@ -23,7 +23,8 @@
 //! one's delay from its first packet on, instead of a round trip that
 //! grows as soon as it needs the slow path (which BBR, Linux's default
 //! here, cannot fill: it keeps at most twice its least round trip's worth
-//! in flight).
+//! in flight). What waited behind a frame that came late goes at a pace
+//! (twice the rate frames come in), not all at once.
 
 use std::time::{Duration, Instant};
 
@@ -192,6 +193,68 @@ impl Moment {
     }
 }
 
+/// Frames held behind a late one go to the host no faster than twice the
+/// rate frames came in lately (and at least [`PACE_MIN`] a second): a cable
+/// that stalled for a while (its ssh connection retransmitting) would
+/// otherwise hand the host hundreds of frames at once, more than the
+/// receiving program's socket holds.
+#[derive(Default)]
+struct Pace {
+    /// Frames in per second (smoothed), and those counted since `since`.
+    per_sec: u64,
+    count: u64,
+    since: Option<Instant>,
+    /// What may go now, in millionths of a frame, and when it was topped up.
+    credit: u64,
+    topped_up: Option<Instant>,
+    /// A frame was ready but had to wait for credit.
+    waiting: bool,
+}
+
+const PACE_SPAN: Duration = Duration::from_millis(20);
+const PACE_MIN: u64 = 10_000;
+/// Frames that may go at once, at least.
+const PACE_BURST: u64 = 32;
+const FRAME_CREDIT: u64 = 1_000_000;
+/// How soon frames that waited for pace are looked at again.
+const PACE_RETRY: Duration = Duration::from_millis(1);
+
+impl Pace {
+    /// `n` frames came in.
+    fn came(&mut self, n: u64, now: Instant) {
+        self.count += n;
+        let since = *self.since.get_or_insert(now);
+        let span = now.saturating_duration_since(since);
+        if span >= PACE_SPAN {
+            let rate = self.count * 1_000_000 / span.as_micros().max(1) as u64;
+            self.per_sec = (self.per_sec + rate) / 2;
+            self.count = 0;
+            self.since = Some(now);
+        }
+    }
+
+    fn top_up(&mut self, now: Instant) {
+        let rate = (2 * self.per_sec).max(PACE_MIN);
+        let us = self
+            .topped_up
+            .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
+        let burst = PACE_BURST.max(rate / 250) * FRAME_CREDIT;
+        self.credit = (self.credit + us * rate).min(burst);
+        self.topped_up = Some(now);
+        self.waiting = false;
+    }
+
+    /// Takes one frame's credit, if there is that much.
+    fn take(&mut self) -> bool {
+        if self.credit < FRAME_CREDIT {
+            self.waiting = true;
+            return false;
+        }
+        self.credit -= FRAME_CREDIT;
+        true
+    }
+}
+
 /// The receiving side: frames held until their turn.
 pub(crate) struct Reorder {
     store: FrameRing,
@@ -216,6 +279,7 @@ pub(crate) struct Reorder {
     latest: Duration,
     gave_up_at: Option<Instant>,
     dropped: u64,
+    pace: Pace,
 }
 
 impl Reorder {
@@ -234,6 +298,10 @@ impl Reorder {
             latest: Duration::ZERO,
             gave_up_at: None,
             dropped: 0,
+            pace: Pace {
+                credit: PACE_BURST * FRAME_CREDIT,
+                ..Pace::default()
+            },
         }
     }
 
@@ -264,6 +332,7 @@ impl Reorder {
                 continue;
             };
             let (epoch, seq, stamp) = (tagged.epoch(), tagged.seq(), tagged.stamp());
+            self.pace.came(1, now);
             let len = seq_tag::strip(ring.frame_mut(slot));
             ring.set_len(slot, len);
             if self.epoch != Some(epoch) {
@@ -338,6 +407,8 @@ impl Reorder {
     ) -> usize {
         let now = at.now;
         let moment = self.floor_if_room(at);
+        let paced = !self.crowded();
+        self.pace.top_up(now);
         let mut given = 0;
         // The first held frame behind the run of missing numbers being
         // looked at (the same for every number of the run).
@@ -366,6 +437,9 @@ impl Reorder {
                 continue;
             }
             if self.arrived[at].is_some_and(|(_, stamp)| moment.floor_wait_ms(stamp) > 0) {
+                break;
+            }
+            if paced && !self.pace.take() {
                 break;
             }
             let kept = std::mem::replace(&mut self.at[at], EMPTY);
@@ -404,14 +478,20 @@ impl Reorder {
             .filter(|&ms| ms > 0);
         match floor_ms {
             Some(ms) => Some(at.now + Duration::from_millis(ms.into())),
+            None if self.pace.waiting => Some(at.now + PACE_RETRY),
             None => self.first_behind().map(|(t, _)| t + wait),
         }
     }
 
-    /// `at`, without its floor when the store is three quarters full: the
-    /// frames that overtook others must still find room.
+    /// The store is three quarters full: the frames that overtook others
+    /// must still find room, so nothing waits for the floor or for pace.
+    fn crowded(&self) -> bool {
+        self.store.free_slots() < WINDOW / 4
+    }
+
+    /// `at`, without its floor when the store is crowded.
     fn floor_if_room(&self, at: Moment) -> Moment {
-        if self.store.free_slots() < WINDOW / 4 {
+        if self.crowded() {
             Moment { floor: None, ..at }
         } else {
             at
@@ -733,5 +813,30 @@ mod tests {
         r.take(&mut lane, 1, at(now), &mut slow);
         assert_eq!(slow.highest, Some(3));
         assert_eq!(r.epoch(), Some(2));
+    }
+
+    #[test]
+    fn what_waited_behind_a_late_frame_goes_at_a_pace() {
+        let (mut r, mut lane, t0) = (Reorder::new(), Lane::new(256), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 0, 0)], t0);
+        let behind: Vec<_> = (2..=101).map(|i| tagged(1, i, i as u8)).collect();
+        arrive(&mut r, &mut lane, &behind, t0);
+        assert_eq!(host_gets(&mut lane), [0]);
+        // 1 comes: it and what waited behind it go, a burst at a time.
+        arrive(&mut r, &mut lane, &[tagged(1, 1, 1)], t0);
+        assert_eq!(
+            host_gets(&mut lane),
+            (1..=PACE_BURST as u8).collect::<Vec<_>>()
+        );
+        assert_eq!(r.due(WAIT, at(t0)), Some(t0 + PACE_RETRY));
+        // Frames came in no faster than the least pace (10 000 a second):
+        // 10 ms later, 40 more (the burst at that pace).
+        let later = t0 + Duration::from_millis(10);
+        r.release(&mut lane.ring, at(later), WAIT, &nobody_knows);
+        assert_eq!(host_gets(&mut lane).len(), 40);
+        let later = later + Duration::from_millis(10);
+        r.release(&mut lane.ring, at(later), WAIT, &nobody_knows);
+        assert_eq!(host_gets(&mut lane).len(), 101 - 32 - 40);
+        assert_eq!((r.held(), r.due(WAIT, at(later))), (0, None));
     }
 }
