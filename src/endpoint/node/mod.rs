@@ -15,6 +15,7 @@ mod forward;
 mod from_ports;
 pub mod kind;
 pub mod mac_table;
+mod pace;
 mod path;
 pub mod ports;
 mod reorder;

@@ -28,6 +28,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::pace::{self, Pace};
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};
 use crate::wire::seq_tag::{self, SeqTagged, MAX_UNTAGGED};
@@ -193,68 +194,6 @@ impl Moment {
     }
 }
 
-/// Frames held behind a late one go to the host no faster than twice the
-/// rate frames came in lately (and at least [`PACE_MIN`] a second): a cable
-/// that stalled for a while (its ssh connection retransmitting) would
-/// otherwise hand the host hundreds of frames at once, more than the
-/// receiving program's socket holds.
-#[derive(Default)]
-struct Pace {
-    /// Frames in per second (smoothed), and those counted since `since`.
-    per_sec: u64,
-    count: u64,
-    since: Option<Instant>,
-    /// What may go now, in millionths of a frame, and when it was topped up.
-    credit: u64,
-    topped_up: Option<Instant>,
-    /// A frame was ready but had to wait for credit.
-    waiting: bool,
-}
-
-const PACE_SPAN: Duration = Duration::from_millis(20);
-const PACE_MIN: u64 = 10_000;
-/// Frames that may go at once, at least.
-const PACE_BURST: u64 = 32;
-const FRAME_CREDIT: u64 = 1_000_000;
-/// How soon frames that waited for pace are looked at again.
-const PACE_RETRY: Duration = Duration::from_millis(1);
-
-impl Pace {
-    /// `n` frames came in.
-    fn came(&mut self, n: u64, now: Instant) {
-        self.count += n;
-        let since = *self.since.get_or_insert(now);
-        let span = now.saturating_duration_since(since);
-        if span >= PACE_SPAN {
-            let rate = self.count * 1_000_000 / span.as_micros().max(1) as u64;
-            self.per_sec = (self.per_sec + rate) / 2;
-            self.count = 0;
-            self.since = Some(now);
-        }
-    }
-
-    fn top_up(&mut self, now: Instant) {
-        let rate = (2 * self.per_sec).max(PACE_MIN);
-        let us = self
-            .topped_up
-            .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
-        let burst = PACE_BURST.max(rate / 250) * FRAME_CREDIT;
-        self.credit = (self.credit + us * rate).min(burst);
-        self.topped_up = Some(now);
-        self.waiting = false;
-    }
-
-    /// Takes one frame's credit, if there is that much.
-    fn take(&mut self) -> bool {
-        if self.credit < FRAME_CREDIT {
-            self.waiting = true;
-            return false;
-        }
-        self.credit -= FRAME_CREDIT;
-        true
-    }
-}
-
 /// The receiving side: frames held until their turn.
 pub(crate) struct Reorder {
     store: FrameRing,
@@ -298,10 +237,7 @@ impl Reorder {
             latest: Duration::ZERO,
             gave_up_at: None,
             dropped: 0,
-            pace: Pace {
-                credit: PACE_BURST * FRAME_CREDIT,
-                ..Pace::default()
-            },
+            pace: Pace::new(),
         }
     }
 
@@ -332,7 +268,7 @@ impl Reorder {
                 continue;
             };
             let (epoch, seq, stamp) = (tagged.epoch(), tagged.seq(), tagged.stamp());
-            self.pace.came(1, now);
+            self.pace.came(now);
             let len = seq_tag::strip(ring.frame_mut(slot));
             ring.set_len(slot, len);
             if self.epoch != Some(epoch) {
@@ -478,7 +414,7 @@ impl Reorder {
             .filter(|&ms| ms > 0);
         match floor_ms {
             Some(ms) => Some(at.now + Duration::from_millis(ms.into())),
-            None if self.pace.waiting => Some(at.now + PACE_RETRY),
+            None if self.pace.waiting() => Some(at.now + pace::RETRY),
             None => self.first_behind().map(|(t, _)| t + wait),
         }
     }
@@ -826,9 +762,9 @@ mod tests {
         arrive(&mut r, &mut lane, &[tagged(1, 1, 1)], t0);
         assert_eq!(
             host_gets(&mut lane),
-            (1..=PACE_BURST as u8).collect::<Vec<_>>()
+            (1..=pace::BURST as u8).collect::<Vec<_>>()
         );
-        assert_eq!(r.due(WAIT, at(t0)), Some(t0 + PACE_RETRY));
+        assert_eq!(r.due(WAIT, at(t0)), Some(t0 + pace::RETRY));
         // Frames came in no faster than the least pace (10 000 a second):
         // 10 ms later, 40 more (the burst at that pace).
         let later = t0 + Duration::from_millis(10);
