@@ -14,9 +14,9 @@
 //! frames start waiting for the host, and consumed by the poll when the
 //! last is handed out (in between `recv` copies frames out of the lane and
 //! asks the poll nothing: its pending events keep the fd readable); frames
-//! the host sends close behind one another ([`HOLD`]) are held and sent in
-//! batches, on the [`BATCH`]th or when the timer fires, [`HOLD`] after the
-//! first; a frame after a quiet spell goes at once.
+//! the host sends close behind one another ([`HOLD_GAP`]) are held and
+//! sent in batches, on the [`BATCH`]th or when the timer fires, [`HOLD`]
+//! after the first; a frame after a quiet spell goes at once.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -43,11 +43,20 @@ const NODE_SIDE: usize = 0;
 const KICK: Token = Token(1 << crate::endpoint::SIDE_SHIFT);
 const TIMER: Token = Token((1 << crate::endpoint::SIDE_SHIFT) | 1);
 const TICK: Duration = Duration::from_secs(1);
-/// A frame from the host that comes within this of the one before is held
-/// for at most this long, to go in one batch with those that follow it.
-pub const HOLD: Duration = Duration::from_micros(100);
-/// Held frames go at once when this many wait.
-pub const BATCH: usize = 16;
+/// A frame from the host that comes within this of the last send to the
+/// ports (the host sends faster than 20 000 frames/s) is held, to go in
+/// one batch with those that follow it; slower traffic goes frame by
+/// frame, with nothing added to its latency.
+pub const HOLD_GAP: Duration = Duration::from_micros(50);
+/// The longest a frame is held.
+pub const HOLD: Duration = Duration::from_micros(250);
+/// Held frames go at once when this many wait. Each send to a port may
+/// wake a program that sleeps on it, and waking one costs more than
+/// sending a frame: the bigger the batch, the fewer.
+pub const BATCH: usize = 60;
+/// Room for frames from the host: a batch held, and as much again that
+/// waits for full cables.
+const FROM_HOST_SLOTS: usize = 2 * LANE_SLOTS;
 
 pub struct HostedNode {
     // The node is dropped first: its directory goes before the poll.
@@ -72,8 +81,8 @@ pub struct HostedNode {
     timer_due: Option<Instant>,
     /// Since when frames from the host are held for a batch, if they are.
     holding_since: Option<Instant>,
-    /// When the host last sent a frame.
-    last_send: Instant,
+    /// When frames last went to the ports.
+    last_sent: Instant,
     /// The last delivery left frames behind (full cables, a laggard).
     blocked: bool,
 }
@@ -103,7 +112,7 @@ impl HostedNode {
             poll,
             events: Events::with_capacity(64),
             to_host: Lane::new(LANE_SLOTS),
-            from_host: Lane::new(LANE_SLOTS),
+            from_host: Lane::new(FROM_HOST_SLOTS),
             kick,
             timer,
             program: LinkStats::default(),
@@ -111,7 +120,7 @@ impl HostedNode {
             kicked: false,
             timer_due: None,
             holding_since: None,
-            last_send: Instant::now(),
+            last_sent: Instant::now(),
             blocked: false,
         })
     }
@@ -123,8 +132,9 @@ impl HostedNode {
 
     /// A frame from the host. Never blocks: when the node cannot take it
     /// (its queue toward the ports is full) it is dropped and counted.
-    /// A frame close behind the previous one is held for a batch (see
-    /// [`HOLD`]).
+    /// A frame close behind the last send is held for a batch (see
+    /// [`HOLD_GAP`]); while a batch is held nothing else changes (the timer
+    /// is set), so the clock is read once per batch, not per frame.
     pub fn send(&mut self, frame: &[u8]) {
         if frame.len() < ETH_HEADER_LEN {
             self.program.drop_runt += 1;
@@ -134,21 +144,33 @@ impl HostedNode {
             self.program.drop_oversize += 1;
             return;
         }
+        if self.holding_since.is_some() {
+            // A hold starts only on an empty lane, so there is room.
+            if self.from_host.ring.push_copy(frame, 0) {
+                self.program.count_in(frame.len());
+            } else {
+                self.program.drop_full += 1;
+            }
+            if self.from_host.ring.queued().len() >= BATCH {
+                let now = Instant::now();
+                self.deliver(now);
+                self.rearm(now);
+            }
+            return;
+        }
         let now = Instant::now();
-        let close_behind = now.saturating_duration_since(self.last_send) < HOLD;
-        self.last_send = now;
         if self.from_host.ring.free_slots() == 0 {
-            self.deliver();
+            self.deliver(now);
         }
         if self.from_host.ring.push_copy(frame, 0) {
             self.program.count_in(frame.len());
             // Frames that wait for a full cable are not held: the cable's
             // write event brings the next try, and a timer would only
             // wake the program for nothing.
-            if close_behind && !self.blocked && self.from_host.ring.queued().len() < BATCH {
-                self.holding_since.get_or_insert(now);
+            if !self.blocked && now.saturating_duration_since(self.last_sent) < HOLD_GAP {
+                self.holding_since = Some(now);
             } else {
-                self.deliver();
+                self.deliver(now);
             }
         } else {
             self.program.drop_full += 1;
@@ -164,8 +186,17 @@ impl HostedNode {
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
         if self.to_host.ring.is_empty() {
             self.step();
-        } else {
-            self.deliver();
+        } else if !self.from_host.ring.is_empty() {
+            // The poll is not asked while frames wait for the host, so a
+            // batch whose time is up (its timer's event may wait in the
+            // poll) and frames waiting for a cable go from here.
+            let now = Instant::now();
+            if self
+                .holding_since
+                .is_none_or(|since| now.saturating_duration_since(since) >= HOLD)
+            {
+                self.deliver(now);
+            }
         }
         let ring = &mut self.to_host.ring;
         let n = match ring.queued().first() {
@@ -192,10 +223,11 @@ impl HostedNode {
     }
 
     /// Hands what the host sent to the node (held frames included).
-    fn deliver(&mut self) {
+    fn deliver(&mut self, now: Instant) {
         self.holding_since = None;
         if !self.from_host.ring.is_empty() {
             let _ = self.node.deliver(&mut self.from_host);
+            self.last_sent = now;
         }
         self.blocked = !self.from_host.ring.is_empty();
     }
@@ -223,11 +255,11 @@ impl HostedNode {
                 }
             }
         }
-        self.deliver();
+        let now = Instant::now();
+        self.deliver(now);
         if self.to_host.ring.is_empty() {
             let _ = self.node.fill(&mut self.to_host);
         }
-        let now = Instant::now();
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.node.tick();
@@ -274,7 +306,7 @@ impl Drop for HostedNode {
     fn drop(&mut self) {
         // Frames held for a batch go now: a program that only sends may
         // close without polling the data fd again.
-        self.deliver();
+        self.deliver(Instant::now());
         debug!("link counters\n{}", self.report());
     }
 }

@@ -157,6 +157,51 @@ fn bonding_in_c_vde_plug_deals_host_frames_and_gathers_cable_frames() {
     }
 }
 
+/// Host frames held for a batch while frames for the host wait to be
+/// handed out (`vde_recv` then does not ask the poll, where the batch's
+/// timer event waits): bursts both ways at once, every frame arrives.
+#[test]
+fn bonding_in_c_vde_plug_carries_bursts_both_ways_at_once() {
+    let t = Scratch::new("pl-both");
+    let dir = t.path("b");
+    let (mut host, mut cables) = node_with_cables("bonding", &dir, "", &[C_PLUG, rs_plug()]);
+    const WINDOW: u32 = 16;
+    let n = 20 * WINDOW;
+    let burst = |src: u8, from: u32| -> Vec<u8> {
+        (from..from + WINDOW)
+            .flat_map(|q| encode(&frame(src, q, SIZE)))
+            .collect()
+    };
+    for s in (0..n).step_by(WINDOW as usize) {
+        host.send_raw(&burst(1, s));
+        for (i, c) in cables.iter_mut().enumerate() {
+            c.send_raw(&burst(10 + i as u8, s));
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let want = (s + WINDOW) as usize;
+        while cables.iter().map(|c| c.received.len()).sum::<usize>() < want
+            || host.received.len() < 2 * want
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "window {s}: cables got {}, host {}",
+                cables.iter().map(|c| c.received.len()).sum::<usize>(),
+                host.received.len()
+            );
+            host.collect(Duration::from_millis(1));
+            for c in cables.iter_mut() {
+                c.collect(Duration::from_millis(1));
+            }
+        }
+    }
+    let mut dealt: Vec<u32> = cables.iter().flat_map(|c| seqs_from(c, 1)).collect();
+    dealt.sort_unstable();
+    assert_eq!(dealt, (0..n).collect::<Vec<_>>(), "each host frame once");
+    for i in 0..2u8 {
+        assert_eq!(seqs_from(&host, 10 + i), (0..n).collect::<Vec<_>>());
+    }
+}
+
 #[test]
 fn multi_in_c_vde_plug_copies_host_frames_to_every_cable() {
     let t = Scratch::new("pl-multi");
