@@ -13,10 +13,11 @@
 //! System calls per frame, not per call: the eventfd is written only when
 //! frames start waiting for the host, and consumed by the poll when the
 //! last is handed out (in between `recv` copies frames out of the lane and
-//! asks the poll nothing: its pending events keep the fd readable); frames
-//! the host sends close behind one another ([`HOLD_GAP`]) are held and
-//! sent in batches, on the [`BATCH`]th or when the timer fires, [`HOLD`]
-//! after the first; a frame after a quiet spell goes at once.
+//! asks the poll nothing: its pending events keep the fd readable); in a
+//! run of frames the host sends close behind one another ([`HOLD_GAP`])
+//! they are held and sent in batches, on the [`BATCH`]th or when the timer
+//! fires, [`HOLD`] after the first; a frame after a quiet spell, or in a
+//! short burst, goes at once.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -43,11 +44,13 @@ const NODE_SIDE: usize = 0;
 const KICK: Token = Token(1 << crate::endpoint::SIDE_SHIFT);
 const TIMER: Token = Token((1 << crate::endpoint::SIDE_SHIFT) | 1);
 const TICK: Duration = Duration::from_secs(1);
-/// A frame from the host that comes within this of the last send to the
-/// ports (the host sends faster than 20 000 frames/s) is held, to go in
-/// one batch with those that follow it; slower traffic goes frame by
-/// frame, with nothing added to its latency.
+/// Once [`HOLD_AFTER`] frames in a row came from the host each within
+/// this of the last send to the ports (the host sends faster than 20 000
+/// frames/s), the next are held, to go in one batch with those that
+/// follow them. Slower traffic, and a short burst, goes frame by frame
+/// with nothing added to its latency.
 pub const HOLD_GAP: Duration = Duration::from_micros(50);
+pub const HOLD_AFTER: u8 = 4;
 /// The longest a frame is held.
 pub const HOLD: Duration = Duration::from_micros(250);
 /// Held frames go at once when this many wait. Each send to a port may
@@ -83,6 +86,9 @@ pub struct HostedNode {
     holding_since: Option<Instant>,
     /// When frames last went to the ports.
     last_sent: Instant,
+    /// Frames from the host in a row that came within [`HOLD_GAP`] of the
+    /// last send (up to [`HOLD_AFTER`]).
+    close_in_a_row: u8,
     /// The last delivery left frames behind (full cables, a laggard).
     blocked: bool,
 }
@@ -121,6 +127,7 @@ impl HostedNode {
             timer_due: None,
             holding_since: None,
             last_sent: Instant::now(),
+            close_in_a_row: 0,
             blocked: false,
         })
     }
@@ -132,7 +139,7 @@ impl HostedNode {
 
     /// A frame from the host. Never blocks: when the node cannot take it
     /// (its queue toward the ports is full) it is dropped and counted.
-    /// A frame close behind the last send is held for a batch (see
+    /// A frame in a run of close ones is held for a batch (see
     /// [`HOLD_GAP`]); while a batch is held nothing else changes (the timer
     /// is set), so the clock is read once per batch, not per frame.
     pub fn send(&mut self, frame: &[u8]) {
@@ -159,6 +166,11 @@ impl HostedNode {
             return;
         }
         let now = Instant::now();
+        self.close_in_a_row = if now.saturating_duration_since(self.last_sent) < HOLD_GAP {
+            (self.close_in_a_row + 1).min(HOLD_AFTER)
+        } else {
+            0
+        };
         if self.from_host.ring.free_slots() == 0 {
             self.deliver(now);
         }
@@ -167,7 +179,7 @@ impl HostedNode {
             // Frames that wait for a full cable are not held: the cable's
             // write event brings the next try, and a timer would only
             // wake the program for nothing.
-            if !self.blocked && now.saturating_duration_since(self.last_sent) < HOLD_GAP {
+            if !self.blocked && self.close_in_a_row == HOLD_AFTER {
                 self.holding_since = Some(now);
             } else {
                 self.deliver(now);

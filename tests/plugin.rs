@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
+use vde_plug_rs::hosted::{HostedNode, HOLD_AFTER, HOLD_GAP};
 use vde_plug_rs::wire::path_report::is_path_report;
 
 const DEBIAN_MODULES: &str = "/usr/lib/x86_64-linux-gnu/vdeplug";
@@ -517,14 +518,13 @@ fn permissions_match_the_c_module() {
 /// cables nobody reads fill up; the node queues what it can and drops the
 /// rest, counted; once the cables are read, every frame it took arrives,
 /// each once.
-#[test]
-fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
-    use vde_plug_rs::hosted::HostedNode;
-    let t = Scratch::new("pl-drop");
-    let dir = t.path("b");
-    let mut node = HostedNode::open("bonding", &dir).unwrap();
+/// Our bonding module driven in this process (as a program would, but
+/// with nobody reading the cables unless the test does), and two raw
+/// cables joined to it.
+fn hosted_with_two_cables(t: &Scratch, dir: &str) -> (HostedNode, [RawClient; 2]) {
+    let mut node = HostedNode::open("bonding", dir).unwrap();
     let joining = {
-        let (dir, socks) = (dir.clone(), t.dir.clone());
+        let (dir, socks) = (dir.to_string(), t.dir.clone());
         std::thread::spawn(move || {
             [
                 RawClient::join(&dir, &socks).unwrap(),
@@ -537,7 +537,45 @@ fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
         node.recv(&mut buf);
         std::thread::sleep(Duration::from_micros(100));
     }
-    let cables = joining.join().unwrap();
+    (node, joining.join().unwrap())
+}
+
+/// A short burst after a quiet spell is not held for a batch: every frame
+/// is in a cable's socket when its `vde_send` returns.
+#[test]
+fn hosted_short_burst_is_not_held() {
+    let t = Scratch::new("pl-burst");
+    let dir = t.path("b");
+    let (mut node, cables) = hosted_with_two_cables(&t, &dir);
+    let quiet = std::time::Instant::now();
+    while quiet.elapsed() < HOLD_GAP {
+        std::hint::spin_loop();
+    }
+    let n = u32::from(HOLD_AFTER);
+    for s in 0..n {
+        node.send(&frame(1, s, SIZE));
+    }
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    for c in &cables {
+        c.data.set_nonblocking(true).unwrap();
+        while let Ok(len) = c.data.recv(&mut buf) {
+            if !is_path_report(&buf[..len]) {
+                assert_eq!(&buf[..len], &frame(1, seq_of(&buf[..len]), SIZE)[..]);
+                got.push(seq_of(&buf[..len]));
+            }
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
+
+#[test]
+fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
+    let t = Scratch::new("pl-drop");
+    let dir = t.path("b");
+    let (mut node, cables) = hosted_with_two_cables(&t, &dir);
+    let mut buf = [0u8; 2048];
     let n = 3000u32;
     for s in 0..n {
         node.send(&frame(1, s, SIZE));
