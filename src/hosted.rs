@@ -50,6 +50,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// follow them. Slower traffic, and a short burst, goes frame by frame
 /// with nothing added to its latency.
 pub const HOLD_GAP: Duration = Duration::from_micros(50);
+/// How many close frames in a row make a run worth holding.
 pub const HOLD_AFTER: u8 = 4;
 /// The longest a frame is held.
 pub const HOLD: Duration = Duration::from_micros(250);
@@ -202,13 +203,7 @@ impl HostedNode {
             // The poll is not asked while frames wait for the host, so a
             // batch whose time is up (its timer's event may wait in the
             // poll) and frames waiting for a cable go from here.
-            let now = Instant::now();
-            if self
-                .holding_since
-                .is_none_or(|since| now.saturating_duration_since(since) >= HOLD)
-            {
-                self.deliver(now);
-            }
+            self.deliver_unless_held(Instant::now());
         }
         let ring = &mut self.to_host.ring;
         let n = match ring.queued().first() {
@@ -232,6 +227,18 @@ impl HostedNode {
         };
         self.rearm(Instant::now());
         n
+    }
+
+    /// [`deliver`](Self::deliver), but a batch being held waits for its
+    /// time (frames for the host must not cut it short: traffic both ways
+    /// would go frame by frame again).
+    fn deliver_unless_held(&mut self, now: Instant) {
+        if self
+            .holding_since
+            .is_none_or(|since| now.saturating_duration_since(since) >= HOLD)
+        {
+            self.deliver(now);
+        }
     }
 
     /// Hands what the host sent to the node (held frames included).
@@ -268,7 +275,7 @@ impl HostedNode {
             }
         }
         let now = Instant::now();
-        self.deliver(now);
+        self.deliver_unless_held(now);
         if self.to_host.ring.is_empty() {
             let _ = self.node.fill(&mut self.to_host);
         }

@@ -521,8 +521,8 @@ fn permissions_match_the_c_module() {
 /// Our bonding module driven in this process (as a program would, but
 /// with nobody reading the cables unless the test does), and two raw
 /// cables joined to it.
-fn hosted_with_two_cables(t: &Scratch, dir: &str) -> (HostedNode, [RawClient; 2]) {
-    let mut node = HostedNode::open("bonding", dir).unwrap();
+fn hosted_with_two_cables(t: &Scratch, dir: &str, params: &str) -> (HostedNode, [RawClient; 2]) {
+    let mut node = HostedNode::open("bonding", &format!("{dir}{params}")).unwrap();
     let joining = {
         let (dir, socks) = (dir.to_string(), t.dir.clone());
         std::thread::spawn(move || {
@@ -546,7 +546,7 @@ fn hosted_with_two_cables(t: &Scratch, dir: &str) -> (HostedNode, [RawClient; 2]
 fn hosted_short_burst_is_not_held() {
     let t = Scratch::new("pl-burst");
     let dir = t.path("b");
-    let (mut node, cables) = hosted_with_two_cables(&t, &dir);
+    let (mut node, cables) = hosted_with_two_cables(&t, &dir, "");
     let quiet = std::time::Instant::now();
     while quiet.elapsed() < HOLD_GAP {
         std::hint::spin_loop();
@@ -570,11 +570,60 @@ fn hosted_short_burst_is_not_held() {
     assert_eq!(got, (0..n).collect::<Vec<_>>());
 }
 
+/// Frames held for a batch go without the program doing anything but
+/// what programs do: wait for the data fd to turn readable, then call
+/// `vde_recv` (the batch's timer makes it readable).
+#[test]
+fn hosted_held_frames_go_when_the_data_fd_turns_readable() {
+    let t = Scratch::new("pl-held");
+    let dir = t.path("b");
+    // adaptive: no path reports, whose timer would wake the program too.
+    let (mut node, cables) = hosted_with_two_cables(&t, &dir, "[policy=adaptive]");
+    let n = 40u32;
+    for s in 0..n {
+        node.send(&frame(1, s, SIZE));
+    }
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    for c in &cables {
+        c.data.set_nonblocking(true).unwrap();
+    }
+    loop {
+        for c in &cables {
+            while let Ok(len) = c.data.recv(&mut buf) {
+                if !is_path_report(&buf[..len]) {
+                    assert_eq!(&buf[..len], &frame(1, seq_of(&buf[..len]), SIZE)[..]);
+                    got.push(seq_of(&buf[..len]));
+                }
+            }
+        }
+        if got.len() == n as usize {
+            break;
+        }
+        let mut pfd = libc::pollfd {
+            fd: node.datafd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, PATIENCE.as_millis() as i32) };
+        assert_eq!(
+            ready,
+            1,
+            "{} of {n} frames out, and the data fd stays quiet",
+            got.len()
+        );
+        node.recv(&mut buf);
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
+
 #[test]
 fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
     let t = Scratch::new("pl-drop");
     let dir = t.path("b");
-    let (mut node, cables) = hosted_with_two_cables(&t, &dir);
+    let (mut node, cables) = hosted_with_two_cables(&t, &dir, "");
     let mut buf = [0u8; 2048];
     let n = 3000u32;
     for s in 0..n {
