@@ -514,10 +514,6 @@ fn permissions_match_the_c_module() {
     }
 }
 
-/// The shell the modules run, in this process: `send` never waits. Two
-/// cables nobody reads fill up; the node queues what it can and drops the
-/// rest, counted; once the cables are read, every frame it took arrives,
-/// each once.
 /// Our bonding module driven in this process (as a program would, but
 /// with nobody reading the cables unless the test does), and two raw
 /// cables joined to it.
@@ -619,6 +615,10 @@ fn hosted_held_frames_go_when_the_data_fd_turns_readable() {
     assert_eq!(got, (0..n).collect::<Vec<_>>());
 }
 
+/// The shell the modules run, in this process: `send` never waits. Two
+/// cables nobody reads fill up; the node queues what it can and drops the
+/// rest, counted; once the cables are read, every frame it took arrives,
+/// each once.
 #[test]
 fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
     let t = Scratch::new("pl-drop");
