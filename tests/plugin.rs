@@ -536,6 +536,24 @@ fn hosted_with_two_cables(t: &Scratch, dir: &str, params: &str) -> (HostedNode, 
     (node, joining.join().unwrap())
 }
 
+/// The sequence numbers of the host's frames (source 1) waiting in the
+/// cables' sockets now, each checked byte for byte; path reports skipped.
+fn drain_cables(cables: &[RawClient]) -> Vec<u32> {
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    for c in cables {
+        c.data.set_nonblocking(true).unwrap();
+        while let Ok(len) = c.data.recv(&mut buf) {
+            let f = &buf[..len];
+            if !is_path_report(f) {
+                assert_eq!(f, &frame(1, seq_of(f), SIZE)[..]);
+                got.push(seq_of(f));
+            }
+        }
+    }
+    got
+}
+
 /// A short burst after a quiet spell is not held for a batch: every frame
 /// is in a cable's socket when its `vde_send` returns.
 #[test]
@@ -551,17 +569,7 @@ fn hosted_short_burst_is_not_held() {
     for s in 0..n {
         node.send(&frame(1, s, SIZE));
     }
-    let mut buf = [0u8; 2048];
-    let mut got = Vec::new();
-    for c in &cables {
-        c.data.set_nonblocking(true).unwrap();
-        while let Ok(len) = c.data.recv(&mut buf) {
-            if !is_path_report(&buf[..len]) {
-                assert_eq!(&buf[..len], &frame(1, seq_of(&buf[..len]), SIZE)[..]);
-                got.push(seq_of(&buf[..len]));
-            }
-        }
-    }
+    let mut got = drain_cables(&cables);
     got.sort_unstable();
     assert_eq!(got, (0..n).collect::<Vec<_>>());
 }
@@ -581,18 +589,8 @@ fn hosted_held_frames_go_when_the_data_fd_turns_readable() {
     }
     let mut buf = [0u8; 2048];
     let mut got = Vec::new();
-    for c in &cables {
-        c.data.set_nonblocking(true).unwrap();
-    }
     loop {
-        for c in &cables {
-            while let Ok(len) = c.data.recv(&mut buf) {
-                if !is_path_report(&buf[..len]) {
-                    assert_eq!(&buf[..len], &frame(1, seq_of(&buf[..len]), SIZE)[..]);
-                    got.push(seq_of(&buf[..len]));
-                }
-            }
-        }
+        got.extend(drain_cables(&cables));
         if got.len() == n as usize {
             break;
         }
@@ -652,17 +650,9 @@ fn hosted_bonding_never_blocks_and_counts_what_it_drops() {
             row.frames_in
         );
         node.recv(&mut buf);
-        for c in &cables {
-            c.data.set_nonblocking(true).unwrap();
-            while let Ok(len) = c.data.recv(&mut buf) {
-                let f = &buf[..len];
-                if is_path_report(f) {
-                    continue;
-                }
-                assert_eq!(f, &frame(1, seq_of(f), SIZE)[..]);
-                seen[seq_of(f) as usize] += 1;
-                got += 1;
-            }
+        for s in drain_cables(&cables) {
+            seen[s as usize] += 1;
+            got += 1;
         }
     }
     assert!(seen.iter().all(|&k| k <= 1), "a frame twice");
