@@ -58,9 +58,10 @@ pub const HOLD: Duration = Duration::from_micros(250);
 /// wake a program that sleeps on it, and waking one costs more than
 /// sending a frame: the bigger the batch, the fewer.
 pub const BATCH: usize = 60;
-/// Room for frames from the host: a batch held, and as much again that
-/// waits for full cables.
-const FROM_HOST_SLOTS: usize = 2 * LANE_SLOTS;
+/// Room for frames from the host: a batch held, and three more that wait
+/// for full cables. A receiver descheduled for two milliseconds at 100k
+/// frames/s costs no frame; only the slots used become resident.
+const FROM_HOST_SLOTS: usize = 4 * LANE_SLOTS;
 
 pub struct HostedNode {
     // The node is dropped first: its directory goes before the poll.
