@@ -155,11 +155,7 @@ impl HostedNode {
         }
         if self.holding_since.is_some() {
             // A hold starts only on an empty lane, so there is room.
-            if self.from_host.ring.push_copy(frame, 0) {
-                self.program.count_in(frame.len());
-            } else {
-                self.program.drop_full += 1;
-            }
+            self.queue_from_host(frame);
             if self.from_host.ring.queued().len() >= BATCH {
                 let now = Instant::now();
                 self.deliver(now);
@@ -176,8 +172,7 @@ impl HostedNode {
         if self.from_host.ring.free_slots() == 0 {
             self.deliver(now);
         }
-        if self.from_host.ring.push_copy(frame, 0) {
-            self.program.count_in(frame.len());
+        if self.queue_from_host(frame) {
             // Frames that wait for a full cable are not held: the cable's
             // write event brings the next try, and a timer would only
             // wake the program for nothing.
@@ -186,10 +181,20 @@ impl HostedNode {
             } else {
                 self.deliver(now);
             }
+        }
+        self.rearm(now);
+    }
+
+    /// Copies a frame from the host into its lane, counted as taken or,
+    /// when the lane is full, as dropped. Returns whether it was taken.
+    fn queue_from_host(&mut self, frame: &[u8]) -> bool {
+        let taken = self.from_host.ring.push_copy(frame, 0);
+        if taken {
+            self.program.count_in(frame.len());
         } else {
             self.program.drop_full += 1;
         }
-        self.rearm(now);
+        taken
     }
 
     /// One step: control work for whatever the poll reports, frames moved
