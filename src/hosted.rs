@@ -158,7 +158,7 @@ impl HostedNode {
             self.queue_from_host(frame);
             if self.from_host.ring.queued().len() >= BATCH {
                 let now = Instant::now();
-                self.deliver(now);
+                self.deliver();
                 self.rearm(now);
             }
             return;
@@ -170,7 +170,7 @@ impl HostedNode {
             0
         };
         if self.from_host.ring.free_slots() == 0 {
-            self.deliver(now);
+            self.deliver();
         }
         if self.queue_from_host(frame) {
             // Frames that wait for a full cable are not held: the cable's
@@ -179,7 +179,7 @@ impl HostedNode {
             if !self.blocked && self.close_in_a_row == HOLD_AFTER {
                 self.holding_since = Some(now);
             } else {
-                self.deliver(now);
+                self.deliver();
             }
         }
         self.rearm(now);
@@ -243,16 +243,20 @@ impl HostedNode {
             .holding_since
             .is_none_or(|since| now.saturating_duration_since(since) >= HOLD)
         {
-            self.deliver(now);
+            self.deliver();
         }
     }
 
     /// Hands what the host sent to the node (held frames included).
-    fn deliver(&mut self, now: Instant) {
+    /// The clock is read again once the send is over: a batch takes tens of
+    /// microseconds to send, and measured from before it the next frame
+    /// would look like the end of a run (four frames would go one by one
+    /// before the next hold).
+    fn deliver(&mut self) {
         self.holding_since = None;
         if !self.from_host.ring.is_empty() {
             let _ = self.node.deliver(&mut self.from_host);
-            self.last_sent = now;
+            self.last_sent = Instant::now();
         }
         self.blocked = !self.from_host.ring.is_empty();
     }
@@ -331,7 +335,7 @@ impl Drop for HostedNode {
     fn drop(&mut self) {
         // Frames held for a batch go now: a program that only sends may
         // close without polling the data fd again.
-        self.deliver(Instant::now());
+        self.deliver();
         debug!("link counters\n{}", self.report());
     }
 }
