@@ -211,13 +211,16 @@ pub(crate) struct Reorder {
     /// Frames held for their turn so far; numbers given up on; frames
     /// that came after their number was given up on, and how late at most;
     /// frames held when the far node restarted for which the host had no
-    /// room.
+    /// room; frames that went before their turn because the store had no
+    /// slot; copies of a frame already held, dropped.
     ever_held: u64,
     given_up: u64,
     late: u64,
     latest: Duration,
     gave_up_at: Option<Instant>,
     dropped: u64,
+    out_of_turn: u64,
+    copies: u64,
     pace: Pace,
 }
 
@@ -237,6 +240,8 @@ impl Reorder {
             latest: Duration::ZERO,
             gave_up_at: None,
             dropped: 0,
+            out_of_turn: 0,
+            copies: 0,
             pace: Pace::new(),
         }
     }
@@ -309,9 +314,19 @@ impl Reorder {
                 continue;
             }
             if self.at[at] != EMPTY {
+                // Held numbers lie within a window of `next`, so the slot
+                // holds this very number: a copy (a loop or a duplicating
+                // hop between the nodes). The host gets it once.
+                debug_assert_eq!(self.store.tag(self.at[at]), seq);
+                self.copies += 1;
+                ring.mark_done(slot);
+                moved = true;
                 continue;
             }
             let Some(kept) = self.store.reserve() else {
+                // Not expected: the store has a slot for each number of
+                // the window. Should it happen, the frame goes now, counted.
+                self.out_of_turn += 1;
                 continue;
             };
             let frame = ring.frame(slot);
@@ -466,16 +481,20 @@ impl Reorder {
     }
 
     /// What `--status` shows: frames held for their turn so far, numbers
-    /// given up on, frames that came after that (and how late at most).
+    /// given up on, frames that came after that (and how late at most),
+    /// and the frames counted in the fields' comments.
     pub(crate) fn summary(&self) -> Option<String> {
         (self.epoch.is_some()).then(|| {
             format!(
-                "in order: {} held, {} given up, {} late (up to {} ms), {} dropped",
+                "in order: {} held, {} given up, {} late (up to {} ms), {} dropped, \
+                 {} out of turn, {} copies",
                 self.ever_held,
                 self.given_up,
                 self.late,
                 self.latest.as_millis(),
                 self.dropped,
+                self.out_of_turn,
+                self.copies,
             )
         })
     }
@@ -564,6 +583,22 @@ mod tests {
         arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 11, 4)], now);
         assert_eq!(host_gets(&mut lane), [1, 2, 3, 4]);
         assert_eq!((r.held(), r.due(WAIT, at(now))), (0, None));
+    }
+
+    #[test]
+    fn a_copy_of_a_held_frame_reaches_the_host_once() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 7, 0)], now);
+        arrive(&mut r, &mut lane, &[tagged(1, 9, 2), tagged(1, 9, 2)], now);
+        assert_eq!(host_gets(&mut lane), [0]);
+        assert_eq!((r.held(), r.copies), (1, 1));
+        arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 9, 2)], now);
+        assert_eq!(host_gets(&mut lane), [1, 2]);
+        assert_eq!((r.held(), r.copies), (0, 2));
+        // Once it went, a copy is late (and goes: as any late frame).
+        arrive(&mut r, &mut lane, &[tagged(1, 9, 2)], now);
+        assert_eq!(host_gets(&mut lane), [2]);
+        assert_eq!((r.copies, r.late), (2, 1));
     }
 
     #[test]
