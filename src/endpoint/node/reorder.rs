@@ -211,7 +211,7 @@ pub(crate) struct Reorder {
     /// Frames held for their turn so far; numbers given up on; frames
     /// that came after their number was given up on, and how late at most;
     /// frames held when the far node restarted for which the host had no
-    /// room; frames that went before their turn because the store had no
+    /// room; frames that went before their turn because they found no
     /// slot; copies of a frame already held, dropped.
     ever_held: u64,
     given_up: u64,
@@ -313,19 +313,23 @@ impl Reorder {
                 self.skip_to = Some(seq.wrapping_sub(WINDOW as u32 - 1));
                 continue;
             }
-            if self.at[at] != EMPTY {
-                // Held numbers lie within a window of `next`, so the slot
-                // holds this very number: a copy (a loop or a duplicating
-                // hop between the nodes). The host gets it once.
-                debug_assert_eq!(self.store.tag(self.at[at]), seq);
+            if self.at[at] != EMPTY && self.store.tag(self.at[at]) == seq {
+                // A copy (a loop or a duplicating hop between the nodes):
+                // the host gets the frame once.
                 self.copies += 1;
                 ring.mark_done(slot);
                 moved = true;
                 continue;
             }
-            let Some(kept) = self.store.reserve() else {
-                // Not expected: the store has a slot for each number of
-                // the window. Should it happen, the frame goes now, counted.
+            // Held numbers lie within a window of `next`, one store slot
+            // each, so neither is expected; should one happen, the frame
+            // goes now, counted.
+            let kept = if self.at[at] == EMPTY {
+                self.store.reserve()
+            } else {
+                None
+            };
+            let Some(kept) = kept else {
                 self.out_of_turn += 1;
                 continue;
             };
