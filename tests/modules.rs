@@ -881,7 +881,7 @@ fn bonding_over_two_udp_cables() {
         let tap_url = format!("tap://{tap}");
         keep.push(Plug::start_node(
             "ip",
-            &["netns", "exec", ns, bonding_node(), &node, &tap_url],
+            &["netns", "exec", ns, bonding_node(), "-v", &node, &tap_url],
         ));
         // The tap may come after the node's socket.
         let deadline = Instant::now() + PATIENCE;
@@ -925,12 +925,16 @@ fn bonding_over_two_udp_cables() {
         && cables_carried_both_ways(&vm("a"))
         && cables_carried_both_ways(&vm("b")))
     {
-        assert!(
-            Instant::now() < deadline,
-            "the cables never all carried frames both ways: {}\n{}",
-            node_status(&vm("a")).table(None),
-            node_status(&vm("b")).table(None)
-        );
+        if Instant::now() >= deadline {
+            let (a, b) = (node_status(&vm("a")), node_status(&vm("b")));
+            // Each process (nodes, then cables) as it ended, with its log.
+            let ends: Vec<_> = keep.iter_mut().map(|p| p.terminate()).collect();
+            panic!(
+                "the cables never all carried frames both ways: {}\n{}\n{ends:#?}",
+                a.table(None),
+                b.table(None)
+            );
+        }
     }
     // ...then every ping is answered.
     let out = ping("50");
