@@ -152,16 +152,19 @@ impl NetNode {
             return;
         };
         let mut scratch = [0u8; 256];
-        loop {
+        let why = loop {
             match sys::read(port.ctl.as_raw_fd(), &mut scratch) {
-                Ok(0) => break,
+                Ok(0) => break "closed its control connection".to_string(),
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && !closed => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    break "its control connection hung up".to_string()
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Err(e) => break format!("control connection: {e}"),
             }
-        }
-        info!("{}: port {} left", self.label, id);
+        };
+        info!("{}: port {} left ({why})", self.label, id);
         self.retire(id);
     }
 
