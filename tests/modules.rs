@@ -904,6 +904,17 @@ fn bonding_over_two_udp_cables() {
         (&nb, C_PLUG, vm("b"), "udp://5002->198.18.0.1:5002"),
     ];
     for (ns, prog, node, url) in cables {
+        if prog == C_PLUG {
+            // Debian's udp module connects its socket at the first send, and
+            // the ICMP error of a datagram that finds the far port not yet
+            // bound ends the C plug (status 0, nothing said): its far end,
+            // ours on A, must be listening first.
+            let deadline = Instant::now() + PATIENCE;
+            while !udp_port_bound(&na, 5002) {
+                assert!(Instant::now() < deadline, "{na}: nothing bound to udp 5002");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         keep.push(Plug::spawn(
             "ip",
             &["netns", "exec", ns, prog, node.as_str(), url],
@@ -976,6 +987,23 @@ fn bonding_over_two_udp_cables() {
             "{link} did not carry the transfer both ways: {before:?} -> {after:?}"
         );
     }
+}
+
+/// Whether a UDP socket of namespace `ns` is bound to `port`.
+fn udp_port_bound(ns: &str, port: u16) -> bool {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/udp"])
+        .output()
+        .unwrap();
+    let local = format!(":{port:04X}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&local))
+        })
 }
 
 /// What the TCP stream across the bond carries.
