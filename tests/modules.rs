@@ -920,24 +920,8 @@ fn bonding_over_two_udp_cables() {
             &["netns", "exec", ns, prog, node.as_str(), url],
         ));
     }
-    // How each process (nodes, then cables) ended, with its log: for a
-    // failure message.
-    let ends =
-        |keep: &mut Vec<Plug>| -> Vec<_> { keep.iter_mut().map(|p| p.terminate()).collect() };
-    let deadline = Instant::now() + PATIENCE;
-    while [vm("a"), vm("b")]
-        .iter()
-        .any(|dir| port_count(dir) != 2 || joining_count(dir) != 0)
-    {
-        if Instant::now() >= deadline {
-            let listing = (dir_listing(&vm("a")), dir_listing(&vm("b")));
-            panic!(
-                "not two ports at each node: {listing:?}\n{:#?}",
-                ends(&mut keep)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_ports(&vm("a"), 2);
+    wait_ports(&vm("b"), 2);
     let ping = |count: &str| {
         Command::new("ip")
             .args(["netns", "exec", &na, "ping", "-n", "-q", "-c", count])
@@ -954,11 +938,12 @@ fn bonding_over_two_udp_cables() {
     {
         if Instant::now() >= deadline {
             let (a, b) = (node_status(&vm("a")), node_status(&vm("b")));
+            // How each process (nodes, then cables) ended, with its log.
+            let ends: Vec<_> = keep.iter_mut().map(|p| p.terminate()).collect();
             panic!(
-                "the cables never all carried frames both ways: {}\n{}\n{:#?}",
+                "the cables never all carried frames both ways: {}\n{}\n{ends:#?}",
                 a.table(None),
-                b.table(None),
-                ends(&mut keep)
+                b.table(None)
             );
         }
     }
