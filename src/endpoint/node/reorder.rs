@@ -313,22 +313,22 @@ impl Reorder {
                 self.skip_to = Some(seq.wrapping_sub(WINDOW as u32 - 1));
                 continue;
             }
-            if self.at[at] != EMPTY && self.store.tag(self.at[at]) == seq {
-                // A copy (a loop or a duplicating hop between the nodes):
-                // the host gets the frame once.
-                self.copies += 1;
-                ring.mark_done(slot);
-                moved = true;
-                continue;
-            }
-            // Held numbers lie within a window of `next`, one store slot
-            // each, so neither is expected; should one happen, the frame
-            // goes now, counted.
-            let kept = if self.at[at] == EMPTY {
-                self.store.reserve()
-            } else {
-                None
+            let kept = match self.at[at] {
+                EMPTY => self.store.reserve(),
+                held if self.store.tag(held) == seq => {
+                    // A copy (a loop or a duplicating hop between the
+                    // nodes): the host gets the frame once.
+                    self.copies += 1;
+                    ring.mark_done(slot);
+                    moved = true;
+                    continue;
+                }
+                _ => None,
             };
+            // Held numbers lie within a window of `next`, one store slot
+            // each, so neither a slot taken by another number nor a full
+            // store is expected; should one happen, the frame goes now,
+            // counted.
             let Some(kept) = kept else {
                 self.out_of_turn += 1;
                 continue;
