@@ -46,6 +46,21 @@ fn group_id_in(group: &Path, name: &str) -> Option<u32> {
     None
 }
 
+/// A group name that is neither in /etc/group nor a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownGroup(pub String);
+
+impl std::fmt::Display for UnknownGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid group: {}", self.0)
+    }
+}
+
+/// [`group_id`], or the error that names the group.
+pub fn known_group(name: &str) -> Result<u32, UnknownGroup> {
+    group_id(name).ok_or_else(|| UnknownGroup(name.to_string()))
+}
+
 /// Whether user `uid` belongs to the group named `group`: it is the user's
 /// primary group, or the group lists the user as a member.
 pub fn user_in_group(uid: u32, group: &str) -> bool {

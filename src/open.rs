@@ -63,7 +63,7 @@ pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn End
             let argv: Vec<String> = loc.address.split_whitespace().map(String::from).collect();
             Box::new(CommandEndpoint::spawn(&argv)?)
         }
-        _ => return Err(OpenError(libc::EPROTONOSUPPORT)),
+        _ => return Err(OpenError::errno(libc::EPROTONOSUPPORT)),
     })
 }
 

@@ -146,6 +146,9 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i
 
 fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, i32> {
     (o.open)().map_err(|e| {
+        if let Some(why) = e.detail() {
+            eprintln!("{why}");
+        }
         eprintln!("vde_open {}: {e}", o.name);
         1
     })

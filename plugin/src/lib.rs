@@ -124,7 +124,11 @@ unsafe extern "C" fn open(
             node,
         })),
         Err(e) => {
-            set_errno(e.0);
+            // Never printed here: the program prints `vde_open URL: REASON`.
+            if let Some(why) = e.detail() {
+                log::warn!("{scheme}://{args}: {why}");
+            }
+            set_errno(e.code());
             ptr::null_mut()
         }
     }

@@ -40,10 +40,7 @@ impl VxOptions {
     /// module's order, which decides what an abbreviation means).
     pub(crate) fn parse(module: &str, rest: &str, keys: &[&str]) -> Result<VxOptions, OpenError> {
         let loc = Locator::parse_slashed(module, rest);
-        let params = loc.resolve(keys, None).map_err(|e| {
-            eprintln!("{e}");
-            OpenError(libc::EINVAL)
-        })?;
+        let params = loc.resolve(keys, None).map_err(OpenError::invalid)?;
         let mut o = VxOptions {
             address: loc.address.clone(),
             ..VxOptions::default()
@@ -87,7 +84,7 @@ impl VxOptions {
             parse_port(port).and_then(|p| Some(SocketAddr::new(resolve_host(host, family)?, p)));
         found.ok_or_else(|| {
             log::warn!("{host} port {port}: cannot resolve");
-            OpenError(libc::ENOENT)
+            OpenError::errno(libc::ENOENT)
         })
     }
 
@@ -149,10 +146,9 @@ impl VxOptions {
     }
 }
 
-/// A bad number: the message names it (stderr, as for an unknown key).
+/// A bad number: the message names it.
 pub(crate) fn invalid(e: BadNumber) -> OpenError {
-    eprintln!("{e}");
-    OpenError(libc::EINVAL)
+    OpenError::invalid(e)
 }
 
 /// A group name or number as vdeplug4's `vde_grnam2gid` reads it: empty
@@ -175,13 +171,9 @@ pub(crate) fn group_number(
             .map(|n| Some(n as u32))
             .map_err(invalid);
     }
-    match crate::accounts::group_id(name) {
-        Some(g) => Ok(Some(g)),
-        None => {
-            eprintln!("invalid group: {name}");
-            Err(OpenError(libc::EINVAL))
-        }
-    }
+    crate::accounts::known_group(name)
+        .map(Some)
+        .map_err(OpenError::invalid)
 }
 
 /// The socket family of an address.

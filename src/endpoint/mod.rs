@@ -162,18 +162,52 @@ pub fn sync_write_interest(
     }
 }
 
-/// An error from opening a locator: errno, as `vde_open URL: strerror`.
+/// Why a locator could not be opened: the errno vdeplug4 would leave (the
+/// REASON of `vde_open URL: REASON`, which is what `Display` shows) and,
+/// when there is more to say, a message naming what was wrong. Opening
+/// never prints: the shell that asked decides who sees the message.
 #[derive(Debug)]
-pub struct OpenError(pub i32);
+pub struct OpenError {
+    errno: i32,
+    detail: Option<String>,
+}
+
+impl OpenError {
+    /// An error the errno says all of.
+    pub fn errno(errno: i32) -> OpenError {
+        OpenError {
+            errno,
+            detail: None,
+        }
+    }
+
+    /// A bad value or key: `EINVAL`, with what was wrong.
+    pub fn invalid(detail: impl std::fmt::Display) -> OpenError {
+        OpenError {
+            errno: libc::EINVAL,
+            detail: Some(detail.to_string()),
+        }
+    }
+
+    /// The errno, for `errno` and `strerror`.
+    pub fn code(&self) -> i32 {
+        self.errno
+    }
+
+    /// What was wrong, beyond the errno, if anything.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
 
 impl From<io::Error> for OpenError {
     fn from(e: io::Error) -> Self {
-        OpenError(crate::sys::errno_of(&e))
+        OpenError::errno(crate::sys::errno_of(&e))
     }
 }
 
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::sys::strerror(self.0))
+        f.write_str(&crate::sys::strerror(self.errno))
     }
 }

@@ -55,10 +55,7 @@ pub(crate) fn open(spec: &str, args: &OpenArgs) -> Result<DatagramLink<Ptp>, Ope
         e
     };
     if let Some(g) = args.group.as_deref() {
-        let gid = crate::accounts::group_id(g).ok_or_else(|| {
-            eprintln!("invalid group: {g}");
-            cleanup(OpenError(libc::EINVAL))
-        })?;
+        let gid = crate::accounts::known_group(g).map_err(|e| cleanup(OpenError::invalid(e)))?;
         sys::chgrp(&own, gid).map_err(|e| cleanup(e.into()))?;
     }
     let _ = sys::chmod(&own, args.mode);
@@ -76,7 +73,7 @@ fn take_over_stale(fd: &OwnedFd, path: &str) -> Result<(), OpenError> {
     let is_socket = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket());
     if is_socket {
         match sys::connect_addr(fd, &SockAddr::from_unix_path(path.as_bytes())?) {
-            Ok(()) => return Err(OpenError(libc::EADDRINUSE)),
+            Ok(()) => return Err(OpenError::errno(libc::EADDRINUSE)),
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
                 let _ = std::fs::remove_file(path);
             }

@@ -44,14 +44,14 @@ pub(crate) fn strtol(s: &str) -> Result<i64, i32> {
 }
 
 pub(crate) fn open(spec: &str) -> Result<DatagramLink<Seqpacket>, OpenError> {
-    let fd = strtol(spec).map_err(OpenError)?;
+    let fd = strtol(spec).map_err(OpenError::errno)?;
     if fd < 0 {
-        return Err(OpenError(libc::EINVAL));
+        return Err(OpenError::errno(libc::EINVAL));
     }
-    let fd = i32::try_from(fd).map_err(|_| OpenError(libc::EBADF))?;
+    let fd = i32::try_from(fd).map_err(|_| OpenError::errno(libc::EBADF))?;
     // SAFETY: F_GETFD only asks whether the descriptor is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(OpenError(libc::EBADF));
+        return Err(OpenError::errno(libc::EBADF));
     }
     crate::sys::set_nonblocking(fd, true)?;
     // SAFETY: the descriptor was handed to us by number; from now on it is

@@ -35,7 +35,7 @@ pub struct TapEndpoint {
 impl TapEndpoint {
     pub fn open(ifname: &str) -> Result<TapEndpoint, OpenError> {
         if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ {
-            return Err(OpenError(libc::EINVAL));
+            return Err(OpenError::errno(libc::EINVAL));
         }
         let path = c"/dev/net/tun";
         // SAFETY: open(2) of a constant path.

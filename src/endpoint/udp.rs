@@ -25,10 +25,10 @@ pub(crate) struct Udp {
 /// The source and the destination, or the errno the C module gives.
 pub(crate) fn parse(spec: &str) -> Result<(SocketAddr, SocketAddr), OpenError> {
     // No `->`: the C module fails without setting errno.
-    let (src, dst) = spec.split_once("->").ok_or(OpenError(0))?;
-    let (dhost, dport) = dst.rsplit_once(':').ok_or(OpenError(libc::EINVAL))?;
-    let abort = OpenError(libc::ECONNABORTED);
-    let dest = resolve(dhost, dport, Family::Any).ok_or(OpenError(libc::ECONNABORTED))?;
+    let (src, dst) = spec.split_once("->").ok_or(OpenError::errno(0))?;
+    let (dhost, dport) = dst.rsplit_once(':').ok_or(OpenError::errno(libc::EINVAL))?;
+    let abort = OpenError::errno(libc::ECONNABORTED);
+    let dest = resolve(dhost, dport, Family::Any).ok_or(OpenError::errno(libc::ECONNABORTED))?;
     let family = Family::of(&dest.ip());
     let (shost, sport) = match src.rsplit_once(':') {
         None => ("", src),
@@ -37,7 +37,7 @@ pub(crate) fn parse(spec: &str) -> Result<(SocketAddr, SocketAddr), OpenError> {
     let host = if shost.is_empty() {
         family.unspecified()
     } else {
-        resolve_host(shost, family).ok_or(OpenError(libc::ECONNABORTED))?
+        resolve_host(shost, family).ok_or(OpenError::errno(libc::ECONNABORTED))?
     };
     let port = super::inet::parse_port(sport).ok_or(abort)?;
     Ok((SocketAddr::new(host, port), dest))
@@ -51,7 +51,8 @@ pub(crate) fn open(spec: &str) -> Result<DatagramLink<Udp>, OpenError> {
         libc::AF_INET6
     };
     let fd = sys::socket(family, libc::SOCK_DGRAM, 0)?;
-    sys::bind_addr(&fd, &SockAddr::from_inet(src)).map_err(|_| OpenError(libc::ECONNABORTED))?;
+    sys::bind_addr(&fd, &SockAddr::from_inet(src))
+        .map_err(|_| OpenError::errno(libc::ECONNABORTED))?;
     // UDP has no backpressure: what arrives while the loop is not
     // scheduled waits in this buffer or is lost. Ask for room for a few
     // milliseconds at full speed; with UDP_GRO (`with_gro`) a coalesced
@@ -102,7 +103,7 @@ mod tests {
     fn p(s: &str) -> Result<(String, String), i32> {
         parse(s)
             .map(|(a, b)| (a.to_string(), b.to_string()))
-            .map_err(|e| e.0)
+            .map_err(|e| e.code())
     }
 
     #[test]

@@ -65,18 +65,12 @@ impl VdeClient {
     pub fn open(loc: &Locator, description: &str, args: &OpenArgs) -> Result<VdeClient, OpenError> {
         let params = loc
             .resolve(&["port", "portgroup", "group", "mode"], Some("portgroup"))
-            .map_err(|e| {
-                eprintln!("{e}");
-                OpenError(libc::EINVAL)
-            })?;
+            .map_err(OpenError::invalid)?;
         let mut port = args.port;
         let mut group = args.group.clone();
         let mut mode = args.mode;
         let mut portgroup: Option<String> = None;
-        let invalid = |e: BadNumber| {
-            eprintln!("{e}");
-            OpenError(libc::EINVAL)
-        };
+        let invalid = |e: BadNumber| OpenError::invalid(e);
         for (k, v) in params {
             match k {
                 "port" | "portgroup" => portgroup = Some(v),
@@ -196,14 +190,11 @@ fn finish_handshake(
     description: &str,
     group: Option<&str>,
     mut mode: u32,
-) -> io::Result<()> {
+) -> Result<(), OpenError> {
     if let Some(g) = group {
         // vde_plug would fall back to group 0 (atoi); an unknown group is
         // an error here rather than a socket given to root's group.
-        let gid = crate::accounts::group_id(g).ok_or_else(|| {
-            eprintln!("invalid group: {g}");
-            io::Error::from_raw_os_error(libc::EINVAL)
-        })?;
+        let gid = crate::accounts::known_group(g).map_err(OpenError::invalid)?;
         sys::chgrp(own_path, gid)?;
     } else if mode & 0o077 == 0 {
         // Nobody else was granted access: if the switch belongs to another

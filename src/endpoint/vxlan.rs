@@ -59,7 +59,8 @@ pub(crate) fn open(rest: &str) -> Result<DatagramLink<Vxlan>, OpenError> {
     mcast::set_multicast_ttl(&fd, &ip, ttl)?;
     mcast::set_multicast_loop(&fd, &ip, false)?;
     let any = SocketAddr::new(Family::of(&ip).unspecified(), group.port());
-    sys::bind_addr(&fd, &SockAddr::from_inet(any)).map_err(|_| OpenError(libc::ENETUNREACH))?;
+    sys::bind_addr(&fd, &SockAddr::from_inet(any))
+        .map_err(|_| OpenError::errno(libc::ENETUNREACH))?;
     mcast::join_group(&fd, &ip, ifindex)?;
     mcast::set_multicast_if(&fd, &ip, ifindex)?;
     let mut hdr = [0u8; VXLAN_HEADER_LEN];

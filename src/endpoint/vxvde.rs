@@ -92,14 +92,14 @@ pub(crate) fn open(rest: &str) -> Result<DatagramLink<Vxvde>, OpenError> {
     }
     sys::setsockopt(&multi, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
     sys::bind_addr(&multi, &SockAddr::from_inet(group))
-        .map_err(|_| OpenError(libc::ENETUNREACH))?;
+        .map_err(|_| OpenError::errno(libc::ENETUNREACH))?;
     mcast::join_group(&multi, &ip, ifindex)?;
     let local = match opts.bind.as_deref() {
         None => Family::of(&ip).unspecified(),
-        Some(b) => resolve_host(b, Family::of(&ip)).ok_or(OpenError(libc::ENOENT))?,
+        Some(b) => resolve_host(b, Family::of(&ip)).ok_or(OpenError::errno(libc::ENOENT))?,
     };
     sys::bind_addr(&uni, &SockAddr::from_inet(SocketAddr::new(local, 0)))
-        .map_err(|_| OpenError(libc::ENETUNREACH))?;
+        .map_err(|_| OpenError::errno(libc::ENETUNREACH))?;
     mcast::set_multicast_if(&uni, &ip, ifindex)?;
     let uniport = sys::local_addr(&uni)?.inet().map_or(0, |a| a.port());
 

@@ -106,20 +106,14 @@ impl NetNode {
             "multi" => keys.push("dedup"),
             _ => {}
         }
-        let params = loc.resolve(&keys, None).map_err(|e| {
-            eprintln!("{e}");
-            OpenError(libc::EINVAL)
-        })?;
+        let params = loc.resolve(&keys, None).map_err(OpenError::invalid)?;
         let mut access = Access::default();
         let mut dirmode = None;
         let mut switch = SwitchConfig::default();
         let mut policy = BondingPolicy::default();
         let mut dedup = None;
         let mut weights = Vec::new();
-        let invalid = |why: &dyn std::fmt::Display| {
-            eprintln!("{why}");
-            OpenError(libc::EINVAL)
-        };
+        let invalid = |why: &dyn std::fmt::Display| OpenError::invalid(why);
         for (k, v) in &params {
             let v = v.as_str();
             match *k {
@@ -138,10 +132,7 @@ impl NetNode {
                     )
                 }
                 "grp" => {
-                    access.gid = Some(
-                        crate::accounts::group_id(v)
-                            .ok_or_else(|| invalid(&format!("invalid group: {v}")))?,
-                    )
+                    access.gid = Some(crate::accounts::known_group(v).map_err(|e| invalid(&e))?)
                 }
                 "hashsize" => {
                     switch.hash_size = number::decimal("hashsize", v, 1..=MAX_HASH_SIZE)
@@ -169,7 +160,7 @@ impl NetNode {
             "switch" => NodeKind::Switch(switch),
             "multi" => NodeKind::Multi { dedup },
             "bonding" => NodeKind::Bonding(policy),
-            _ => return Err(OpenError(libc::EPROTONOSUPPORT)),
+            _ => return Err(OpenError::errno(libc::EPROTONOSUPPORT)),
         };
         let path = absolute_node_path(&loc.address)?;
         let mut node = Self::create(kind, &path, access)?;
