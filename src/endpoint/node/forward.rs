@@ -12,10 +12,10 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::flow::flow_hash;
-use super::path::MAX_BACKLOG;
+use super::bonding::flow::flow_hash;
+use super::bonding::path::MAX_BACKLOG;
+use super::bonding::reorder::Sequencer;
 use super::ports::{Port, PortId, PortTable};
-use super::reorder::Sequencer;
 use crate::batch::{BatchIo, BATCH};
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};

@@ -7,12 +7,12 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::dedup::Dedup;
+use super::bonding::path::{PathState, StampClock};
+use super::bonding::reorder::{lag_floor, Moment, Reorder, Sequencer};
 use super::forward::{self, route, Queue};
-use super::mac_table::{Dest, MacTable};
-use super::path::{PathState, StampClock};
+use super::multi::dedup::Dedup;
 use super::ports::{Port, PortId, PortTable};
-use super::reorder::{lag_floor, Moment, Reorder, Sequencer};
+use super::switch::mac_table::{Dest, MacTable};
 use crate::batch::BATCH;
 use crate::engine::LANE_SLOTS;
 use crate::lane::Lane;

@@ -8,17 +8,14 @@
 //! host and frames from port N.
 
 mod admission;
+mod bonding;
 pub mod control;
-pub mod dedup;
-mod flow;
 mod forward;
 mod from_ports;
 pub mod kind;
-pub mod mac_table;
-mod pace;
-mod path;
+pub mod multi;
 pub mod ports;
-mod reorder;
+pub mod switch;
 
 use std::io;
 use std::os::fd::AsRawFd;

@@ -5,8 +5,8 @@
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use super::path::PathState;
-use super::reorder::CableSeen;
+use super::bonding::path::PathState;
+use super::bonding::reorder::CableSeen;
 use crate::batch::BATCH;
 use crate::ring::Slot;
 use crate::stats::LinkStats;
