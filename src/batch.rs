@@ -7,19 +7,36 @@ use std::os::fd::RawFd;
 
 use crate::ring::{FrameRing, Slot};
 use crate::stats::LinkStats;
-use crate::wire::path_report::is_path_report;
-use crate::wire::seq_tag::{self, TagFields, MAX_UNTAGGED, SEQ_TAG_LEN, TAG_AT};
 use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
 pub const BATCH: usize = 64;
 
+/// The most bytes an [`Insert`] puts into one frame.
+pub(crate) const INSERT_MAX: usize = 16;
+
+/// Bytes that go into each frame on its way out, from a buffer of their
+/// own (an iovec between two parts of the frame: no copy of the frame).
+/// The sender that needs one (a bonding node numbering its frames) gives
+/// it to [`BatchIo::send`].
+pub(crate) trait Insert {
+    /// Writes what goes into the frame in `slot` into `buf`, and says
+    /// where in the frame it goes and how long it is; `None` leaves the
+    /// frame as it is.
+    fn write(
+        &self,
+        ring: &FrameRing,
+        slot: Slot,
+        buf: &mut [u8; INSERT_MAX],
+    ) -> Option<(usize, usize)>;
+}
+
 /// Scratch headers for one batch, made once and reused for every call.
 pub struct BatchIo {
     msgs: Box<[libc::mmsghdr]>,
-    /// Per message: the frame, or the frame's addresses, a sequence tag and
-    /// the rest of the frame.
+    /// Per message: the frame, or the frame up to an insert, the insert
+    /// and the rest of the frame.
     iovs: Box<[[libc::iovec; 3]]>,
-    seq_tags: Box<[[u8; SEQ_TAG_LEN]]>,
+    inserts: Box<[[u8; INSERT_MAX]]>,
     slots: [Slot; BATCH],
 }
 
@@ -49,7 +66,7 @@ impl BatchIo {
         BatchIo {
             msgs: vec![msg; BATCH].into_boxed_slice(),
             iovs: vec![[iov; 3]; BATCH].into_boxed_slice(),
-            seq_tags: vec![[0; SEQ_TAG_LEN]; BATCH].into_boxed_slice(),
+            inserts: vec![[0; INSERT_MAX]; BATCH].into_boxed_slice(),
             slots: [0; BATCH],
         }
     }
@@ -69,16 +86,17 @@ impl BatchIo {
         }
     }
 
-    /// Receives up to `max` frames from `fd` into free ring slots, tagging
-    /// them with `tag`. Runts and truncated (oversize) datagrams are counted
-    /// in `stats` and dropped.
+    /// Receives up to `max` frames from `fd` into free ring slots. Runts
+    /// and truncated (oversize) datagrams are counted in `stats` and
+    /// dropped, but for the short messages `keep_short` accepts (a cable's
+    /// path reports), which are queued and not counted.
     pub fn recv(
         &mut self,
         fd: RawFd,
         ring: &mut FrameRing,
         max: usize,
-        tag: u32,
         stats: &mut LinkStats,
+        keep_short: fn(&[u8]) -> bool,
     ) -> io::Result<Received> {
         let want = max.min(BATCH).min(ring.free_slots());
         if want == 0 {
@@ -117,10 +135,10 @@ impl BatchIo {
                 stats.drop_oversize += 1;
                 ring.unreserve(slot);
             } else if len < ETH_HEADER_LEN {
-                // A path report is no frame, but a cable carries it. Not
-                // counted: a node's bytes in are what its reports tell.
-                if is_path_report(&ring.slot_buf(slot)[..len]) {
-                    ring.push(slot, len, tag);
+                // Not counted: a bonding node's bytes in are what its path
+                // reports tell.
+                if keep_short(&ring.slot_buf(slot)[..len]) {
+                    ring.push(slot, len);
                     frames += 1;
                 } else {
                     stats.drop_runt += 1;
@@ -128,7 +146,7 @@ impl BatchIo {
                 }
             } else {
                 stats.count_in(len);
-                ring.push(slot, len, tag);
+                ring.push(slot, len);
                 frames += 1;
             }
         }
@@ -136,17 +154,16 @@ impl BatchIo {
     }
 
     /// Sends the frames in `slots` (at most [`BATCH`]) on the connected
-    /// datagram socket `fd`, in order. With `seq_tag`, each frame that has
-    /// room goes with a sequence tag ([`seq_tag`]) of that epoch and stamp
-    /// and of the number in its ring tag. Returns how many the socket took:
-    /// fewer than asked means it is full now.
-    pub fn send(
+    /// datagram socket `fd`, in order, each with what `insert` puts into it.
+    /// Returns how many the socket took: fewer than asked means it is full
+    /// now.
+    pub(crate) fn send(
         &mut self,
         fd: RawFd,
         ring: &FrameRing,
         slots: &[Slot],
         stats: &mut LinkStats,
-        seq_tag: Option<(u8, u16)>,
+        insert: Option<&dyn Insert>,
     ) -> io::Result<usize> {
         let n = slots.len().min(BATCH);
         if n == 0 {
@@ -159,20 +176,21 @@ impl BatchIo {
                 iov_base: b.as_ptr() as *mut libc::c_void,
                 iov_len: b.len(),
             };
-            match seq_tag {
-                Some((epoch, stamp)) if f.len() <= MAX_UNTAGGED => {
-                    let seq = ring.tag(slot);
-                    seq_tag::emit(&mut self.seq_tags[i], &TagFields { epoch, seq, stamp });
-                    let (head, rest) = f.split_at(TAG_AT);
-                    self.iovs[i] = [iov(head), iov(&self.seq_tags[i]), iov(rest)];
+            let inserted = insert
+                .and_then(|h| h.write(ring, slot, &mut self.inserts[i]))
+                .filter(|&(at, len)| at <= f.len() && len <= INSERT_MAX);
+            match inserted {
+                Some((at, len)) => {
+                    let (head, rest) = f.split_at(at);
+                    self.iovs[i] = [iov(head), iov(&self.inserts[i][..len]), iov(rest)];
                     parts[i] = 3;
                 }
-                _ => self.iovs[i][0] = iov(f),
+                None => self.iovs[i][0] = iov(f),
             }
         }
         self.prepare(n, |i| parts[i]);
         // msgs[..n] point at iovecs over queued frames in `ring`, which is
-        // borrowed for the call, and over `seq_tags`.
+        // borrowed for the call, and over `inserts`.
         let sent = send_messages(fd, &mut self.msgs[..n])?;
         for &slot in &slots[..sent] {
             stats.count_out(ring.frame(slot).len());

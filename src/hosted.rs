@@ -188,7 +188,7 @@ impl HostedNode {
     /// Copies a frame from the host into its lane, counted as taken or,
     /// when the lane is full, as dropped. Returns whether it was taken.
     fn queue_from_host(&mut self, frame: &[u8]) -> bool {
-        let taken = self.from_host.ring.push_copy(frame, 0);
+        let taken = self.from_host.ring.push_copy(frame);
         if taken {
             self.program.count_in(frame.len());
         } else {

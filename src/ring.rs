@@ -2,8 +2,8 @@
 //! queued frames over it. One ring carries each direction of a cable.
 //!
 //! Storage is a fixed array of page-aligned slots, each big enough for the
-//! largest frame; per-slot metadata (length, origin tag) lives in parallel
-//! arrays. The storage is a fresh anonymous mapping, so a page becomes
+//! largest frame; per-slot metadata (length, a tag for whoever holds the
+//! frame: see [`SlotTag`]) lives in parallel arrays. The storage is a fresh anonymous mapping, so a page becomes
 //! resident only when a frame lands on it: a frame of up to 4 KiB costs one
 //! page whatever the capacity, and freed slots are reused last-in first-out
 //! so the same few pages stay hot. Batched receives fill free slots in place
@@ -63,6 +63,15 @@ impl Drop for PageBuf {
         // SAFETY: unmapping the mapping made in `new`.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+/// What the holder of a queued frame keeps beside it, in one word: a hub's
+/// route for it, a bonding node's number for it. Each holder reads and
+/// writes the word through a type of its own, so the word means one thing
+/// wherever it is used; a frame queued anew has the word 0.
+pub trait SlotTag: Copy {
+    fn from_word(word: u32) -> Self;
+    fn word(self) -> u32;
 }
 
 pub struct FrameRing {
@@ -131,26 +140,37 @@ impl FrameRing {
     }
 
     /// Queues a reserved slot holding a frame of `len` bytes.
-    pub fn push(&mut self, slot: Slot, len: usize, tag: u32) {
+    pub fn push(&mut self, slot: Slot, len: usize) {
         debug_assert!(len <= MAX_FRAME);
         let s = usize::from(slot);
         self.lens[s] = len as u16;
-        self.tags[s] = tag;
+        self.tags[s] = 0;
         self.done[s] = false;
         self.queue[self.queued] = slot;
         self.queued += 1;
     }
 
     /// Copies `frame` into a free slot and queues it; false when full.
-    pub fn push_copy(&mut self, frame: &[u8], tag: u32) -> bool {
-        match self.reserve() {
+    pub fn push_copy(&mut self, frame: &[u8]) -> bool {
+        self.push_copy_slot(frame).is_some()
+    }
+
+    /// [`push_copy`](FrameRing::push_copy), with a tag.
+    pub fn push_copy_tagged<T: SlotTag>(&mut self, frame: &[u8], tag: T) -> bool {
+        match self.push_copy_slot(frame) {
             Some(slot) => {
-                self.slot_buf(slot)[..frame.len()].copy_from_slice(frame);
-                self.push(slot, frame.len(), tag);
+                self.set_tag(slot, tag);
                 true
             }
             None => false,
         }
+    }
+
+    fn push_copy_slot(&mut self, frame: &[u8]) -> Option<Slot> {
+        let slot = self.reserve()?;
+        self.slot_buf(slot)[..frame.len()].copy_from_slice(frame);
+        self.push(slot, frame.len());
+        Some(slot)
     }
 
     /// Queued slots, oldest first.
@@ -177,13 +197,14 @@ impl FrameRing {
         self.lens[s] = len as u16;
     }
 
-    pub fn tag(&self, slot: Slot) -> u32 {
-        self.tags[usize::from(slot)]
+    /// The tag of a queued frame, as its holder reads it.
+    pub fn tag<T: SlotTag>(&self, slot: Slot) -> T {
+        T::from_word(self.tags[usize::from(slot)])
     }
 
-    /// Gives a queued frame a new tag (a node's route for it).
-    pub fn set_tag(&mut self, slot: Slot, tag: u32) {
-        self.tags[usize::from(slot)] = tag;
+    /// Gives a queued frame a new tag.
+    pub fn set_tag<T: SlotTag>(&mut self, slot: Slot, tag: T) {
+        self.tags[usize::from(slot)] = tag.word();
     }
 
     /// Marks a queued frame as finished with (delivered or dropped); it is
@@ -225,19 +246,32 @@ impl FrameRing {
 mod tests {
     use super::*;
 
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Id(u32);
+
+    impl SlotTag for Id {
+        fn from_word(word: u32) -> Self {
+            Id(word)
+        }
+        fn word(self) -> u32 {
+            self.0
+        }
+    }
+
     #[test]
     fn fifo_sweep_and_reuse() {
         let mut r = FrameRing::new(3);
         for i in 0..3u8 {
-            assert!(r.push_copy(&[i; 20], u32::from(i)));
+            assert!(r.push_copy_tagged(&[i; 20], Id(u32::from(i))));
         }
-        assert!(!r.push_copy(&[9; 20], 9));
+        assert!(!r.push_copy_tagged(&[9; 20], Id(9)));
         let q: Vec<Slot> = r.queued().to_vec();
         r.mark_done(q[1]);
         assert_eq!(r.sweep(), 1);
-        let tags: Vec<u32> = r.queued().iter().map(|&s| r.tag(s)).collect();
-        assert_eq!(tags, vec![0, 2]);
-        assert!(r.push_copy(&[5; 30], 5));
+        let tags: Vec<Id> = r.queued().iter().map(|&s| r.tag(s)).collect();
+        assert_eq!(tags, vec![Id(0), Id(2)]);
+        assert!(r.push_copy(&[5; 30]));
+        assert_eq!(r.tag::<Id>(r.queued()[2]), Id(0));
         assert_eq!(r.consume_front(2), 2);
         let s = r.queued()[0];
         assert_eq!(r.frame(s), &[5u8; 30][..]);

@@ -163,7 +163,7 @@ impl<P: Policy> DatagramLink<P> {
                     Some(GroFrame::Frame(f)) => match plain_frame(f) {
                         Verdict::Keep => {
                             self.stats.count_in(f.len());
-                            lane.ring.push_copy(f, 0);
+                            lane.ring.push_copy(f);
                             total += 1;
                         }
                         _ => self.stats.drop_runt += 1,
@@ -312,7 +312,7 @@ impl<P: Policy> Endpoint for DatagramLink<P> {
                     match self.policy.accept(s, &self.io, i, &d, frame, now) {
                         Verdict::Keep => {
                             self.stats.count_in(d.len);
-                            lane.ring.push(d.slot, d.len, 0);
+                            lane.ring.push(d.slot, d.len);
                             total += 1;
                         }
                         Verdict::Runt => {

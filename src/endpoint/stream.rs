@@ -146,7 +146,7 @@ impl StreamEndpoint {
                     if let Some(log) = ip_log.as_mut() {
                         log.check(f);
                     }
-                    if ring.push_copy(f, 0) {
+                    if ring.push_copy(f) {
                         stats.count_in(f.len());
                         *queued += 1;
                         true

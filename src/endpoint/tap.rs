@@ -104,7 +104,7 @@ impl Endpoint for TapEndpoint {
             match r {
                 Ok(n) if n >= ETH_HEADER_LEN => {
                     self.stats.count_in(n);
-                    lane.ring.push(slot, n, 0);
+                    lane.ring.push(slot, n);
                     queued += 1;
                     continue;
                 }

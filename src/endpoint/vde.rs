@@ -18,6 +18,7 @@ use crate::number::{self, BadNumber};
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
 use crate::url::Locator;
+use crate::wire::path_report::is_path_report;
 use crate::wire::request::{self, MAX_PORT, MAX_REQUEST_LEN, REQ_NEW_CONTROL, REQ_NEW_PORT0};
 use crate::wire::{SockaddrUn, SOCKADDR_UN_LEN};
 
@@ -339,8 +340,9 @@ impl Endpoint for VdeClient {
                     self.data.as_raw_fd(),
                     &mut lane.ring,
                     usize::MAX,
-                    0,
                     &mut self.stats,
+                    // A plug carries path reports as frames (docs/compat.md).
+                    is_path_report,
                 )
                 .map_err(|e| self.fail(e))?;
             total += r.frames;

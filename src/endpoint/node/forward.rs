@@ -14,28 +14,55 @@ use std::time::{Duration, Instant};
 
 use super::bonding::flow::flow_hash;
 use super::bonding::path::MAX_BACKLOG;
-use super::bonding::reorder::Sequencer;
+use super::bonding::sequencer::Sequencer;
 use super::ports::{Port, PortId, PortTable};
-use crate::batch::{BatchIo, BATCH};
+use crate::batch::{BatchIo, Insert, BATCH};
 use crate::lane::Lane;
-use crate::ring::{FrameRing, Slot};
+use crate::ring::{FrameRing, Slot, SlotTag};
 
 /// How long a port may hold up the others by being full before it starts
 /// losing frames.
 pub const LAGGARD_GRACE: Duration = Duration::from_millis(20);
 
-/// Where a queued frame goes, kept in its ring tag: the port it came from
+/// Where a queued frame goes, as its ring tag: the port it came from
 /// (never sent back there; none for the host) and the one port it is for
 /// (none: every port).
-pub fn route(from: Option<PortId>, to: Option<PortId>) -> u32 {
-    let code = |p: Option<PortId>| p.map_or(0, |id| id as u32 + 1);
-    code(from) | code(to) << 16
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) from: Option<PortId>,
+    pub(crate) to: Option<PortId>,
 }
 
-fn meant_for(tag: u32, id: PortId) -> bool {
-    let me = id as u32 + 1;
-    let (from, to) = (tag & 0xffff, tag >> 16);
-    from != me && (to == 0 || to == me)
+impl Route {
+    /// Every port.
+    pub(crate) const ALL: Route = Route {
+        from: None,
+        to: None,
+    };
+
+    fn meant_for(self, id: PortId) -> bool {
+        self.from != Some(id) && self.to.is_none_or(|to| to == id)
+    }
+}
+
+/// Port ids are poll tokens, far below 2^16 - 1: each end of a route fits
+/// in half the word (0: none).
+impl SlotTag for Route {
+    fn from_word(word: u32) -> Self {
+        let port = |half: u32| (half != 0).then(|| half as PortId - 1);
+        Route {
+            from: port(word & 0xffff),
+            to: port(word >> 16),
+        }
+    }
+    fn word(self) -> u32 {
+        let half = |p: Option<PortId>| p.map_or(0, |id| id as u32 + 1);
+        half(self.from) | half(self.to) << 16
+    }
+}
+
+fn meant_for(tag: Route, id: PortId) -> bool {
+    tag.meant_for(id)
 }
 
 /// A send error that means the peer is gone, not that it is busy.
@@ -53,8 +80,8 @@ fn data_fd(port: &Port) -> Option<RawFd> {
     port.data.as_ref().map(|d| d.as_raw_fd())
 }
 
-/// Sends `slots` (at most a batch) to port `id`, with sequence tags
-/// (`seq_tag`: epoch and stamp) if given. Returns how many it took;
+/// Sends `slots` (at most a batch) to port `id`, each with what `insert`
+/// puts into it (a bonding node's sequence tag). Returns how many it took;
 /// a port that took fewer is full (marked so), one whose peer is gone is
 /// put on `dead` and took none.
 fn send_batch(
@@ -64,12 +91,12 @@ fn send_batch(
     port: &mut Port,
     slots: &[Slot],
     dead: &mut Vec<PortId>,
-    seq_tag: Option<(u8, u16)>,
+    insert: Option<&dyn Insert>,
 ) -> usize {
     let Some(fd) = data_fd(port) else {
         return 0;
     };
-    let sent = match io.send(fd, ring, slots, &mut port.stats, seq_tag) {
+    let sent = match io.send(fd, ring, slots, &mut port.stats, insert) {
         Ok(sent) => sent,
         Err(e) if peer_gone(&e) => {
             dead.push(id);
@@ -284,7 +311,7 @@ fn deal(
         ports.nth_active_mut(at).outbox.push(slot);
         dealt += 1;
     }
-    let tag = seq.as_deref().map(Sequencer::tag);
+    let tag = seq.as_deref().map(|s| s as &dyn Insert);
     let mut sent_total = 0;
     for i in 0..ports.active().len() {
         let id = ports.active()[i];

@@ -11,6 +11,7 @@ use log::debug;
 use super::ports::PortId;
 use super::NetNode;
 use crate::lane::Lane;
+use crate::wire::path_report::is_path_report;
 
 /// What one read of a port gave.
 enum Read {
@@ -83,7 +84,7 @@ impl NetNode {
         };
         let got = match lane
             .io
-            .recv(fd, &mut lane.ring, room, id as u32, &mut port.stats)
+            .recv(fd, &mut lane.ring, room, &mut port.stats, is_path_report)
         {
             Ok(r) => r,
             Err(e) => {

@@ -8,8 +8,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::bonding::path::{PathState, StampClock};
-use super::bonding::reorder::{lag_floor, Moment, Reorder, Sequencer};
-use super::forward::{self, route, Queue};
+use super::bonding::reorder::{lag_floor, Moment, Reorder};
+use super::bonding::sequencer::Sequencer;
+use super::forward::{self, Queue, Route};
 use super::multi::dedup::Dedup;
 use super::ports::{Port, PortId, PortTable};
 use super::switch::mac_table::{Dest, MacTable};
@@ -152,7 +153,13 @@ impl PortToPort {
     /// Queues a copy of `frame` with its route; false when full (the
     /// caller reads no more than [`Kind::port_read_limit`] allows).
     fn push(&mut self, frame: &[u8], from: PortId, to: Option<PortId>) -> bool {
-        self.lane.ring.push_copy(frame, route(Some(from), to))
+        self.lane.ring.push_copy_tagged(
+            frame,
+            Route {
+                from: Some(from),
+                to,
+            },
+        )
     }
 
     fn flush(&mut self, ports: &mut PortTable, dead: &mut Vec<PortId>) {
@@ -254,7 +261,7 @@ impl Kind {
             } => {
                 let ring = &mut lane.ring;
                 for i in *routed..ring.queued().len() {
-                    ring.set_tag(ring.queued()[i], route(None, None));
+                    ring.set_tag(ring.queued()[i], Route::ALL);
                 }
                 fan_out_host(ports, lane, routed, waiting, dead)
             }
@@ -276,10 +283,16 @@ impl Kind {
                         Err(_) => Some(Dest::Host),
                     };
                     match to {
-                        Some(Dest::Port(id)) => ring.set_tag(slot, route(None, Some(id))),
+                        Some(Dest::Port(id)) => ring.set_tag(
+                            slot,
+                            Route {
+                                from: None,
+                                to: Some(id),
+                            },
+                        ),
                         // The host's own address: nobody to send it to.
                         Some(Dest::Host) => ring.mark_done(slot),
-                        None => ring.set_tag(slot, route(None, None)),
+                        None => ring.set_tag(slot, Route::ALL),
                     }
                 }
                 let swept = ring.sweep();

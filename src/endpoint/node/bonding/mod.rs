@@ -5,3 +5,4 @@ pub(crate) mod flow;
 pub(crate) mod pace;
 pub(crate) mod path;
 pub(crate) mod reorder;
+pub(crate) mod sequencer;

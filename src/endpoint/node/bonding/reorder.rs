@@ -29,9 +29,10 @@
 use std::time::{Duration, Instant};
 
 use super::pace::{self, Pace};
+use super::sequencer::SeqNo;
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};
-use crate::wire::seq_tag::{self, SeqTagged, MAX_UNTAGGED};
+use crate::wire::seq_tag::{self, SeqTagged};
 
 /// How far ahead of the awaited frame one may be and still be held, and
 /// how many are held at most: 100 ms of full-size frames at 100 Mbit/s.
@@ -47,49 +48,6 @@ fn after32(a: u32, b: u32) -> bool {
 /// Whether stamp `a` is later than `b` (ms that wrap).
 fn after16(a: u16, b: u16) -> bool {
     (a.wrapping_sub(b) as i16) > 0
-}
-
-/// The numbering of the frames a node deals.
-pub(crate) struct Sequencer {
-    epoch: u8,
-    next: u32,
-    /// The stamp the frames of this deal go with.
-    stamp: u16,
-}
-
-impl Sequencer {
-    pub(crate) fn new() -> Sequencer {
-        // Tells the far node that this is a new numbering (this node, or
-        // one that restarted): anything that differs from run to run does.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let epoch = (t.subsec_nanos() ^ std::process::id()) as u8;
-        Sequencer {
-            epoch,
-            next: 0,
-            stamp: 0,
-        }
-    }
-
-    /// A deal starts at `stamp` (the clock of the path reports).
-    pub(crate) fn start_deal(&mut self, stamp: u16) {
-        self.stamp = stamp;
-    }
-
-    /// What the tags of this deal say besides each frame's number.
-    pub(crate) fn tag(&self) -> (u8, u16) {
-        (self.epoch, self.stamp)
-    }
-
-    /// The frame in `slot` is being dealt: it gets the next number, in its
-    /// ring tag (a frame too long to carry a tag gets none).
-    pub(crate) fn number(&mut self, ring: &mut FrameRing, slot: Slot) {
-        if ring.frame(slot).len() <= MAX_UNTAGGED {
-            ring.set_tag(slot, self.next);
-            self.next = self.next.wrapping_add(1);
-        }
-    }
 }
 
 /// How long lag minima are kept: a path's own delay shows in its least
@@ -315,7 +273,7 @@ impl Reorder {
             }
             let kept = match self.at[at] {
                 EMPTY => self.store.reserve(),
-                held if self.store.tag(held) == seq => {
+                held if self.store.tag::<SeqNo>(held) == SeqNo(seq) => {
                     // A copy (a loop or a duplicating hop between the
                     // nodes): the host gets the frame once.
                     self.copies += 1;
@@ -335,7 +293,8 @@ impl Reorder {
             };
             let frame = ring.frame(slot);
             self.store.slot_buf(kept)[..frame.len()].copy_from_slice(frame);
-            self.store.push(kept, frame.len(), seq);
+            self.store.push(kept, frame.len());
+            self.store.set_tag(kept, SeqNo(seq));
             self.at[at] = kept;
             self.arrived[at] = Some((now, stamp));
             self.held += 1;
@@ -399,7 +358,7 @@ impl Reorder {
             }
             let kept = std::mem::replace(&mut self.at[at], EMPTY);
             self.arrived[at] = None;
-            ring.push_copy(self.store.frame(kept), 0);
+            ring.push_copy(self.store.frame(kept));
             self.store.mark_done(kept);
             self.held -= 1;
             self.next = self.next.wrapping_add(1);
@@ -464,7 +423,7 @@ impl Reorder {
             if kept == EMPTY {
                 continue;
             }
-            if !ring.push_copy(self.store.frame(kept), 0) {
+            if !ring.push_copy(self.store.frame(kept)) {
                 self.dropped += 1;
             }
             self.store.mark_done(kept);
@@ -541,7 +500,7 @@ mod tests {
     fn arrive(r: &mut Reorder, lane: &mut Lane, frames: &[Vec<u8>], now: Instant) -> CableSeen {
         let mut cable = CableSeen::default();
         for f in frames {
-            assert!(lane.ring.push_copy(f, 0));
+            assert!(lane.ring.push_copy(f));
         }
         r.take(lane, frames.len(), at(now), &mut cable);
         r.release(&mut lane.ring, at(now), WAIT, &nobody_knows);
@@ -683,25 +642,6 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_numbered_as_they_are_dealt() {
-        let mut seq = Sequencer::new();
-        let mut ring = FrameRing::new(8);
-        assert!(ring.push_copy(&[0; 60], 0));
-        assert!(ring.push_copy(&[1; MAX_UNTAGGED + 1], 0));
-        assert!(ring.push_copy(&[2; 60], 0));
-        let q = ring.queued().to_vec();
-        seq.start_deal(7);
-        for &s in &q {
-            seq.number(&mut ring, s);
-        }
-        assert_eq!((ring.tag(q[0]), ring.tag(q[2])), (0, 1));
-        // Dealt again (a full cable did not take it): a new number.
-        seq.number(&mut ring, q[0]);
-        assert_eq!(ring.tag(q[0]), 2);
-        assert_eq!(seq.tag(), (seq.epoch, 7));
-    }
-
-    #[test]
     fn stamps_and_numbers_wrap() {
         assert!(after16(2, 65_535) && !after16(65_535, 2));
         assert!(after32(1, u32::MAX) && !after32(u32::MAX, 1));
@@ -720,7 +660,7 @@ mod tests {
         };
         let mut cable = CableSeen::default();
         for f in [tagged(1, 0, 0), tagged(1, 1, 1)] {
-            assert!(lane.ring.push_copy(&f, 0));
+            assert!(lane.ring.push_copy(&f));
         }
         r.take(&mut lane, 2, floor(ms(5), 5), &mut cable);
         assert_eq!(cable.base_lag(), Some(4));
@@ -733,7 +673,7 @@ mod tests {
         assert_eq!(r.due(WAIT, floor(ms(20), 20)), Some(ms(21)));
         // Frame 2 came the slow way (lag 20): behind 1, which it finds
         // due at the same time, it goes at once.
-        assert!(lane.ring.push_copy(&tagged(1, 2, 2), 0));
+        assert!(lane.ring.push_copy(&tagged(1, 2, 2)));
         r.take(&mut lane, 1, floor(ms(22), 22), &mut cable);
         r.release(&mut lane.ring, floor(ms(22), 22), WAIT, &nobody_knows);
         assert_eq!(host_gets(&mut lane), [1, 2]);
@@ -776,7 +716,7 @@ mod tests {
     fn what_a_cable_brought_of_an_old_numbering_says_nothing_of_the_new() {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
         let mut slow = CableSeen::default();
-        assert!(lane.ring.push_copy(&tagged(1, 100, 0), 0));
+        assert!(lane.ring.push_copy(&tagged(1, 100, 0)));
         r.take(&mut lane, 1, at(now), &mut slow);
         host_gets(&mut lane);
         assert!(slow.past(Some(1), 50, 0, None));
@@ -784,7 +724,7 @@ mod tests {
         // came by another cable: the slow one's 100 was of numbering 1.
         assert!(!slow.past(Some(2), 5, 0, None));
         // Once it brings numbering 2 itself, it starts afresh.
-        assert!(lane.ring.push_copy(&tagged(2, 3, 1), 0));
+        assert!(lane.ring.push_copy(&tagged(2, 3, 1)));
         r.take(&mut lane, 1, at(now), &mut slow);
         assert_eq!(slow.highest, Some(3));
         assert_eq!(r.epoch(), Some(2));
