@@ -17,9 +17,7 @@ use crate::lane::Lane;
 use crate::signals::{SignalFd, ENDING};
 use crate::stats::StatsTable;
 
-/// Frames each lane can hold (slots of the largest frame; only the pages
-/// that frames touch become resident).
-pub const LANE_SLOTS: usize = 64;
+pub use crate::lane::LANE_SLOTS;
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 const PUMP_ROUNDS: usize = 32;
 const TICK: Duration = Duration::from_secs(1);

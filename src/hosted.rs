@@ -27,8 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::endpoint::node::NetNode;
 use crate::endpoint::{register_fd, split_token, Endpoint, OpenError, Ready};
-use crate::engine::LANE_SLOTS;
-use crate::lane::Lane;
+use crate::lane::{Lane, LANE_SLOTS};
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
 use crate::url::Locator;
@@ -101,7 +100,7 @@ impl HostedNode {
     /// installed vdeplug 4.0.1 modules ignore them for nodes too.
     pub fn open(scheme: &str, args: &str) -> Result<HostedNode, OpenError> {
         let loc = Locator::parse(&format!("{scheme}://{args}"));
-        let mut node = NetNode::open(&loc)?;
+        let mut node = NetNode::open(&loc, LANE_SLOTS)?;
         let poll = Poll::new()?;
         let program = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
         node.joined_to(&format!("program {} (pid {})", program.trim(), sys::pid()));

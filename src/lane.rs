@@ -4,6 +4,11 @@
 use crate::batch::BatchIo;
 use crate::ring::FrameRing;
 
+/// Frames a lane holds, in both shells (slots of the largest frame; only
+/// the pages that frames touch become resident). A node is told the size
+/// of the lanes it is driven with, and sizes its own queues alike.
+pub const LANE_SLOTS: usize = 64;
+
 pub struct Lane {
     pub ring: FrameRing,
     pub io: BatchIo,

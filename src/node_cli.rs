@@ -1,15 +1,21 @@
 //! The command line of the node binaries (`bonding_node`, `multi_node`):
-//! `NAME [OPTIONS] [PATH] [URL | = CMD ARGS]`.
+//! `NAME [OPTIONS] [PATH] [URL | = CMD ARGS]`. The node's own options are
+//! the rows of the one table of node options
+//! ([`OPTIONS`](crate::endpoint::node::config::OPTIONS)), so that every
+//! locator key is a flag here and every flag here a locator key, checked
+//! alike.
 
 use std::ffi::OsString;
 
+use pico_args::Keys;
+
 use crate::cli::{begin, form_of, no_stray_options, Begun, CliError, Common, Form};
-use crate::endpoint::node::control::{absolute_node_path, derived_dirmode, Access};
-use crate::endpoint::node::kind::{parse_dedup, BondingPolicy, NodeKind};
+use crate::endpoint::node::config::{options_for, KindName, NodeConfig, NodeOption};
+use crate::endpoint::node::control::absolute_node_path;
 use crate::endpoint::node::NetNode;
 use crate::endpoint::vde::OpenArgs;
 use crate::endpoint::Endpoint;
-use crate::number;
+use crate::lane::LANE_SLOTS;
 use crate::open::description;
 use crate::run::{run, Opener};
 
@@ -18,13 +24,20 @@ pub struct NodeOptions {
     pub common: Common,
     /// The node's path (`form.first`) and its host side (`form.other`).
     pub form: Form,
-    pub access: Access,
-    /// The value of the kind's own flag (`--policy` or `--dedup`).
-    pub extra: Option<String>,
+    pub config: NodeConfig,
 }
 
-/// Parses the node command line; `extra_flag` is `--policy` or `--dedup`.
-pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOptions, CliError> {
+/// The names an option answers to on the command line.
+fn keys(option: &NodeOption) -> Keys {
+    match option.short {
+        Some(short) => Keys::from([short, option.flag]),
+        None => Keys::from(option.flag),
+    }
+}
+
+/// Parses the command line of the node program for `kind`. An option
+/// given twice takes its last value, as getopt has it.
+pub fn parse(argv: Vec<OsString>, kind: KindName) -> Result<NodeOptions, CliError> {
     let Begun {
         mut args,
         common,
@@ -32,31 +45,17 @@ pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOption
         command,
     } = begin(argv)?;
     let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
-    let mut access = Access::default();
-    if let Some(m) = args
-        .opt_value_from_str::<_, String>("--mode")
-        .map_err(bad)?
-    {
-        access = Access::with_mode(number::octal("mode", &m, number::MAX_MODE)?);
+    let mut config = NodeConfig::new(kind);
+    for option in options_for(kind) {
+        while let Some(value) = args
+            .opt_value_from_str::<_, String>(keys(option))
+            .map_err(bad)?
+        {
+            config
+                .set(option, &value)
+                .map_err(|why| CliError::Usage(Some(why)))?;
+        }
     }
-    if let Some(m) = args
-        .opt_value_from_str::<_, String>("--dirmode")
-        .map_err(bad)?
-    {
-        access.dirmode = number::octal("dirmode", &m, number::MAX_DIRMODE)?;
-    } else {
-        access.dirmode = derived_dirmode(access.mode);
-    }
-    if let Some(g) = args
-        .opt_value_from_str::<_, String>(["-g", "--group"])
-        .map_err(bad)?
-    {
-        access.gid = Some(
-            crate::accounts::group_id(&g)
-                .ok_or_else(|| CliError::Usage(Some(format!("unknown group '{g}'"))))?,
-        );
-    }
-    let extra = args.opt_value_from_str(extra_flag).map_err(bad)?;
     let free = args.finish();
     no_stray_options(&free)?;
     let words: Vec<OsString> = free.into_iter().chain(operands).collect();
@@ -64,72 +63,57 @@ pub fn parse(argv: Vec<OsString>, extra_flag: &'static str) -> Result<NodeOption
     Ok(NodeOptions {
         common,
         form,
-        access,
-        extra,
+        config,
     })
 }
 
-/// One node binary: its name, what it does, and its own flag.
+/// One node binary: its name, its kind, what it does.
 struct NodeProgram {
     name: &'static str,
-    scheme: &'static str,
+    kind: KindName,
     /// How frames go, in a sentence or two.
     semantics: &'static str,
-    /// The kind's own flag and its line in the usage.
-    flag: &'static str,
-    flag_help: &'static str,
-    kind_of: fn(Option<&str>) -> Result<NodeKind, String>,
 }
 
 const NODE_PROGRAMS: [NodeProgram; 2] = [
     NodeProgram {
         name: "bonding_node",
-        scheme: "bonding",
+        kind: KindName::Bonding,
         semantics: "frames from the host side\n\
                     go out on one cable at a time, in turn; frames from any cable go to the host.",
-        flag: "--policy",
-        flag_help:
-            "      --policy POLICY    path (default), adaptive, hash or rr (see bonding_node(1))",
-        kind_of: |p| {
-            let policy = match p {
-                Some(p) => p.parse::<BondingPolicy>()?,
-                None => BondingPolicy::default(),
-            };
-            Ok(NodeKind::Bonding(policy))
-        },
     },
     NodeProgram {
         name: "multi_node",
-        scheme: "multi",
+        kind: KindName::Multi,
         semantics: "frames from the host side\n\
                     go out on every cable; frames from any cable go to the host. Add a new cable,\n\
                     then drop the old one, for a handoff without a hiccup.",
-        flag: "--dedup",
-        flag_help: "      --dedup MS         give the host each frame once within MS milliseconds",
-        kind_of: |d| {
-            let dedup = match d {
-                Some(ms) => parse_dedup(ms).map_err(|e| e.to_string())?,
-                None => None,
-            };
-            Ok(NodeKind::Multi { dedup })
-        },
     },
 ];
 
 impl NodeProgram {
     fn usage(&self) -> String {
+        let options: String = options_for(self.kind)
+            .map(|o| {
+                let names = match o.short {
+                    Some(short) => format!("  {short}, {}", o.flag),
+                    None => format!("      {}", o.flag),
+                };
+                let left = match o.value {
+                    Some(value) => format!("{names} {value}"),
+                    None => names,
+                };
+                format!("{left:<24} {}\n", o.help)
+            })
+            .collect();
         format!(
             "\
 Usage: {name} [OPTIONS] [PATH] [URL | = COMMAND [ARGS]]
 Creates {scheme}://PATH (default /tmp/vdenode_USER): {semantics}
 The host side is URL, COMMAND's stdin/stdout, or this process's stdin/stdout.
 Cables join with: vde_plug_rs PATH ...   (or the C vde_plug)
-Options:
-      --mode MODE        socket permissions, octal (default 0600)
-      --dirmode MODE     directory permissions (default derived from --mode)
-  -g, --group GROUP      group owning the node
-{flag_help}
-      --stats SECONDS    log the per-cable counters every SECONDS
+Options (each also a key of the locator {scheme}://PATH[KEY=VALUE/...]):
+{options}      --stats SECONDS    log the per-cable counters every SECONDS
       --status PATH      show the counters of the running node at PATH
                          (--json for scripts, --watch S to redraw with rates)
   -p, --pidfile FILE     write the process id to FILE
@@ -139,9 +123,8 @@ Options:
 See bonding_node(1), multi_node(1).
 ",
             name = self.name,
-            scheme = self.scheme,
+            scheme = self.kind.scheme(),
             semantics = self.semantics,
-            flag_help = self.flag_help,
         )
     }
 }
@@ -151,32 +134,21 @@ See bonding_node(1), multi_node(1).
 pub fn main_by_name(argv0: &std::ffi::OsStr) -> Option<i32> {
     let name = std::path::Path::new(argv0).file_name()?.to_str()?;
     let program = NODE_PROGRAMS.iter().find(|p| p.name == name)?;
-    Some(main_for(
-        program.name,
-        &program.usage(),
-        program.flag,
-        program.kind_of,
-    ))
+    Some(main_for(program))
 }
 
 /// Runs a node program: parses, opens the node and its host side, loops.
-/// `kind_of` turns the kind's own flag into the node kind.
-fn main_for(
-    name: &str,
-    usage: &str,
-    extra_flag: &'static str,
-    kind_of: impl Fn(Option<&str>) -> Result<NodeKind, String>,
-) -> i32 {
+fn main_for(program: &NodeProgram) -> i32 {
     crate::run::early_setup();
-    let opts = match parse(std::env::args_os().skip(1).collect(), extra_flag) {
+    let opts = match parse(std::env::args_os().skip(1).collect(), program.kind) {
         Ok(o) => o,
         Err(CliError::Usage(None)) => {
-            print!("{usage}");
+            print!("{}", program.usage());
             return 0;
         }
         Err(CliError::Usage(Some(why))) => {
-            eprintln!("{name}: {why}");
-            eprint!("{usage}");
+            eprintln!("{}: {why}", program.name);
+            eprint!("{}", program.usage());
             return 255;
         }
         Err(CliError::NotAShell) => return 255,
@@ -184,24 +156,63 @@ fn main_for(
     if let Some(req) = &opts.common.status {
         return crate::status::run(req);
     }
-    let kind = match kind_of(opts.extra.as_deref()) {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("{name}: {why}");
-            return 255;
-        }
-    };
     let descr = description(None);
-    let shown = format!("{}://{}", kind.scheme(), opts.form.first);
-    let (path, access) = (opts.form.first.clone(), opts.access);
+    let shown = format!("{}://{}", program.kind.scheme(), opts.form.first);
+    let (path, config) = (opts.form.first.clone(), opts.config);
     let node = Opener {
         name: shown,
         open: Box::new(move || {
             let path = absolute_node_path(&path)?;
-            Ok(Box::new(NetNode::create(kind, &path, access)?) as Box<dyn Endpoint>)
+            let node = NetNode::create(&config, &path, LANE_SLOTS)?;
+            Ok(Box::new(node) as Box<dyn Endpoint>)
         }),
     };
     let no_args = OpenArgs::default();
     let host = Opener::other_side(opts.form.other.clone(), descr, &no_args, false);
     run(&opts.common, node, host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(kind: KindName, args: &[&str]) -> Result<NodeOptions, CliError> {
+        parse(args.iter().map(OsString::from).collect(), kind)
+    }
+
+    /// The flags set what the locator keys set, the last of a flag wins,
+    /// and a bad value is refused with the message a bad key value gets.
+    #[test]
+    fn flags_are_the_locator_keys() {
+        let o = p(
+            KindName::Bonding,
+            &["--weights", "3:1", "--policy", "rr", "--mode=0666", "/n"],
+        )
+        .unwrap();
+        let loc = crate::url::Locator::parse("bonding:///n[weights=3:1/policy=rr/mode=0666]");
+        let from_keys = NodeConfig::from_locator(&loc).unwrap();
+        assert_eq!(o.config.settings(), from_keys.settings());
+        assert_eq!(o.config.settings(), "rr weights=3:1");
+        assert_eq!(o.config.access(), from_keys.access());
+        let o = p(KindName::Multi, &["--dedup", "5", "--dedup", "50"]).unwrap();
+        assert_eq!(o.config.settings(), "dedup=50");
+        let flag = p(KindName::Bonding, &["--weights", "3:0"]).unwrap_err();
+        let key =
+            NodeConfig::from_locator(&crate::url::Locator::parse("bonding:///n[weights=3:0]"))
+                .unwrap_err();
+        assert_eq!(flag, CliError::Usage(key.detail().map(String::from)));
+        // Each kind its own: no --dedup on a bonding node.
+        assert!(p(KindName::Bonding, &["--dedup", "5"]).is_err());
+    }
+
+    /// Every option the table gives a kind is in its program's usage.
+    #[test]
+    fn usage_lists_every_option() {
+        for program in &NODE_PROGRAMS {
+            let usage = program.usage();
+            for o in options_for(program.kind) {
+                assert!(usage.contains(o.flag), "{}: {}", program.name, o.flag);
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ use crate::endpoint::tap::TapEndpoint;
 use crate::endpoint::vde::{OpenArgs, VdeClient};
 use crate::endpoint::{ptp, seqpacket, udp, vxlan, vxvde};
 use crate::endpoint::{Endpoint, OpenError};
+use crate::lane::LANE_SLOTS;
 use crate::url::Locator;
 
 /// Where a user's default switch is named, relative to `$HOME`, in order.
@@ -56,7 +57,7 @@ pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn End
         "vxlan" => Box::new(vxlan::open(raw)?),
         "vxvde" => Box::new(vxvde::open(raw)?),
         "vde" => Box::new(VdeClient::open(&loc, description, args)?),
-        "hub" | "switch" | "multi" | "bonding" => Box::new(NetNode::open(&loc)?),
+        "hub" | "switch" | "multi" | "bonding" => Box::new(NetNode::open(&loc, LANE_SLOTS)?),
         "tap" => Box::new(TapEndpoint::open(&loc.address)?),
         "null" => Box::new(NullEndpoint::default()),
         "cmd" => {

@@ -11,9 +11,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use vde_plug_rs::endpoint::node::control::Access;
-use vde_plug_rs::endpoint::node::kind::{BondingPolicy, NodeKind};
-use vde_plug_rs::endpoint::node::NetNode;
+use vde_plug_rs::endpoint::node::config::{KindName, NodeConfig};
+use vde_plug_rs::endpoint::node::{NetNode, PolicyName};
 use vde_plug_rs::endpoint::stream::{StreamEndpoint, StreamFd};
 use vde_plug_rs::engine::Engine;
 
@@ -93,13 +92,11 @@ fn forwarding_allocates_nothing_per_frame() {
     let node_for_engine = node_path.clone();
     let engine = std::thread::spawn(move || {
         ON_ENGINE.with(|f| f.set(true));
-        let node = NetNode::create(
-            NodeKind::Bonding(BondingPolicy::Adaptive),
-            &node_for_engine,
-            Access::default(),
-        )
-        .map_err(|e| e.to_string())
-        .unwrap();
+        let mut config = NodeConfig::new(KindName::Bonding);
+        config.policy = PolicyName::Adaptive;
+        let node = NetNode::create(&config, &node_for_engine, vde_plug_rs::engine::LANE_SLOTS)
+            .map_err(|e| e.to_string())
+            .unwrap();
         let host = StreamEndpoint::new(
             "test host".into(),
             StreamFd::new(engine_in).unwrap(),

@@ -97,8 +97,8 @@ impl NetNode {
                     return;
                 }
                 info!("{}: port {} joined ({})", self.label, id, port.description);
-                self.kind.port_joined(port);
                 self.ports.activate(id);
+                self.kind.port_joined(id);
             }
             Err(Refused::Malformed) => {
                 warn!(
@@ -191,13 +191,13 @@ impl NetNode {
                 debug!("{}: port {id}: {:?}", self.label, port.stats);
             }
         }
-        self.kind.port_removed(id);
+        self.kind.port_left(id);
         // A client that went away in its handshake may have left its socket.
         self.dir.sweep_dead_clients();
     }
 
     pub(super) fn remove_dead(&mut self) {
-        while let Some(id) = self.dead.pop() {
+        while let Some(id) = self.ports.next_gone() {
             info!("{}: port {} is gone", self.label, id);
             self.remove_port(id);
         }

@@ -5,6 +5,7 @@
 //! still arrives.
 
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
 use log::debug;
 
@@ -12,6 +13,7 @@ use super::ports::PortId;
 use super::NetNode;
 use crate::lane::Lane;
 use crate::wire::path_report::is_path_report;
+use crate::wire::ETH_HEADER_LEN;
 
 /// What one read of a port gave.
 enum Read {
@@ -40,7 +42,7 @@ impl NetNode {
                     }
                     total += got;
                 }
-                Some(Read::Failed) => self.dead.push(id),
+                Some(Read::Failed) => self.ports.mark_gone(id),
             }
         }
         self.read_from = self.read_from.wrapping_add(1);
@@ -72,7 +74,7 @@ impl NetNode {
     /// One batched read of port `id` into `lane`, then the kind's work on
     /// what came. `None` when there is no room to read into.
     fn read_port(&mut self, lane: &mut Lane, id: PortId) -> Option<Read> {
-        let room = self.kind.port_read_limit().min(lane.ring.free_slots());
+        let room = self.kind.read_limit().min(lane.ring.free_slots());
         if room == 0 {
             return None;
         }
@@ -93,13 +95,39 @@ impl NetNode {
             }
         };
         if got.frames > 0 {
-            self.kind
-                .frames_from_port(&mut self.ports, lane, id, got.frames, &mut self.dead);
+            let count = self.take_messages(lane, id, got.frames);
+            self.kind.frames_from_port(&mut self.ports, lane, id, count);
         }
         Some(if got.drained {
             Read::Drained(got.frames)
         } else {
             Read::Frames(got.frames)
         })
+    }
+
+    /// Takes the messages shorter than a frame (path reports) out of the
+    /// `count` newest frames of `lane`, just read from port `from`: the
+    /// kind reads them, the host never sees them. Returns how many frames
+    /// are left. (Only messages are that short here: the ports' reads drop
+    /// every other runt.)
+    fn take_messages(&mut self, lane: &mut Lane, from: PortId, count: usize) -> usize {
+        let now = Instant::now();
+        let ring = &mut lane.ring;
+        let queued = ring.queued().len();
+        let mut messages = 0;
+        for i in queued - count..queued {
+            let slot = ring.queued()[i];
+            if ring.frame(slot).len() >= ETH_HEADER_LEN {
+                continue;
+            }
+            self.kind
+                .message_from_port(&self.ports, from, ring.frame(slot), now);
+            ring.mark_done(slot);
+            messages += 1;
+        }
+        if messages > 0 {
+            ring.sweep();
+        }
+        count - messages
     }
 }

@@ -9,10 +9,12 @@
 
 mod admission;
 mod bonding;
+pub mod config;
 pub mod control;
-mod forward;
+mod fan_out;
 mod from_ports;
-pub mod kind;
+mod hub;
+mod kind;
 pub mod multi;
 pub mod ports;
 pub mod switch;
@@ -24,14 +26,15 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use mio::{Interest, Registry};
 
-use self::control::{absolute_node_path, Access, NodeDir};
-use self::kind::{parse_dedup, parse_weights, BondingPolicy, Kind, NodeKind, SwitchConfig};
+pub use self::bonding::policy::PolicyName;
+use self::config::NodeConfig;
+use self::control::{absolute_node_path, NodeDir};
+use self::kind::Kind;
 use self::ports::{PortId, PortTable};
 use super::{
     register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop, SIDE_SHIFT,
 };
 use crate::lane::Lane;
-use crate::number;
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::status;
 use crate::url::Locator;
@@ -41,8 +44,6 @@ use crate::wire::ETH_HEADER_LEN;
 const MAX_PORTS: usize = 4096;
 /// A control connection that has not sent a whole request by then is closed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// A switch's MAC table is made whole at start-up: this bounds `hashsize=`.
-const MAX_HASH_SIZE: u64 = 1 << 20;
 
 const LISTENER: usize = 0;
 /// The status socket's token: above every port's.
@@ -57,7 +58,7 @@ fn data_token(id: PortId) -> usize {
 }
 
 pub struct NetNode {
-    kind: Kind,
+    kind: Box<dyn Kind>,
     label: String,
     side: usize,
     // Ports are declared before the directory so that their sockets are
@@ -68,8 +69,6 @@ pub struct NetNode {
     host: LinkStats,
     /// Where the next read pass over the ports starts, for fairness.
     read_from: usize,
-    /// Ports found dead during a pass, removed after it.
-    dead: Vec<PortId>,
     /// Ports whose control stream ended: out of the forwarding, read until
     /// their socket is drained (the frames a cable sent just before it
     /// left still reach the host), then removed.
@@ -83,111 +82,35 @@ pub struct NetNode {
     out_of_fds_log: LogThrottle,
 }
 
-/// Parameters every node takes, in vdeplug4's order (abbreviations match
-/// the first), then the ones only some kinds take.
-const NODE_KEYS: [&str; 6] = [
-    "mode",
-    "dirmode",
-    "grp",
-    "hashsize",
-    "hashseed",
-    "expiretime",
-];
-
 impl NetNode {
-    /// Opens `hub://`, `switch://`, `multi://` or `bonding://` from a locator.
-    pub fn open(loc: &Locator) -> Result<NetNode, OpenError> {
-        let mut keys: Vec<&str> = NODE_KEYS.to_vec();
-        match loc.module.as_str() {
-            "bonding" => keys.extend(["policy", "weights"]),
-            "multi" => keys.push("dedup"),
-            _ => {}
-        }
-        let params = loc.resolve(&keys, None).map_err(OpenError::invalid)?;
-        let mut access = Access::default();
-        let mut dirmode = None;
-        let mut switch = SwitchConfig::default();
-        let mut policy = BondingPolicy::default();
-        let mut dedup = None;
-        let mut weights = Vec::new();
-        let invalid = |why: &dyn std::fmt::Display| OpenError::invalid(why);
-        for (k, v) in &params {
-            let v = v.as_str();
-            match *k {
-                "mode" => {
-                    let mode =
-                        number::octal("mode", v, number::MAX_MODE).map_err(|e| invalid(&e))?;
-                    access = Access {
-                        gid: access.gid,
-                        ..Access::with_mode(mode)
-                    }
-                }
-                "dirmode" => {
-                    dirmode = Some(
-                        number::octal("dirmode", v, number::MAX_DIRMODE)
-                            .map_err(|e| invalid(&e))?,
-                    )
-                }
-                "grp" => {
-                    access.gid = Some(crate::accounts::known_group(v).map_err(|e| invalid(&e))?)
-                }
-                "hashsize" => {
-                    switch.hash_size = number::decimal("hashsize", v, 1..=MAX_HASH_SIZE)
-                        .map_err(|e| invalid(&e))? as usize
-                }
-                "hashseed" => {
-                    switch.hash_seed = number::decimal("hashseed", v, 0..=u64::from(u32::MAX))
-                        .map_err(|e| invalid(&e))?
-                }
-                "expiretime" => {
-                    let s = number::decimal("expiretime (s)", v, 1..=u64::from(u32::MAX))
-                        .map_err(|e| invalid(&e))?;
-                    switch.expire = Duration::from_secs(s)
-                }
-                "policy" => policy = v.parse().map_err(|e: String| invalid(&e))?,
-                "weights" => weights = parse_weights(v).map_err(|e| invalid(&e))?,
-                _ => dedup = parse_dedup(v).map_err(|e| invalid(&e))?,
-            }
-        }
-        if let Some(d) = dirmode {
-            access.dirmode = d;
-        }
-        let kind = match loc.module.as_str() {
-            "hub" => NodeKind::Hub,
-            "switch" => NodeKind::Switch(switch),
-            "multi" => NodeKind::Multi { dedup },
-            "bonding" => NodeKind::Bonding(policy),
-            _ => return Err(OpenError::errno(libc::EPROTONOSUPPORT)),
-        };
+    /// Opens `hub://`, `switch://`, `multi://` or `bonding://` from a
+    /// locator. `lane_slots`: the size of the lanes the node is driven with.
+    pub fn open(loc: &Locator, lane_slots: usize) -> Result<NetNode, OpenError> {
+        let config = NodeConfig::from_locator(loc)?;
         let path = absolute_node_path(&loc.address)?;
-        let mut node = Self::create(kind, &path, access)?;
-        if !weights.is_empty() {
-            let shares: Vec<String> = weights.iter().map(u32::to_string).collect();
-            node.settings += &format!(" weights={}", shares.join(":"));
-        }
-        node.kind.set_weights(weights);
-        Ok(node)
+        Self::create(&config, &path, lane_slots)
     }
 
+    /// Makes the node `config` says at `path`.
     pub fn create(
-        kind: NodeKind,
+        config: &NodeConfig,
         path: &std::path::Path,
-        access: Access,
+        lane_slots: usize,
     ) -> Result<NetNode, OpenError> {
-        let dir = NodeDir::create(path, access)?;
-        info!("{}://{}: ready", kind.scheme(), path.display());
+        let dir = NodeDir::create(path, config.access())?;
+        let scheme = config.kind.scheme();
+        info!("{scheme}://{}: ready", path.display());
         Ok(NetNode {
-            label: format!("{}://{}", kind.scheme(), path.display()),
-            kind: Kind::new(kind),
+            label: format!("{scheme}://{}", path.display()),
+            kind: kind::make(config, lane_slots),
             side: 0,
             ports: PortTable::default(),
             dir,
             host: LinkStats::default(),
             read_from: 0,
-            dead: Vec::with_capacity(16),
             leaving: Vec::new(),
             host_label: String::new(),
-            settings: kind.settings(),
+            settings: config.settings(),
             turned_away: 0,
             out_of_fds_log: LogThrottle::default(),
         })
@@ -245,10 +168,9 @@ impl Endpoint for NetNode {
     }
 
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
-        self.kind
-            .flush_port_to_port(&mut self.ports, &mut self.dead);
+        self.kind.ports_ready(&mut self.ports);
         let queued_before = lane.ring.queued().len();
-        let total = self.kind.release_held(&self.ports, lane)
+        let total = self.kind.frames_due_for_host(&self.ports, lane)
             + self.read_ports(lane)
             + self.drain_leaving(lane);
         for i in queued_before..lane.ring.queued().len() {
@@ -260,8 +182,7 @@ impl Endpoint for NetNode {
     }
 
     fn deliver(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
-        self.kind
-            .flush_port_to_port(&mut self.ports, &mut self.dead);
+        self.kind.ports_ready(&mut self.ports);
         if lane.ring.is_empty() {
             self.remove_dead();
             return Ok(0);
@@ -274,8 +195,7 @@ impl Endpoint for NetNode {
             self.host.drop_nocable += n as u64;
             lane.ring.consume_front(n)
         } else {
-            self.kind
-                .frames_from_host(&mut self.ports, lane, &mut self.dead)
+            self.kind.frames_from_host(&mut self.ports, lane)
         };
         self.host.frames_in += done as u64;
         self.host.bytes_in += bytes_before - queued_bytes(lane);
@@ -283,11 +203,11 @@ impl Endpoint for NetNode {
         Ok(done + runts)
     }
 
-    /// The loop is about to wait: path reports that are due go now (here,
-    /// because the loop passes here whatever the lanes hold), then write
-    /// interest follows the ports' state.
+    /// The loop is about to wait: what the kind has due on the ports goes
+    /// now (here, because the loop passes here whatever the lanes hold),
+    /// then write interest follows the ports' state.
     fn sync_interest(&mut self, registry: &Registry) {
-        self.kind.send_reports(&mut self.ports, Instant::now());
+        self.kind.before_wait(&mut self.ports, Instant::now());
         for i in 0..self.ports.active().len() {
             let id = self.ports.active()[i];
             let Some(port) = self.ports.get_mut(id) else {
@@ -344,7 +264,7 @@ impl NetNode {
         let summary = self.kind.host_summary().unwrap_or_default();
         table.row(host, &self.host, &summary);
         for (id, p) in self.ports.iter().filter(|(_, p)| p.is_connected()) {
-            let description = match p.path.summary(Instant::now()) {
+            let description = match self.kind.port_summary(id, Instant::now()) {
                 Some(path) => format!("{} [{path}]", p.description),
                 None => p.description.clone(),
             };

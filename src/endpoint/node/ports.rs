@@ -1,14 +1,16 @@
 //! The port table of a node: a slab of ports addressed by small ids (the
 //! ids make the poll tokens), plus the list of connected ports in the
-//! order vdeplug4 keeps them, which its round robin walks.
+//! order vdeplug4 keeps them, which its round robin walks. A port holds
+//! what every node kind needs of it: its handshake, its readiness, its
+//! place in the queues it is fanned out from, its counters; a kind keeps
+//! anything more in a table of its own, by port id.
 
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
-use super::bonding::path::PathState;
-use super::bonding::reorder::CableSeen;
-use crate::batch::BATCH;
-use crate::ring::Slot;
+use crate::batch::{BatchIo, Insert, BATCH};
+use crate::ring::{FrameRing, Slot};
 use crate::stats::LinkStats;
 use crate::sys::UnlinkOnDrop;
 use crate::wire::request::MAX_REQUEST_LEN;
@@ -17,38 +19,39 @@ pub type PortId = usize;
 
 pub struct Port {
     /// The accepted control stream; its end ends the port.
-    pub ctl: OwnedFd,
+    pub(crate) ctl: OwnedFd,
     /// The datagram socket, once the request was honoured.
-    pub data: Option<OwnedFd>,
+    pub(crate) data: Option<OwnedFd>,
     /// The request as read so far.
-    pub request: [u8; MAX_REQUEST_LEN],
-    pub request_len: usize,
-    pub description: String,
-    pub stats: LinkStats,
-    pub readable: bool,
-    pub writable: bool,
+    pub(crate) request: [u8; MAX_REQUEST_LEN],
+    pub(crate) request_len: usize,
+    pub(crate) description: String,
+    pub(crate) stats: LinkStats,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
     /// WRITABLE is registered (only while the socket is full).
-    pub write_armed: bool,
-    pub accepted: Instant,
-    /// Frames picked for this port in the batch being sent (bonding).
-    pub outbox: Vec<Slot>,
+    pub(crate) write_armed: bool,
+    pub(crate) accepted: Instant,
+    /// Frames picked for this port in the batch being sent.
+    pub(crate) outbox: Vec<Slot>,
     /// This port's place in the queues it is fanned out from (hub, multi,
     /// switch): how many of the frames queued from the host, and from the
-    /// other ports, it is done with (see `forward::Queue`).
-    pub cursor: [usize; 2],
-    /// Share of a weighted bonding node (`weights=`), and the credit of its
-    /// smooth weighted round robin.
-    pub weight: u32,
-    pub credit: i64,
+    /// other ports, it is done with (see `fan_out::Queue`).
+    pub(crate) cursor: [usize; 2],
     /// Since when the port has been full (no room in its socket).
-    pub full_since: Option<Instant>,
-    /// What a path-aware bonding node knows of this cable's path, and the
-    /// numbers it brought (see `reorder.rs`).
-    pub(crate) path: PathState,
-    pub(crate) seen: CableSeen,
+    pub(crate) full_since: Option<Instant>,
     /// `NODE/fdN`, removed when the port goes. Last, so that both sockets
     /// are closed by then: whoever sees the name gone sees the port gone.
-    pub data_path: Option<UnlinkOnDrop>,
+    pub(crate) data_path: Option<UnlinkOnDrop>,
+}
+
+/// What became of a batch sent to a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// It took so many (fewer than offered: it is full now).
+    Took(usize),
+    /// Its peer is gone: it took none, and is to be removed.
+    Gone,
 }
 
 impl Port {
@@ -66,11 +69,7 @@ impl Port {
             accepted: Instant::now(),
             outbox: Vec::with_capacity(BATCH),
             cursor: [0; 2],
-            weight: 1,
-            credit: 0,
             full_since: None,
-            path: PathState::default(),
-            seen: CableSeen::default(),
             data_path: None,
         }
     }
@@ -84,15 +83,62 @@ impl Port {
     pub fn is_connected(&self) -> bool {
         self.data.is_some()
     }
+
+    /// Sends `slots` (at most a batch), each with what `insert` puts into
+    /// it: the one send loop of every kind. A port that took fewer than
+    /// offered is marked full.
+    pub(crate) fn send(
+        &mut self,
+        io: &mut BatchIo,
+        ring: &FrameRing,
+        slots: &[Slot],
+        insert: Option<&dyn Insert>,
+    ) -> Sent {
+        let Some(fd) = self.data.as_ref().map(|d| d.as_raw_fd()) else {
+            return Sent::Took(0);
+        };
+        let sent = match io.send(fd, ring, slots, &mut self.stats, insert) {
+            Ok(sent) => sent,
+            Err(e) if peer_gone(&e) => return Sent::Gone,
+            Err(_) => 0,
+        };
+        if sent < slots.len().min(BATCH) {
+            self.mark_full(Instant::now());
+        }
+        Sent::Took(sent)
+    }
 }
 
-#[derive(Default)]
+/// A send error that means the peer is gone, not that it is busy.
+fn peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED)
+            | Some(libc::ENOTCONN)
+            | Some(libc::EPIPE)
+            | Some(libc::ECONNRESET)
+    )
+}
+
 pub struct PortTable {
     slots: Vec<Option<Port>>,
     free: Vec<PortId>,
     /// Connected ports. Removal moves the last one into the gap, as the C
     /// node does, so that `policy=rr` walks the same sequence.
     active: Vec<PortId>,
+    /// Ports found gone during a pass, removed after it by the node.
+    gone: Vec<PortId>,
+}
+
+impl Default for PortTable {
+    fn default() -> Self {
+        PortTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            active: Vec::new(),
+            gone: Vec::with_capacity(16),
+        }
+    }
 }
 
 impl PortTable {
@@ -160,6 +206,17 @@ impl PortTable {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+    }
+
+    /// Port `id` was found gone (its peer left): the node removes it
+    /// after the pass.
+    pub(crate) fn mark_gone(&mut self, id: PortId) {
+        self.gone.push(id);
+    }
+
+    /// The next port found gone, to remove.
+    pub(crate) fn next_gone(&mut self) -> Option<PortId> {
+        self.gone.pop()
     }
 
     pub fn len(&self) -> usize {

@@ -1,8 +1,144 @@
-//! Everything bonding: what each cable's path delivers, frames numbered and
-//! put back in order, the pace of what waited, the flow of a frame.
+//! The bonding node: each frame from the host to one cable, as its policy
+//! deals ([`policy`]); frames from any cable to the host. Everything
+//! bonding lives in this room: what it keeps of each cable ([`cable`]),
+//! what each path delivers ([`path`]) and the path reports that tell it
+//! ([`reports`]), the numbering of frames dealt ([`sequencer`]) and the
+//! reorder buffer that puts numbered frames back in order for the host
+//! ([`in_order`], [`reorder`], [`pace`]), the flow of a frame ([`flow`]).
 
-pub(crate) mod flow;
-pub(crate) mod pace;
-pub(crate) mod path;
-pub(crate) mod reorder;
+mod cable;
+mod flow;
+mod in_order;
+mod pace;
+mod path;
+pub(crate) mod policy;
+mod reorder;
+mod reports;
 pub(crate) mod sequencer;
+
+use std::time::{Duration, Instant};
+
+use self::cable::Cables;
+use self::in_order::InOrder;
+use self::path::{PathState, StampClock};
+use self::policy::{Bond, Policy, PolicyName};
+use super::kind::Kind;
+use super::ports::{PortId, PortTable};
+use crate::lane::Lane;
+use crate::number::{self, BadNumber};
+
+/// `weights=3:1:2`: the shares of a bonding node's cables, separated by `:`
+/// or `,` (the `/` of a locator separates parameters).
+pub fn parse_weights(s: &str) -> Result<Vec<u32>, BadNumber> {
+    s.split([':', ','])
+        .map(|w| number::decimal("weight", w, 1..=10_000).map(|w| w as u32))
+        .collect()
+}
+
+pub(crate) struct Bonding {
+    policy: Box<dyn Policy>,
+    cables: Cables,
+    /// Shares of the cables in the order they join (`weights=`); empty for
+    /// plain turns.
+    weights: Vec<u32>,
+    /// Cables that have joined so far (which weight the next one gets).
+    joined: usize,
+    /// The stamps of path reports and sequence tags.
+    clock: StampClock,
+    in_order: InOrder,
+}
+
+impl Bonding {
+    pub(crate) fn new(policy: PolicyName, weights: &[u32]) -> Bonding {
+        Bonding {
+            policy: policy::choose(policy, !weights.is_empty()),
+            cables: Cables::default(),
+            weights: weights.to_vec(),
+            joined: 0,
+            clock: StampClock::new(),
+            in_order: InOrder::new(),
+        }
+    }
+}
+
+impl Kind for Bonding {
+    fn frames_from_host(&mut self, ports: &mut PortTable, lane: &mut Lane) -> usize {
+        let now = Instant::now();
+        let mut bond = Bond {
+            ports,
+            cables: &mut self.cables,
+            now,
+            ms: self.clock.ms(now),
+        };
+        self.policy.deal(&mut bond, lane)
+    }
+
+    fn frames_from_port(
+        &mut self,
+        ports: &mut PortTable,
+        lane: &mut Lane,
+        from: PortId,
+        count: usize,
+    ) {
+        if self.policy.learns_paths() {
+            self.in_order
+                .take(ports, &mut self.cables, &self.clock, lane, from, count);
+        }
+    }
+
+    fn message_from_port(&mut self, ports: &PortTable, from: PortId, msg: &[u8], now: Instant) {
+        if !self.policy.learns_paths() {
+            return;
+        }
+        if let (Some(port), Some(cable)) = (ports.get(from), self.cables.get_mut(from)) {
+            reports::take(msg, port, cable, &self.clock, now);
+        }
+    }
+
+    /// A cable's share is the next of `weights=`, in the order they join.
+    fn port_joined(&mut self, id: PortId) {
+        let weight = self.weights.get(self.joined).copied().unwrap_or(1);
+        self.joined += 1;
+        self.cables.join(id, weight);
+    }
+
+    fn port_left(&mut self, id: PortId) {
+        self.cables.leave(id);
+    }
+
+    fn frames_due_for_host(&mut self, ports: &PortTable, lane: &mut Lane) -> usize {
+        self.in_order
+            .release_due(ports, &self.cables, &self.clock, lane)
+    }
+
+    /// Path reports that are due go now (here, because the loop passes
+    /// here whatever the lanes hold).
+    fn before_wait(&mut self, ports: &mut PortTable, now: Instant) {
+        if self.policy.learns_paths() {
+            reports::send_due(ports, &mut self.cables, &self.clock, now);
+        }
+    }
+
+    /// A path report due, held frames due, a cable's virtual queue back
+    /// within bounds.
+    fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration> {
+        if !self.policy.learns_paths() {
+            return None;
+        }
+        let paths = || self.cables.connected(ports).map(|c| &c.path);
+        paths()
+            .filter_map(PathState::report_due)
+            .chain(self.in_order.due(ports, &self.cables, &self.clock, now))
+            .chain(paths().filter_map(|p| p.backlog_ends(now)))
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    fn host_summary(&self) -> Option<String> {
+        self.in_order.summary()
+    }
+
+    fn port_summary(&self, id: PortId, now: Instant) -> Option<String> {
+        self.cables.get(id)?.path.summary(now)
+    }
+}

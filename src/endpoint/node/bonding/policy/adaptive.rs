@@ -1,0 +1,46 @@
+//! `policy=adaptive`: round robin over the cables that can take a frame
+//! now. A cable that fills up mid-batch is skipped and its frames go to the
+//! others; when no cable can take any, the frames stay queued and the host
+//! is not read until a cable drains.
+
+use super::deal::{can_take, deal_all};
+use super::turns::Turns;
+use super::{Bond, Policy};
+use crate::endpoint::node::bonding::sequencer::Sequencer;
+use crate::lane::Lane;
+
+pub(super) struct Adaptive {
+    turns: Turns,
+}
+
+impl Adaptive {
+    pub(super) fn new(weighted: bool) -> Adaptive {
+        Adaptive {
+            turns: Turns::new(weighted),
+        }
+    }
+
+    /// Deals as `adaptive` does, numbering the frames with `seq` if given
+    /// (`policy=path` while it deals this way).
+    pub(super) fn deal_numbered(
+        &mut self,
+        bond: &mut Bond<'_>,
+        lane: &mut Lane,
+        seq: Option<&mut Sequencer>,
+    ) -> usize {
+        let now = bond.now;
+        let turns = &mut self.turns;
+        deal_all(
+            bond,
+            lane,
+            &mut |ports, cables, _| turns.next(ports, cables, |p, c| can_take(p, c, now)),
+            seq,
+        )
+    }
+}
+
+impl Policy for Adaptive {
+    fn deal(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
+        self.deal_numbered(bond, lane, None)
+    }
+}

@@ -1,0 +1,99 @@
+//! `policy=path`, the default. Once every cable's far end answers (bonding
+//! nodes of ours), each frame goes to the cable where it would arrive
+//! first ([`PathState::arrival`]), numbered, and the far node gives its
+//! host the frames in that order ([`Reorder`]), so one flow may take every
+//! cable. Cables whose paths are alike take turns instead (still
+//! numbered); while some far end has not answered (a C peer), the node
+//! deals as `adaptive`, numbering only when every far end is ours.
+//!
+//! [`PathState::arrival`]: crate::endpoint::node::bonding::path::PathState::arrival
+//! [`Reorder`]: crate::endpoint::node::bonding::reorder::Reorder
+
+use std::time::Duration;
+
+use super::adaptive::Adaptive;
+use super::deal::deal_all;
+use super::{Bond, Policy};
+use crate::endpoint::node::bonding::path::MAX_BACKLOG;
+use crate::endpoint::node::bonding::sequencer::Sequencer;
+use crate::lane::Lane;
+
+/// How much later than on the best cable a frame may arrive on the cable
+/// it is sent to when the best cannot take it now: further, it waits for
+/// the best (the far node would hold everything behind it that long).
+const ARRIVAL_SLACK: Duration = Duration::from_millis(10);
+
+pub(super) struct ByArrival {
+    /// The numbering of the frames dealt.
+    seq: Sequencer,
+    /// How it deals while the paths are unknown or alike.
+    in_turn: Adaptive,
+}
+
+impl ByArrival {
+    pub(super) fn new(weighted: bool) -> ByArrival {
+        ByArrival {
+            seq: Sequencer::new(),
+            in_turn: Adaptive::new(weighted),
+        }
+    }
+
+    /// Each frame to the cable where it would arrive first, or, when that
+    /// one is full, to one where it would arrive at most [`ARRIVAL_SLACK`]
+    /// later; otherwise it waits for room. It waits too while more than
+    /// [`MAX_BACKLOG`] stands queued on the path of the cable it would take
+    /// and in its virtual queue: queues stay short, and what the host sends
+    /// beyond what the paths carry waits at the host (a TCP sender slows
+    /// down). Returns the frames finished.
+    fn by_arrival(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
+        let now = bond.now;
+        deal_all(
+            bond,
+            lane,
+            &mut |ports, cables, frame| {
+                // The first arrival on any lit cable, and on one with room.
+                let mut first: Option<Duration> = None;
+                let mut open: Option<(usize, Duration)> = None;
+                for (i, &id) in ports.active().iter().enumerate() {
+                    let (Some(p), Some(c)) = (ports.get(id), cables.get(id)) else {
+                        continue;
+                    };
+                    if p.data.is_none() || c.path.silent(now) {
+                        continue;
+                    }
+                    let arrival = c.path.arrival(now, frame.len());
+                    first = Some(first.map_or(arrival, |f| f.min(arrival)));
+                    if p.writable && open.is_none_or(|(_, a)| arrival < a) {
+                        open = Some((i, arrival));
+                    }
+                }
+                let (at, arrival) = open?;
+                let c = cables.get_mut(ports.active()[at])?;
+                if arrival > first? + ARRIVAL_SLACK || c.path.queued(now) > MAX_BACKLOG {
+                    return None;
+                }
+                c.path.take(now, frame.len());
+                Some(at)
+            },
+            Some(&mut self.seq),
+        )
+    }
+}
+
+impl Policy for ByArrival {
+    fn deal(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
+        self.seq.start_deal(bond.ms);
+        let (ports, cables, now) = (&*bond.ports, &*bond.cables, bond.now);
+        if cables.paths_known(ports, now) && !cables.paths_alike(ports, now) {
+            return self.by_arrival(bond, lane);
+        }
+        // Numbered only while every far end is ours (a far node of ours
+        // puts them in order).
+        let seq = cables.all_answered(ports).then_some(&mut self.seq);
+        self.in_turn.deal_numbered(bond, lane, seq)
+    }
+
+    fn learns_paths(&self) -> bool {
+        true
+    }
+}
