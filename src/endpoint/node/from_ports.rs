@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use log::debug;
 
+use super::kind::FromPort;
 use super::ports::PortId;
 use super::NetNode;
 use crate::lane::Lane;
@@ -96,7 +97,8 @@ impl NetNode {
         };
         if got.frames > 0 {
             let count = self.take_messages(lane, id, got.frames);
-            self.kind.frames_from_port(&mut self.ports, lane, id, count);
+            let got = FromPort { port: id, count };
+            self.kind.frames_from_port(&mut self.ports, lane, got);
         }
         Some(if got.drained {
             Read::Drained(got.frames)

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::fan_out::{laggard_wake, HostFanOut, PortToPort};
-use super::kind::Kind;
-use super::ports::{PortId, PortTable};
+use super::kind::{FromPort, Kind};
+use super::ports::PortTable;
 use crate::lane::Lane;
 
 pub(crate) struct Hub {
@@ -28,16 +28,11 @@ impl Kind for Hub {
         self.from_host.send_to_every_port(ports, lane)
     }
 
-    fn frames_from_port(
-        &mut self,
-        ports: &mut PortTable,
-        lane: &mut Lane,
-        from: PortId,
-        count: usize,
-    ) {
+    fn frames_from_port(&mut self, ports: &mut PortTable, lane: &mut Lane, got: FromPort) {
         let ring = &lane.ring;
-        for &slot in &ring.queued()[ring.queued().len() - count..] {
-            self.to_ports.push(ring.frame(slot), from, None);
+        for i in got.in_queue(ring) {
+            self.to_ports
+                .push(ring.frame(ring.queued()[i]), got.port, None);
         }
         self.to_ports.flush(ports);
     }

@@ -6,6 +6,7 @@
 //! own (`hub.rs`, `switch/`, `multi/`, `bonding/`), and may use what the
 //! node shares: the port table (`ports.rs`) and the fan-out (`fan_out.rs`).
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::bonding::Bonding;
@@ -16,6 +17,7 @@ use super::ports::{PortId, PortTable};
 use super::switch::Switch;
 use crate::batch::BATCH;
 use crate::lane::Lane;
+use crate::ring::FrameRing;
 
 /// What a node kind answers. Frames come from the host in a lane, and go
 /// to the host in a lane; a kind finishes, drops or holds frames in them,
@@ -26,15 +28,9 @@ pub(crate) trait Kind {
     /// the rest stay queued for the next call.
     fn frames_from_host(&mut self, ports: &mut PortTable, lane: &mut Lane) -> usize;
 
-    /// The `count` newest frames of `lane` were just read from port `from`:
+    /// Frames were just read from a port (`got`, the newest in `lane`):
     /// they go to the host unless the kind takes them out of the lane.
-    fn frames_from_port(
-        &mut self,
-        ports: &mut PortTable,
-        lane: &mut Lane,
-        from: PortId,
-        count: usize,
-    );
+    fn frames_from_port(&mut self, ports: &mut PortTable, lane: &mut Lane, got: FromPort);
 
     /// A message shorter than a frame came on port `from` (a path report
     /// of a bonding node at the cable's far end); the host never sees it.
@@ -76,6 +72,22 @@ pub(crate) trait Kind {
     /// What `--status` says of port `id` beyond its description.
     fn port_summary(&self, _id: PortId, _now: Instant) -> Option<String> {
         None
+    }
+}
+
+/// The frames just read from a port: the `count` newest in the lane to
+/// the host, from port `port`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FromPort {
+    pub(crate) port: PortId,
+    pub(crate) count: usize,
+}
+
+impl FromPort {
+    /// Where they are in `ring`'s queue.
+    pub(crate) fn in_queue(&self, ring: &FrameRing) -> Range<usize> {
+        let queued = ring.queued().len();
+        queued - self.count..queued
     }
 }
 

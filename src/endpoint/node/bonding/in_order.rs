@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use super::cable::Cables;
 use super::path::StampClock;
 use super::reorder::{lag_floor, Moment, Reorder};
-use crate::endpoint::node::ports::{PortId, PortTable};
+use crate::endpoint::node::kind::FromPort;
+use crate::endpoint::node::ports::PortTable;
 use crate::lane::Lane;
 
 /// How long a frame received is held for a number before it that no
@@ -29,22 +30,21 @@ impl InOrder {
         }
     }
 
-    /// The `count` newest frames of `lane` came on the cable of port
-    /// `from`: numbered ones are held until their turn (only a far node of
-    /// ours numbers frames: from any other far end a frame is the host's,
-    /// whatever its EtherType); then what is due goes.
+    /// Frames came on a cable (`got`, the newest in `lane`): numbered ones
+    /// are held until their turn (only a far node of ours numbers frames:
+    /// from any other far end a frame is the host's, whatever its
+    /// EtherType); then what is due goes.
     pub(super) fn take(
         &mut self,
         ports: &PortTable,
         cables: &mut Cables,
         clock: &StampClock,
         lane: &mut Lane,
-        from: PortId,
-        count: usize,
+        got: FromPort,
     ) {
         let at = moment(ports, cables, clock, Instant::now());
-        if let Some(cable) = cables.get_mut(from).filter(|c| c.path.answered()) {
-            self.reorder.take(lane, count, at, &mut cable.seen);
+        if let Some(cable) = cables.get_mut(got.port).filter(|c| c.path.answered()) {
+            self.reorder.take(lane, got.count, at, &mut cable.seen);
         }
         self.release(ports, cables, lane, at);
     }

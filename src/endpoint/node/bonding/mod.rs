@@ -22,7 +22,7 @@ use self::cable::Cables;
 use self::in_order::InOrder;
 use self::path::{PathState, StampClock};
 use self::policy::{Bond, Policy, PolicyName};
-use super::kind::Kind;
+use super::kind::{FromPort, Kind};
 use super::ports::{PortId, PortTable};
 use crate::lane::Lane;
 use crate::number::{self, BadNumber};
@@ -73,16 +73,10 @@ impl Kind for Bonding {
         self.policy.deal(&mut bond, lane)
     }
 
-    fn frames_from_port(
-        &mut self,
-        ports: &mut PortTable,
-        lane: &mut Lane,
-        from: PortId,
-        count: usize,
-    ) {
+    fn frames_from_port(&mut self, ports: &mut PortTable, lane: &mut Lane, got: FromPort) {
         if self.policy.learns_paths() {
             self.in_order
-                .take(ports, &mut self.cables, &self.clock, lane, from, count);
+                .take(ports, &mut self.cables, &self.clock, lane, got);
         }
     }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use self::dedup::Dedup;
 use super::fan_out::{laggard_wake, HostFanOut};
-use super::kind::Kind;
-use super::ports::{PortId, PortTable};
+use super::kind::{FromPort, Kind};
+use super::ports::PortTable;
 use crate::lane::Lane;
 use crate::number::{self, BadNumber};
 
@@ -39,21 +39,14 @@ impl Kind for Multi {
     }
 
     /// With `dedup=`, drops what the host already had (counted on the port).
-    fn frames_from_port(
-        &mut self,
-        ports: &mut PortTable,
-        lane: &mut Lane,
-        from: PortId,
-        count: usize,
-    ) {
+    fn frames_from_port(&mut self, ports: &mut PortTable, lane: &mut Lane, got: FromPort) {
         let Some(dedup) = &mut self.dedup else {
             return;
         };
         let now = Instant::now();
         let ring = &mut lane.ring;
-        let queued = ring.queued().len();
         let mut dropped = 0;
-        for i in queued - count..queued {
+        for i in got.in_queue(ring) {
             let slot = ring.queued()[i];
             if dedup.is_duplicate(ring.frame(slot), now) {
                 ring.mark_done(slot);
@@ -62,7 +55,7 @@ impl Kind for Multi {
         }
         if dropped > 0 {
             ring.sweep();
-            if let Some(p) = ports.get_mut(from) {
+            if let Some(p) = ports.get_mut(got.port) {
                 p.stats.drop_dup += dropped;
             }
         }

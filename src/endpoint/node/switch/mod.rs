@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use self::mac_table::{Dest, MacTable};
 use super::fan_out::{laggard_wake, HostFanOut, PortToPort, Route};
-use super::kind::Kind;
+use super::kind::{FromPort, Kind};
 use super::ports::{PortId, PortTable};
 use crate::lane::Lane;
 use crate::wire::EthernetFrame;
@@ -84,17 +84,10 @@ impl Kind for Switch {
     /// Learns each frame's source as port `from`'s; a frame for another
     /// port, or for nobody known, is queued for the ports (and only the
     /// latter also goes to the host).
-    fn frames_from_port(
-        &mut self,
-        ports: &mut PortTable,
-        lane: &mut Lane,
-        from: PortId,
-        count: usize,
-    ) {
+    fn frames_from_port(&mut self, ports: &mut PortTable, lane: &mut Lane, got: FromPort) {
         let now = Instant::now();
-        let ring = &mut lane.ring;
-        let queued = ring.queued().len();
-        for i in queued - count..queued {
+        let (from, ring) = (got.port, &mut lane.ring);
+        for i in got.in_queue(ring) {
             let slot = ring.queued()[i];
             let Ok(eth) = EthernetFrame::new_checked(ring.frame(slot)) else {
                 continue;
