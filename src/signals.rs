@@ -56,9 +56,8 @@ impl SignalFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is fresh and ours.
-        Ok(SignalFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SignalFd { fd })
     }
 
     pub fn raw(&self) -> RawFd {

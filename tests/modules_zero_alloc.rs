@@ -31,15 +31,18 @@ unsafe impl GlobalAlloc for Counting {
         if ON_ENGINE.try_with(|f| f.get()).unwrap_or(false) {
             ENGINE_ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: the caller's layout, as GlobalAlloc::alloc asks.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: a block this allocator gave, as GlobalAlloc::dealloc asks.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if ON_ENGINE.try_with(|f| f.get()).unwrap_or(false) {
             ENGINE_ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: a block this allocator gave, as GlobalAlloc::realloc asks.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

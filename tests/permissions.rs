@@ -157,6 +157,7 @@ fn node_modes_match_the_c_reference() {
     // our own (by number).
     let gid = group
         .as_ref()
+        // SAFETY: getegid cannot fail.
         .map_or_else(|| unsafe { libc::getegid() }, |g| g.gid);
     let grp_name = group
         .as_ref()

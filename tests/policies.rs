@@ -329,6 +329,7 @@ fn stream_cable_flushes_after_its_reader_stalls() {
             stdin
         });
         std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: a signal to the child this test started.
         unsafe { libc::kill(inner, libc::SIGCONT) };
         let got = receiver.wait_frames(((round + 1) * n) as usize).len();
         assert_eq!(got, ((round + 1) * n) as usize, "round {round}");

@@ -31,13 +31,16 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        // SAFETY: the caller's layout, as GlobalAlloc::alloc asks.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: a block this allocator gave, as GlobalAlloc::dealloc asks.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        // SAFETY: a block this allocator gave, as GlobalAlloc::realloc asks.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

@@ -188,7 +188,6 @@ impl Drop for Plug {
 pub fn wait_gone(pid: i32) -> bool {
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
-        // SAFETY: signal 0 only checks for existence.
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| {
                 s.rsplit(')')
@@ -198,6 +197,7 @@ pub fn wait_gone(pid: i32) -> bool {
                     .starts_with('Z')
             })
             .unwrap_or(true);
+        // SAFETY: signal 0 only checks for existence.
         if zombie || unsafe { libc::kill(pid, 0) } != 0 {
             return true;
         }
