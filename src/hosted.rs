@@ -5,19 +5,10 @@
 //! the host. Nothing here blocks, prints, spawns or touches signals.
 //!
 //! The program polls [`HostedNode::datafd`], an epoll descriptor holding
-//! the node's sockets plus an eventfd and a timerfd of our own: frames
-//! still queued for the host keep it readable (the eventfd), and a node
-//! holding frames from the host or waiting out a laggard's grace gets a
-//! wake-up (the timerfd).
-//!
-//! System calls per frame, not per call: the eventfd is written only when
-//! frames start waiting for the host, and consumed by the poll when the
-//! last is handed out (in between `recv` copies frames out of the lane and
-//! asks the poll nothing: its pending events keep the fd readable); in a
-//! run of frames the host sends close behind one another ([`HOLD_GAP`])
-//! they are held and sent in batches, on the [`BATCH`]th or when the timer
-//! fires, [`HOLD`] after the first; a frame after a quiet spell, or in a
-//! short burst, goes at once.
+//! the node's sockets plus an eventfd (readable while frames wait for the
+//! host) and a timerfd (frames held for a batch, a laggard's grace). Why
+//! the eventfd is written so rarely and frames are held: docs/architecture.md,
+//! "The same node inside another program".
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::endpoint::cmd::CommandEndpoint;
+use crate::endpoint::node::config::KindName;
 use crate::endpoint::node::NetNode;
 use crate::endpoint::null::NullEndpoint;
 use crate::endpoint::tap::TapEndpoint;
@@ -57,7 +58,7 @@ pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn End
         "vxlan" => Box::new(vxlan::open(raw)?),
         "vxvde" => Box::new(vxvde::open(raw)?),
         "vde" => Box::new(VdeClient::open(&loc, description, args)?),
-        "hub" | "switch" | "multi" | "bonding" => Box::new(NetNode::open(&loc, LANE_SLOTS)?),
+        m if KindName::from_scheme(m).is_some() => Box::new(NetNode::open(&loc, LANE_SLOTS)?),
         "tap" => Box::new(TapEndpoint::open(&loc.address)?),
         "null" => Box::new(NullEndpoint::default()),
         "cmd" => {

@@ -13,6 +13,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
 
+use vde_plug_rs::endpoint::node::config::KindName;
 use vde_plug_rs::hosted::HostedNode;
 
 /// `struct vde_open_args` of libvdeplug.h.
@@ -103,9 +104,7 @@ unsafe extern "C" fn open(
     _open_args: *mut VdeOpenArgs,
 ) -> *mut Conn {
     init_logging();
-    let Some(scheme) =
-        module_name().filter(|m| ["bonding", "multi", "hub", "switch"].contains(&m.as_str()))
-    else {
+    let Some(scheme) = module_name().filter(|m| KindName::from_scheme(m).is_some()) else {
         set_errno(libc::EPROTONOSUPPORT);
         return ptr::null_mut();
     };

@@ -1,34 +1,9 @@
-//! Path-aware bonding (`policy=path`, the default): what each cable
-//! delivers, learnt from the path reports the bonding node at its far end
-//! sends back on it ([`crate::wire::path_report`]), and for each frame the
-//! cable on which it would arrive first.
-//!
-//! Each cable has a rate and a one-way delay (half its smoothed round
-//! trip). Its virtual queue is what was dealt to it and, at that rate, has
-//! not left yet. A frame goes to the cable where it would arrive first (the
-//! virtual queue at the rate, plus the delay): frames arrive in about the
-//! order they were sent, a slow or far cable gets a share in proportion to
-//! what it delivers, and light traffic (pings) takes the nearest cable.
-//! (The far node puts frames back in order, see `reorder.rs`; `kind.rs`
-//! deals alike paths in turn.)
-//!
-//! The rate follows what the far end says it received, much as BBR paces
-//! a TCP flow: the path's bandwidth is the median of what it delivered in
-//! its recent samples, counting a sample below it only when the cable was
-//! offered enough and a queue on the path shows that it was full
-//! (otherwise it was merely given less); the virtual queue drains at an
-//! eighth more than that, to find more (twice as much while a new cable is
-//! still finding its bandwidth), and at an eighth less whenever its round
-//! trip (the smallest since the last sample, so that jitter does not
-//! count) shows a queue building on the path (the ssh connection's
-//! buffers, a shaper), to drain it (a quarter less drained it, and left
-//! the path idle, too often: 32 of its 35 Mbit/s under one TCP flow).
-//!
-//! A cable whose far end has answered and then falls silent for
-//! [`silent_after`](PathState::silent_after) (a blackholed path) is given
-//! nothing until it speaks again. While any cable has never answered (a C
-//! node or a C plug at the far end: reports are shorter than an Ethernet
-//! header and die at the first C hop), the node deals as `adaptive` does.
+//! What a bonding node knows of each cable's path (`policy=path`): its
+//! rate and round trip, learnt from the path reports the bonding node at
+//! its far end sends back on it ([`crate::wire::path_report`]); the
+//! virtual queue of what was dealt to it; when a frame dealt now would
+//! arrive; whether it has gone dark. How and why: docs/multipath.md, "What
+//! a node learns of each path".
 
 use std::time::{Duration, Instant};
 

@@ -1,30 +1,10 @@
-//! Frames in the order they were sent, whichever cables they took
-//! (`policy=path` between two bonding nodes of ours).
-//!
-//! The sending node numbers the frames as it deals them ([`Sequencer`]) and
-//! sends each with a sequence tag ([`crate::wire::seq_tag`]) that also says
-//! when it was sent; the receiving node takes the tags out and gives the
-//! host each frame in its turn ([`Reorder`]): one that arrives before a
-//! frame numbered lower is held until that one comes. So one TCP flow can
-//! use every cable without seeing its segments overtake each other (which
-//! it would take as loss).
-//!
-//! A number that never comes (the frame went into a full cable that did
-//! not take it, and goes again with a new number; or it was lost with its
-//! cable) is given up on as soon as no cable can still bring it: every
-//! cable is a FIFO that carries numbers in increasing order, so a cable
-//! that has brought a higher number, or a path report sent after the frame
-//! that followed the missing one, brings it no more. Only when a cable
-//! says neither (it fell silent) does the wait end on a timeout.
-//!
-//! And none goes to the host sooner than the slowest live path would have
-//! brought it (the floor, from each cable's least lag: see [`Moment`]):
-//! a TCP sender then sees one path with both bandwidths and the slowest
-//! one's delay from its first packet on, instead of a round trip that
-//! grows as soon as it needs the slow path (which BBR, Linux's default
-//! here, cannot fill: it keeps at most twice its least round trip's worth
-//! in flight). What waited behind a frame that came late goes at a pace
-//! (twice the rate frames come in), not all at once.
+//! The reorder buffer (`policy=path`, from far nodes of ours): frames
+//! numbered by the far node ([`crate::wire::seq_tag`]) are given to the
+//! host in the order they were sent, whichever cable they took; a number
+//! that no cable can still bring is given up on; none goes sooner than
+//! the slowest live path would have brought it ([`Moment`]); what waited
+//! behind a late frame goes at a pace ([`Pace`]). How and why:
+//! docs/multipath.md, "In order" and "As late as the slowest path".
 
 use std::time::{Duration, Instant};
 
