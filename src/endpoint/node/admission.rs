@@ -196,7 +196,7 @@ impl NetNode {
         self.dir.sweep_dead_clients();
     }
 
-    pub(super) fn remove_dead(&mut self) {
+    pub(super) fn remove_gone(&mut self) {
         while let Some(id) = self.ports.next_gone() {
             info!("{}: port {} is gone", self.label, id);
             self.remove_port(id);

@@ -85,6 +85,8 @@ impl NetNode {
         let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
             return Some(Read::Drained(0));
         };
+        // Our cables carry path reports, which are no frames: kept for the
+        // kind (`take_messages`), not counted as runts.
         let got = match lane
             .io
             .recv(fd, &mut lane.ring, room, &mut port.stats, is_path_report)

@@ -177,14 +177,14 @@ impl Endpoint for NetNode {
             self.host
                 .count_out(lane.ring.frame(lane.ring.queued()[i]).len());
         }
-        self.remove_dead();
+        self.remove_gone();
         Ok(total)
     }
 
     fn deliver(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
         self.kind.ports_ready(&mut self.ports);
         if lane.ring.is_empty() {
-            self.remove_dead();
+            self.remove_gone();
             return Ok(0);
         }
         let (runts, bytes_before) = drop_runts(lane);
@@ -199,7 +199,7 @@ impl Endpoint for NetNode {
         };
         self.host.frames_in += done as u64;
         self.host.bytes_in += bytes_before - queued_bytes(lane);
-        self.remove_dead();
+        self.remove_gone();
         Ok(done + runts)
     }
 
