@@ -4,8 +4,11 @@
 //! program that opened it is the node's *host*, reached through the lane of
 //! engine or of the libvdeplug module shell. Frames from ports are read in
 //! batches ([`from_ports`]); where frames go is decided by the node's
-//! [`Kind`](kind::Kind), one value with two entry points: frames from the
-//! host and frames from port N.
+//! [`Kind`](kind::Kind), one value chosen when the node is made, which
+//! answers the node's events (frames from the host, frames from port N,
+//! a port joined or left, ...) from a room of its own: [`hub`], [`switch`],
+//! [`multi`], [`bonding`]. What they share: the port table ([`ports`]),
+//! the fan-out ([`fan_out`]), the configuration ([`config`]).
 
 mod admission;
 mod bonding;
