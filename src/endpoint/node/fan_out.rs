@@ -20,38 +20,34 @@ pub(crate) const LAGGARD_GRACE: Duration = Duration::from_millis(20);
 
 /// Where a queued frame goes, as its ring tag: the port it came from
 /// (never sent back there; none for the host) and the one port it is for
-/// (none: every port).
+/// (none: every port). Port ids are poll tokens, far below 2^16 - 1: each
+/// end is kept in half the word, as the id plus one (0: none), so that the
+/// test every port makes of every frame is a few integer operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Route {
-    pub(crate) from: Option<PortId>,
-    pub(crate) to: Option<PortId>,
-}
+pub(crate) struct Route(u32);
 
 impl Route {
     /// Every port.
-    pub(crate) const ALL: Route = Route {
-        from: None,
-        to: None,
-    };
+    pub(crate) const ALL: Route = Route(0);
+
+    pub(crate) fn new(from: Option<PortId>, to: Option<PortId>) -> Route {
+        let half = |p: Option<PortId>| p.map_or(0, |id| id as u32 + 1);
+        Route(half(from) | half(to) << 16)
+    }
 
     fn meant_for(self, id: PortId) -> bool {
-        self.from != Some(id) && self.to.is_none_or(|to| to == id)
+        let me = id as u32 + 1;
+        let (from, to) = (self.0 & 0xffff, self.0 >> 16);
+        from != me && (to == 0 || to == me)
     }
 }
 
-/// Port ids are poll tokens, far below 2^16 - 1: each end of a route fits
-/// in half the word (0: none).
 impl SlotTag for Route {
     fn from_word(word: u32) -> Self {
-        let port = |half: u32| (half != 0).then(|| half as PortId - 1);
-        Route {
-            from: port(word & 0xffff),
-            to: port(word >> 16),
-        }
+        Route(word)
     }
     fn word(self) -> u32 {
-        let half = |p: Option<PortId>| p.map_or(0, |id| id as u32 + 1);
-        half(self.from) | half(self.to) << 16
+        self.0
     }
 }
 
@@ -248,13 +244,9 @@ impl PortToPort {
     /// Queues a copy of `frame` with its route; false when full (the kind
     /// reads no more from ports than [`room`](Self::room) allows).
     pub(crate) fn push(&mut self, frame: &[u8], from: PortId, to: Option<PortId>) -> bool {
-        self.lane.ring.push_copy_tagged(
-            frame,
-            Route {
-                from: Some(from),
-                to,
-            },
-        )
+        self.lane
+            .ring
+            .push_copy_tagged(frame, Route::new(Some(from), to))
     }
 
     /// Moves what is queued to the ports, as far as they take it.

@@ -37,6 +37,8 @@ pub fn parse_weights(s: &str) -> Result<Vec<u32>, BadNumber> {
 
 pub(crate) struct Bonding {
     policy: Box<dyn Policy>,
+    /// The policy learns paths (asked once: the loop asks often).
+    learns_paths: bool,
     cables: Cables,
     /// Shares of the cables in the order they join (`weights=`); empty for
     /// plain turns.
@@ -50,8 +52,10 @@ pub(crate) struct Bonding {
 
 impl Bonding {
     pub(crate) fn new(policy: PolicyName, weights: &[u32]) -> Bonding {
+        let policy = policy::choose(policy, !weights.is_empty());
         Bonding {
-            policy: policy::choose(policy, !weights.is_empty()),
+            learns_paths: policy.learns_paths(),
+            policy,
             cables: Cables::default(),
             weights: weights.to_vec(),
             joined: 0,
@@ -74,14 +78,14 @@ impl Kind for Bonding {
     }
 
     fn frames_from_port(&mut self, ports: &mut PortTable, lane: &mut Lane, got: FromPort) {
-        if self.policy.learns_paths() {
+        if self.learns_paths {
             self.in_order
                 .take(ports, &mut self.cables, &self.clock, lane, got);
         }
     }
 
     fn message_from_port(&mut self, ports: &PortTable, from: PortId, msg: &[u8], now: Instant) {
-        if !self.policy.learns_paths() {
+        if !self.learns_paths {
             return;
         }
         if let (Some(port), Some(cable)) = (ports.get(from), self.cables.get_mut(from)) {
@@ -108,7 +112,7 @@ impl Kind for Bonding {
     /// Path reports that are due go now (here, because the loop passes
     /// here whatever the lanes hold).
     fn before_wait(&mut self, ports: &mut PortTable, now: Instant) {
-        if self.policy.learns_paths() {
+        if self.learns_paths {
             reports::send_due(ports, &mut self.cables, &self.clock, now);
         }
     }
@@ -116,7 +120,7 @@ impl Kind for Bonding {
     /// A path report due, held frames due, a cable's virtual queue back
     /// within bounds.
     fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration> {
-        if !self.policy.learns_paths() {
+        if !self.learns_paths {
             return None;
         }
         let paths = || self.cables.connected(ports).map(|c| &c.path);

@@ -65,13 +65,7 @@ impl Kind for Switch {
                 Err(_) => Some(Dest::Host),
             };
             match to {
-                Some(Dest::Port(id)) => ring.set_tag(
-                    slot,
-                    Route {
-                        from: None,
-                        to: Some(id),
-                    },
-                ),
+                Some(Dest::Port(id)) => ring.set_tag(slot, Route::new(None, Some(id))),
                 // The host's own address: nobody to send it to.
                 Some(Dest::Host) => ring.mark_done(slot),
                 None => ring.set_tag(slot, Route::ALL),
