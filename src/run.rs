@@ -86,6 +86,13 @@ pub fn init_logging(verbose: u8) {
         .init();
 }
 
+/// How a plug ends when it does not come back from the loop by itself.
+enum Exit {
+    Code(i32),
+    /// SIGINT, SIGTERM or SIGHUP: die by it after cleanup.
+    Signal(i32),
+}
+
 /// Runs a plug between `a` and `b` and returns the exit status; ending
 /// signals other than SIGTERM are re-raised after cleanup.
 pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
@@ -98,7 +105,7 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
     }
     let outcome = run_inner(common, a, b);
     match outcome {
-        Ok(Outcome::Signal(sig)) => signals::die_by(sig),
+        Ok(Outcome::Signal(sig)) | Err(Exit::Signal(sig)) => signals::die_by(sig),
         Ok(Outcome::Stopped(Stop::Ended(why))) => {
             debug!("{why}");
             0
@@ -107,15 +114,15 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
             error!("{why}");
             1
         }
-        Err(code) => code,
+        Err(Exit::Code(code)) => code,
     }
 }
 
-fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i32> {
+fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, Exit> {
     let _pidfile = match &common.pidfile {
         Some(p) => Some(PidFile::create(p).map_err(|e| {
             eprintln!("pidfile {}: {e}", p.display());
-            1
+            Exit::Code(1)
         })?),
         None => None,
     };
@@ -132,11 +139,11 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i
     )
     .map_err(|e| {
         eprintln!("vde_plug_rs: {e}");
-        1
+        Exit::Code(1)
     })?;
     let outcome = engine.run().map_err(|e| {
         eprintln!("vde_plug_rs: poll: {e}");
-        1
+        Exit::Code(1)
     })?;
     if log::log_enabled!(target: "stats", Level::Debug) {
         engine.log_stats(Level::Debug);
@@ -144,9 +151,15 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i
     Ok(outcome)
 }
 
-fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, i32> {
-    (o.open)().map_err(|e| {
-        eprintln!("vde_open {}: {e}", o.name);
-        1
+/// Opens one side; `Err` is the plug's exit: 1 after the `vde_open NAME:
+/// REASON` line, or, when SIGINT, SIGTERM or SIGHUP cut the open short,
+/// death by that signal once what was opened is closed.
+fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, Exit> {
+    (o.open)().map_err(|e| match signals::ending_pending() {
+        Some(sig) => Exit::Signal(sig),
+        None => {
+            eprintln!("vde_open {}: {e}", o.name);
+            Exit::Code(1)
+        }
     })
 }
