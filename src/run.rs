@@ -103,22 +103,17 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
             return 1;
         }
     }
-    let outcome = run_inner(common, a, b);
-    match outcome {
-        Ok(Outcome::Signal(sig)) | Err(Exit::Signal(sig)) => signals::die_by(sig),
-        Ok(Outcome::Stopped(Stop::Ended(why))) => {
-            debug!("{why}");
-            0
-        }
-        Ok(Outcome::Stopped(Stop::Failed(why))) => {
-            error!("{why}");
-            1
-        }
+    match run_inner(common, a, b) {
+        Err(Exit::Signal(sig)) => signals::die_by(sig),
         Err(Exit::Code(code)) => code,
+        Ok(code) => code,
     }
 }
 
-fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, Exit> {
+/// Opens, runs the loop, and gives the exit status of a plug that ended
+/// by itself: 0, 1 when a side failed, or the status of a child command
+/// that ended it by failing (`ssh` that could not log in: 255).
+fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<i32, Exit> {
     let _pidfile = match &common.pidfile {
         Some(p) => Some(PidFile::create(p).map_err(|e| {
             eprintln!("pidfile {}: {e}", p.display());
@@ -148,7 +143,24 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, E
     if log::log_enabled!(target: "stats", Level::Debug) {
         engine.log_stats(Level::Debug);
     }
-    Ok(outcome)
+    let code = match outcome {
+        Outcome::Signal(sig) => return Err(Exit::Signal(sig)),
+        Outcome::Stopped(Stop::Ended(why)) => {
+            debug!("{why}");
+            0
+        }
+        Outcome::Stopped(Stop::Failed(why)) => {
+            error!("{why}");
+            1
+        }
+    };
+    match engine.reap() {
+        Some(child) => {
+            error!("{}", child.why);
+            Ok(child.code)
+        }
+        None => Ok(code),
+    }
 }
 
 /// Opens one side; `Err` is the plug's exit: 1 after the `vde_open NAME:
