@@ -1,9 +1,10 @@
 //! What every binary does after parsing: set up logging and the process,
 //! open both endpoints, run the loop, clean up, and pick the exit status.
 
+use std::path::Path;
 use std::time::Duration;
 
-use log::{debug, error, Level, LevelFilter};
+use log::{debug, error, Level};
 
 use crate::cli::{Common, OtherSide};
 use crate::daemon::{self, PidFile, SysLog};
@@ -13,7 +14,7 @@ use crate::endpoint::vde::OpenArgs;
 use crate::endpoint::{Endpoint, OpenError, Stop};
 use crate::engine::{Engine, Outcome};
 use crate::open::open;
-use crate::signals;
+use crate::{logging, signals};
 
 /// Something to open, with the name its errors are reported under
 /// (`vde_open NAME: REASON`).
@@ -74,18 +75,6 @@ pub fn early_setup() {
     daemon::raise_fd_limit();
 }
 
-pub fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => LevelFilter::Warn,
-        1 => LevelFilter::Info,
-        _ => LevelFilter::Debug,
-    };
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("stats", LevelFilter::Info.max(level))
-        .init();
-}
-
 /// How a plug ends when it does not come back from the loop by itself.
 enum Exit {
     Code(i32),
@@ -96,14 +85,44 @@ enum Exit {
 /// Runs a plug between `a` and `b` and returns the exit status; ending
 /// signals other than SIGTERM are re-raised after cleanup.
 pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
-    init_logging(common.verbose);
-    if common.daemon {
-        if let Err(e) = daemon::daemonize() {
-            eprintln!("daemonize: {e}");
+    logging::init(common.verbose);
+    let stderr_file = match common.stderr_file.as_deref().map(daemon::open_stderr_file) {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            let path = common.stderr_file.as_deref().unwrap_or(Path::new(""));
+            eprintln!("vde_plug_rs: {}: {e}", path.display());
             return 1;
         }
-    }
-    match run_inner(common, a, b) {
+    };
+    let detached = if common.daemon {
+        match daemon::detach(stderr_file.as_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("daemonize: {e}");
+                return 1;
+            }
+        }
+    } else {
+        if let Some(f) = &stderr_file {
+            daemon::stderr_to(f);
+        }
+        if common.log_to_syslog {
+            logging::to_syslog();
+        }
+        None
+    };
+    // Detached, the log goes to syslog once stderr is gone, unless a
+    // file takes it.
+    let on_ready = move || {
+        if let Some(d) = detached {
+            d.ready();
+            if common.log_to_syslog || stderr_file.is_none() {
+                logging::to_syslog();
+            }
+        }
+    };
+    match run_inner(common, a, b, on_ready) {
         Err(Exit::Signal(sig)) => signals::die_by(sig),
         Err(Exit::Code(code)) => code,
         Ok(code) => code,
@@ -113,7 +132,12 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
 /// Opens, runs the loop, and gives the exit status of a plug that ended
 /// by itself: 0, 1 when a side failed, or the status of a child command
 /// that ended it by failing (`ssh` that could not log in: 255).
-fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<i32, Exit> {
+fn run_inner(
+    common: &Common,
+    a: Opener<'_>,
+    b: Opener<'_>,
+    on_ready: impl FnOnce(),
+) -> Result<i32, Exit> {
     let _pidfile = match &common.pidfile {
         Some(p) => Some(PidFile::create(p).map_err(|e| {
             eprintln!("pidfile {}: {e}", p.display());
@@ -136,8 +160,9 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<i32, Exit>
         eprintln!("vde_plug_rs: {e}");
         Exit::Code(1)
     })?;
+    on_ready();
     let outcome = engine.run().map_err(|e| {
-        eprintln!("vde_plug_rs: poll: {e}");
+        error!("poll: {e}");
         Exit::Code(1)
     })?;
     if log::log_enabled!(target: "stats", Level::Debug) {

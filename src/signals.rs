@@ -103,6 +103,18 @@ pub fn ending_pending() -> Option<i32> {
     }
 }
 
+/// Takes a pending ending signal (it will not be delivered again).
+pub fn take_ending() -> Option<i32> {
+    let set = set_of(&ENDING);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: sigtimedwait on a valid set, no info wanted, no waiting.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    (sig > 0).then_some(sig)
+}
+
 /// Waits until `fd` is ready for `events` (`poll` flags; `fd` -1 waits for
 /// nothing but a signal) or `timeout` passes: `Ok(true)` when ready. An
 /// ending signal cuts the wait short with `EINTR`, and stays pending. This

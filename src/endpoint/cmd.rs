@@ -267,6 +267,10 @@ fn spawn(argv: &[String], stdin: &OwnedFd, stdout: &OwnedFd) -> io::Result<libc:
         libc::posix_spawnattr_init(&mut attr);
         libc::posix_spawn_file_actions_adddup2(&mut actions, stdin.as_raw_fd(), 0);
         libc::posix_spawn_file_actions_adddup2(&mut actions, stdout.as_raw_fd(), 1);
+        if let Some(log) = crate::daemon::child_stderr() {
+            // Detaching (-d): where our stderr goes, not the terminal.
+            libc::posix_spawn_file_actions_adddup2(&mut actions, log, 2);
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         let mut defaults: libc::sigset_t = std::mem::zeroed();
