@@ -12,11 +12,12 @@ use std::time::Duration;
 use crate::{signals, sys};
 
 /// `-d` in two halves. [`detach`] forks: the parent waits, and the child
-/// goes on in a session of its own, in `/`, with stdin and stdout on
-/// /dev/null — as `daemon(0, 0)` leaves it — but with stderr still where
-/// it was, so that whatever fails while the plug opens is said where it
-/// was started. [`Detached::ready`], once both sides are open, sends
-/// stderr away and lets the parent exit 0; a child that fails before
+/// goes on in a session of its own with stdin and stdout on /dev/null,
+/// but with stderr and the working directory still where they were, so
+/// that whatever fails while the plug opens is said where it was started
+/// and relative paths mean what they meant there. [`Detached::ready`],
+/// once both sides are open, moves to `/` and sends stderr away, as
+/// `daemon(0, 0)` leaves a process, and lets the parent exit 0; a child that fails before
 /// that makes the parent exit with its status, after its message. (The
 /// C vde_plug detaches first and exits 0 whatever happens next.)
 pub struct Detached {
@@ -52,11 +53,8 @@ pub fn detach(stderr_to: Option<&File>) -> io::Result<Detached> {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             drop(wait_end);
-            // SAFETY: plain calls on the child's own process state.
-            unsafe {
-                libc::setsid();
-                libc::chdir(c"/".as_ptr());
-            }
+            // SAFETY: a plain call on the child's own process state.
+            unsafe { libc::setsid() };
             let null = sys::open_dev_null()?;
             for fd in [0, 1] {
                 // SAFETY: dup2 onto the standard descriptors.
@@ -104,12 +102,18 @@ fn parent_waits(wait_end: OwnedFd, child: libc::pid_t) -> ! {
 }
 
 impl Detached {
-    /// Both sides are open: stderr goes where it was asked to (a file, or
-    /// /dev/null), and the parent exits 0.
+    /// Both sides are open: the plug leaves the directory it was started
+    /// in (relative paths, the pid file's too, were taken from there; C
+    /// takes them from `/`), stderr goes where it was asked to (a file,
+    /// or /dev/null), and the parent exits 0.
     pub fn ready(self) {
-        if let Some(fd) = child_stderr() {
-            // SAFETY: dup2 of a descriptor we keep onto stderr.
-            unsafe { libc::dup2(fd, 2) };
+        // SAFETY: chdir to a static path; dup2 of a descriptor we keep
+        // onto stderr.
+        unsafe {
+            libc::chdir(c"/".as_ptr());
+            if let Some(fd) = child_stderr() {
+                libc::dup2(fd, 2);
+            }
         }
         let _ = sys::write(self.ready.as_raw_fd(), b"1");
     }

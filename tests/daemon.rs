@@ -183,3 +183,25 @@ fn a_daemon_logs_to_syslog() {
     assert!(!Path::new(&n).exists());
     assert!(!Path::new(&pidfile).exists());
 }
+
+/// Relative paths given to a detaching plug (node, pid file, `--stderr`)
+/// are taken from the directory it was started in, as a user means them
+/// (the C plug takes them from `/`, where it has moved by then).
+#[test]
+fn relative_paths_are_the_callers() {
+    let t = Scratch::new("drel");
+    let out = Command::new(rs_plug())
+        .args(["-d", "-p", "pid", "--stderr", "log", "hub://n", "null://"])
+        .current_dir(&t.dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid = daemon_pid(&t.path("pid"));
+    wait_node(&t.path("n"));
+    assert!(Path::new(&t.path("log")).is_file());
+    // SAFETY: signalling the daemon we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(wait_gone(pid));
+    assert_eq!(dir_listing(&t.dir.to_string_lossy()), ["log"]);
+}
