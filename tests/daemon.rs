@@ -13,17 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Runs a plug with `-d` to the end of its parent: status and stderr.
 fn detach(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(rs_plug())
-        .arg("-d")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(rs_plug(), &[&["-d"][..], args].concat())
 }
 
 /// The pid a daemon wrote.

@@ -158,6 +158,16 @@ fn joining_its_own_node_ends_on_signals() {
     }
 }
 
+/// `vde_plug_rs --status NODE --watch 1`, its stdout and stderr on pipes.
+fn watch(node: &str) -> std::process::Child {
+    Command::new(rs_plug())
+        .args(["--status", node, "--watch", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `--status NODE --watch 1` ends on each signal between two tables, and
 /// when its reader goes (`| head`); the node is untouched.
 #[test]
@@ -166,50 +176,24 @@ fn status_watch_ends_on_signals() {
     let node = t.path("h");
     let _host = Plug::start_node(rs_plug(), &[&format!("hub://{node}")]);
     for sig in ENDING {
-        let mut watch = Command::new(rs_plug())
-            .args(["--status", &node, "--watch", "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = lines_of(watch.stdout.take().unwrap());
+        let mut w = watch(&node);
+        let lines = lines_of(w.stdout.take().unwrap());
         let first = lines.recv_timeout(PATIENCE).expect("a first table");
         assert!(first.contains(&node), "{first}");
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(watch.id() as i32, sig) };
-        let st = watch.wait().unwrap();
-        // (A watch deaf to the signal would hang here: the suite's
-        // timeout, not this test, would end it.)
+        unsafe { libc::kill(w.id() as i32, sig) };
+        let st = wait_bounded(&mut w);
         let mut err = String::new();
-        watch
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        w.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         assert_ended_by(sig, st, "--watch", &err);
     }
     // A reader that leaves after one line ends the watch, exit 0.
-    let mut watch = Command::new(rs_plug())
-        .args(["--status", &node, "--watch", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = watch.stdout.take().unwrap();
+    let mut w = watch(&node);
+    let mut out = w.stdout.take().unwrap();
     let mut byte = [0u8; 1];
     out.read_exact(&mut byte).unwrap();
     drop(out);
-    let deadline = Instant::now() + PATIENCE;
-    let st = loop {
-        if let Some(st) = watch.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = watch.kill();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let st = wait_bounded(&mut w);
     assert_eq!(st.code(), Some(0), "{st:?}");
     assert_eq!(dir_listing(&node), bare_node());
 }
