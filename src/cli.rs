@@ -60,6 +60,11 @@ pub struct Common {
     pub syslog: bool,
     pub verbose: u8,
     pub stats_every: Option<u64>,
+    /// `--syslog`: log messages go to syslog (under `-d` they do anyway,
+    /// unless `--stderr` names a file).
+    pub log_to_syslog: bool,
+    /// `--stderr FILE`: stderr appended to FILE (under `-d`, once detached).
+    pub stderr_file: Option<PathBuf>,
     /// `--status PATH` (with `--json`, `--watch S`): ask a running node.
     pub status: Option<StatusRequest>,
 }
@@ -94,8 +99,10 @@ An omitted or empty URL is the default switch: ~/.vdeplug/default,
 URLs: vde://PATH[PORT], hub://PATH, switch://PATH, multi://PATH,
       bonding://PATH, tap://IFNAME, cmd://COMMAND, null://, or a bare PATH.
 Options:
-  -d, --daemon           run in the background
+  -d, --daemon           run in the background (log messages then go to syslog)
   -p, --pidfile FILE     write the process id to FILE
+      --stderr FILE      append stderr (log messages, the command's) to FILE
+      --syslog           send log messages to syslog
   -l, --log              log START and STOP to syslog
   -L, --iplog            as -l, and log the IP addresses the stream's frames carry
   -g, --group GROUP      group of the vde:// data socket of the first URL
@@ -193,6 +200,8 @@ pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
     let mut c = Common {
         daemon: args.contains(["-d", "--daemon"]),
         pidfile: args.opt_value_from_str(["-p", "--pidfile"]).map_err(bad)?,
+        log_to_syslog: args.contains("--syslog"),
+        stderr_file: args.opt_value_from_str("--stderr").map_err(bad)?,
         ..Common::default()
     };
     if let Some(s) = args

@@ -12,7 +12,7 @@ use log::{debug, info, log, Level};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::endpoint::{split_token, Endpoint, Ready, Stop};
+use crate::endpoint::{split_token, ChildFailure, Endpoint, Ready, Stop};
 use crate::lane::Lane;
 use crate::signals::{SignalFd, ENDING};
 use crate::stats::StatsTable;
@@ -186,6 +186,18 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// After the loop: every side's child ended and waited for; the first
+    /// failure of one (see [`Endpoint::reap`]).
+    pub fn reap(&mut self) -> Option<ChildFailure> {
+        let mut first = None;
+        for side in self.sides.iter_mut() {
+            if let Some(f) = side.reap() {
+                first.get_or_insert(f);
+            }
+        }
+        first
     }
 
     pub fn log_stats(&self, level: Level) {

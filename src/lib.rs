@@ -15,6 +15,7 @@ pub mod engine;
 pub mod hosted;
 pub(crate) mod iplog;
 pub(crate) mod lane;
+pub(crate) mod logging;
 pub mod node_cli;
 pub(crate) mod number;
 pub mod open;

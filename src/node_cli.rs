@@ -117,7 +117,9 @@ Options (each also a key of the locator {scheme}://PATH[KEY=VALUE/...]):
       --status PATH      show the counters of the running node at PATH
                          (--json for scripts, --watch S to redraw with rates)
   -p, --pidfile FILE     write the process id to FILE
-  -d, --daemon           run in the background
+  -d, --daemon           run in the background (log messages then go to syslog)
+      --stderr FILE      append stderr (log messages, the command's) to FILE
+      --syslog           send log messages to syslog
   -v, --verbose          log more (twice: debug)
   -h, --help             show this summary
 See bonding_node(1), multi_node(1).

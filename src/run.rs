@@ -1,9 +1,10 @@
 //! What every binary does after parsing: set up logging and the process,
 //! open both endpoints, run the loop, clean up, and pick the exit status.
 
+use std::path::Path;
 use std::time::Duration;
 
-use log::{debug, error, Level, LevelFilter};
+use log::{debug, error, Level};
 
 use crate::cli::{Common, OtherSide};
 use crate::daemon::{self, PidFile, SysLog};
@@ -13,7 +14,7 @@ use crate::endpoint::vde::OpenArgs;
 use crate::endpoint::{Endpoint, OpenError, Stop};
 use crate::engine::{Engine, Outcome};
 use crate::open::open;
-use crate::signals;
+use crate::{logging, signals};
 
 /// Something to open, with the name its errors are reported under
 /// (`vde_open NAME: REASON`).
@@ -74,48 +75,73 @@ pub fn early_setup() {
     daemon::raise_fd_limit();
 }
 
-pub fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => LevelFilter::Warn,
-        1 => LevelFilter::Info,
-        _ => LevelFilter::Debug,
-    };
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("stats", LevelFilter::Info.max(level))
-        .init();
+/// How a plug ends when it does not come back from the loop by itself.
+enum Exit {
+    Code(i32),
+    /// SIGINT, SIGTERM or SIGHUP: die by it after cleanup.
+    Signal(i32),
 }
 
 /// Runs a plug between `a` and `b` and returns the exit status; ending
 /// signals other than SIGTERM are re-raised after cleanup.
 pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
-    init_logging(common.verbose);
-    if common.daemon {
-        if let Err(e) = daemon::daemonize() {
-            eprintln!("daemonize: {e}");
+    logging::init(common.verbose);
+    let stderr_file = match common.stderr_file.as_deref().map(daemon::open_stderr_file) {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            let path = common.stderr_file.as_deref().unwrap_or(Path::new(""));
+            eprintln!("vde_plug_rs: {}: {e}", path.display());
             return 1;
         }
-    }
-    let outcome = run_inner(common, a, b);
-    match outcome {
-        Ok(Outcome::Signal(sig)) => signals::die_by(sig),
-        Ok(Outcome::Stopped(Stop::Ended(why))) => {
-            debug!("{why}");
-            0
+    };
+    let detached = if common.daemon {
+        match daemon::detach(stderr_file.as_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("daemonize: {e}");
+                return 1;
+            }
         }
-        Ok(Outcome::Stopped(Stop::Failed(why))) => {
-            error!("{why}");
-            1
+    } else {
+        if let Some(f) = &stderr_file {
+            daemon::stderr_to(f);
         }
-        Err(code) => code,
+        if common.log_to_syslog {
+            logging::to_syslog();
+        }
+        None
+    };
+    // Detached, the log goes to syslog once stderr is gone, unless a
+    // file takes it.
+    let on_ready = move || {
+        if let Some(d) = detached {
+            d.ready();
+            if common.log_to_syslog || stderr_file.is_none() {
+                logging::to_syslog();
+            }
+        }
+    };
+    match run_inner(common, a, b, on_ready) {
+        Err(Exit::Signal(sig)) => signals::die_by(sig),
+        Err(Exit::Code(code)) => code,
+        Ok(code) => code,
     }
 }
 
-fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i32> {
+/// Opens, runs the loop, and gives the exit status of a plug that ended
+/// by itself: 0, 1 when a side failed, or the status of a child command
+/// that ended it by failing (`ssh` that could not log in: 255).
+fn run_inner(
+    common: &Common,
+    a: Opener<'_>,
+    b: Opener<'_>,
+    on_ready: impl FnOnce(),
+) -> Result<i32, Exit> {
     let _pidfile = match &common.pidfile {
         Some(p) => Some(PidFile::create(p).map_err(|e| {
             eprintln!("pidfile {}: {e}", p.display());
-            1
+            Exit::Code(1)
         })?),
         None => None,
     };
@@ -132,24 +158,48 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i
     )
     .map_err(|e| {
         eprintln!("vde_plug_rs: {e}");
-        1
+        Exit::Code(1)
     })?;
+    on_ready();
     let outcome = engine.run().map_err(|e| {
-        eprintln!("vde_plug_rs: poll: {e}");
-        1
+        error!("poll: {e}");
+        Exit::Code(1)
     })?;
     if log::log_enabled!(target: "stats", Level::Debug) {
         engine.log_stats(Level::Debug);
     }
-    Ok(outcome)
+    let code = match outcome {
+        Outcome::Signal(sig) => return Err(Exit::Signal(sig)),
+        Outcome::Stopped(Stop::Ended(why)) => {
+            debug!("{why}");
+            0
+        }
+        Outcome::Stopped(Stop::Failed(why)) => {
+            error!("{why}");
+            1
+        }
+    };
+    match engine.reap() {
+        Some(child) => {
+            error!("{}", child.why);
+            Ok(child.code)
+        }
+        None => Ok(code),
+    }
 }
 
-fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, i32> {
-    (o.open)().map_err(|e| {
-        if let Some(why) = e.detail() {
-            eprintln!("{why}");
+/// Opens one side; `Err` is the plug's exit: 1 after the `vde_open NAME:
+/// REASON` line, or, when SIGINT, SIGTERM or SIGHUP cut the open short,
+/// death by that signal once what was opened is closed.
+fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, Exit> {
+    (o.open)().map_err(|e| match signals::ending_pending() {
+        Some(sig) => Exit::Signal(sig),
+        None => {
+            if let Some(why) = e.detail() {
+                eprintln!("{why}");
+            }
+            eprintln!("vde_open {}: {e}", o.name);
+            Exit::Code(1)
         }
-        eprintln!("vde_open {}: {e}", o.name);
-        1
     })
 }

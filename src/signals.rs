@@ -21,16 +21,31 @@ pub struct SignalFd {
     fd: OwnedFd,
 }
 
-fn watched_set() -> libc::sigset_t {
+fn set_of(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in WATCHED {
+        for &s in signals {
             libc::sigaddset(&mut set, s);
         }
         set
     }
+}
+
+fn watched_set() -> libc::sigset_t {
+    set_of(&WATCHED)
+}
+
+/// A non-blocking signalfd for `set`.
+fn signalfd(set: &libc::sigset_t) -> io::Result<OwnedFd> {
+    // SAFETY: creating a new signalfd for a valid set.
+    let fd = unsafe { libc::signalfd(-1, set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Blocks the watched signals and ignores the pointless ones. Call first
@@ -49,15 +64,9 @@ pub fn block() {
 
 impl SignalFd {
     pub fn new() -> io::Result<SignalFd> {
-        let set = watched_set();
-        // SAFETY: creating a new signalfd for a valid set.
-        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is fresh and ours.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(SignalFd { fd })
+        Ok(SignalFd {
+            fd: signalfd(&watched_set())?,
+        })
     }
 
     pub fn raw(&self) -> RawFd {
@@ -79,6 +88,62 @@ impl SignalFd {
         };
         (r == size as isize).then_some(info.ssi_signo as i32)
     }
+}
+
+/// The ending signal waiting (blocked, unread) to be taken, if any: the
+/// waits outside the loop look, and leave it for [`die_by`] or the loop.
+pub fn ending_pending() -> Option<i32> {
+    // SAFETY: sigpending fills a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set);
+        ENDING
+            .into_iter()
+            .find(|&s| libc::sigismember(&set, s) == 1)
+    }
+}
+
+/// Takes a pending ending signal (it will not be delivered again).
+pub fn take_ending() -> Option<i32> {
+    let set = set_of(&ENDING);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: sigtimedwait on a valid set, no info wanted, no waiting.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    (sig > 0).then_some(sig)
+}
+
+/// Waits until `fd` is ready for `events` (`poll` flags; `fd` -1 waits for
+/// nothing but a signal) or `timeout` passes: `Ok(true)` when ready. An
+/// ending signal cuts the wait short with `EINTR`, and stays pending. This
+/// is how the waits before and outside the loop (a handshake, `--watch`)
+/// hear SIGINT, SIGTERM and SIGHUP, which are blocked from start-up.
+pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: std::time::Duration) -> io::Result<bool> {
+    let sigfd = signalfd(&set_of(&ENDING))?;
+    let mut fds = [
+        libc::pollfd {
+            fd: sigfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        },
+    ];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if fds[0].revents != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINTR));
+    }
+    Ok(fds[1].revents != 0)
 }
 
 /// After cleanup, ends the process by `sig` the way it would have died

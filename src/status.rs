@@ -16,9 +16,8 @@
 //! The first `link` row is the node's host side, the others its cables.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io::{self, Write as _};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -235,11 +234,16 @@ pub fn node_dir(arg: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
-/// Asks the node at `dir` for its status.
+/// How long `--status` waits for a node's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the node at `dir` for its status. SIGINT, SIGTERM or SIGHUP cut
+/// the wait short (an error; the signal stays pending for the caller).
 pub fn fetch(dir: &Path) -> Result<Status, String> {
     let sock = dir.join(STATUS_SOCKET);
-    let mut conn = match UnixStream::connect(&sock) {
-        Ok(c) => c,
+    let conn = sys::unix_socket(libc::SOCK_STREAM).map_err(|e| e.to_string())?;
+    match sys::connect_any_length(&conn, &sock) {
+        Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound && dir.join("ctl").exists() => {
             return Err(format!(
                 "{}: not a vde_plug_rs node (it has no status socket: a C vde_plug node or a vde_switch?)",
@@ -250,13 +254,26 @@ pub fn fetch(dir: &Path) -> Result<Status, String> {
             return Err(format!("{}: no node there", dir.display()))
         }
         Err(e) => return Err(format!("{}: {e}", sock.display())),
-    };
-    conn.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", sock.display()))?;
-    Status::parse(&text)
+    }
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match sys::read(conn.as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match crate::signals::wait_fd(conn.as_raw_fd(), libc::POLLIN, left) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(format!("{}: no answer", sock.display())),
+                    Err(e) => return Err(format!("{}: {e}", sock.display())),
+                }
+            }
+            Err(e) => return Err(format!("{}: {e}", sock.display())),
+        }
+    }
+    Status::parse(&String::from_utf8_lossy(&text))
         .ok_or_else(|| format!("{}: an answer cut short or not understood", sock.display()))
 }
 
@@ -270,45 +287,50 @@ pub struct StatusRequest {
 }
 
 /// Runs `--status`: prints the node's table (or JSON) once, or every
-/// `watch` seconds until interrupted. Returns the exit status.
+/// `watch` seconds until SIGINT, SIGTERM or SIGHUP (which end it as they
+/// end a plug) or until stdout is closed. Returns the exit status.
 pub fn run(req: &StatusRequest) -> i32 {
     let dir = node_dir(&req.node);
-    let Some(every) = req.watch else {
-        return match fetch(&dir) {
-            Ok(st) => {
-                let out = if req.json { st.json() } else { st.table(None) };
-                println!("{}", out.trim_end());
-                0
-            }
-            Err(e) => {
-                eprintln!("vde_plug_rs: {e}");
-                1
-            }
-        };
-    };
-    let every = Duration::from_secs(every);
     let tty = sys::is_tty(1);
     let mut before: Option<(Status, Instant)> = None;
     loop {
         let st = match fetch(&dir) {
             Ok(st) => st,
             Err(e) => {
+                if let Some(sig) = crate::signals::ending_pending() {
+                    crate::signals::die_by(sig);
+                }
                 eprintln!("vde_plug_rs: {e}");
                 return 1;
             }
         };
         let now = Instant::now();
-        let out = if req.json {
+        let mut out = if req.json {
             st.json()
         } else {
             st.table(before.as_ref().map(|(b, t)| (b, now - *t)))
         };
-        if tty && !req.json {
-            print!("\x1b[H\x1b[2J");
+        if tty && !req.json && req.watch.is_some() {
+            out.insert_str(0, "\x1b[H\x1b[2J");
         }
-        println!("{}", out.trim_end());
+        let mut stdout = io::stdout().lock();
+        if writeln!(stdout, "{}", out.trim_end())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // The reader left (`| head`): nothing more to say.
+            return 0;
+        }
+        let Some(every) = req.watch else {
+            return 0;
+        };
         before = Some((st, now));
-        std::thread::sleep(every);
+        if crate::signals::wait_fd(-1, 0, Duration::from_secs(every)).is_err() {
+            match crate::signals::ending_pending() {
+                Some(sig) => crate::signals::die_by(sig),
+                None => return 1,
+            }
+        }
     }
 }
 

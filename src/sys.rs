@@ -80,6 +80,49 @@ pub fn connect(fd: &OwnedFd, path: &Path) -> io::Result<()> {
     .map(drop)
 }
 
+/// Whether `path` fits in a `sockaddr_un` (with its terminating NUL): a
+/// name that travels in a request or a reply, or that a C peer connects to.
+pub fn fits_sockaddr(path: &Path) -> bool {
+    path.as_os_str().len() < crate::wire::sockaddr::SUN_PATH_LEN
+}
+
+/// Runs `f` on `path`, or, when `path` is too long for a `sockaddr_un`, on
+/// `/proc/self/fd/D/NAME` with D its directory, open for the call: a node
+/// as deep as C's allows gets its longer names (`ctl.new`, `status`) too.
+fn via_short_path(path: &Path, f: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
+    if fits_sockaddr(path) {
+        return f(path);
+    }
+    let enametoolong = || io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(enametoolong());
+    };
+    let c = cpath(dir)?;
+    // SAFETY: a valid C string; the fd is owned at once.
+    let dir = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: a fresh descriptor nobody else owns.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    f(&short)
+}
+
+/// [`bind`] for a path of any length (see [`via_short_path`]).
+pub fn bind_any_length(fd: &OwnedFd, path: &Path) -> io::Result<()> {
+    via_short_path(path, |p| bind(fd, p))
+}
+
+/// [`connect`] for a path of any length (see [`via_short_path`]).
+pub fn connect_any_length(fd: &OwnedFd, path: &Path) -> io::Result<()> {
+    via_short_path(path, |p| connect(fd, p))
+}
+
 pub fn listen(fd: &OwnedFd, backlog: i32) -> io::Result<()> {
     // SAFETY: plain listen(2) on an owned fd.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)

@@ -1,7 +1,8 @@
-//! scripts/install into a temporary prefix: binaries, man pages and the
-//! modules land in place, the printed VDEPLUGIN_PATH makes Debian's
+//! scripts/install into a temporary prefix: binaries, man pages, the
+//! modules, documents and systemd units land in place (the units pass
+//! `systemd-analyze verify`), the printed VDEPLUGIN_PATH makes Debian's
 //! vde_plug load the installed module, and --uninstall removes exactly
-//! what was installed.
+//! what was installed. The cable unit's back-off, step by step.
 
 mod common;
 
@@ -72,6 +73,18 @@ fn install_then_uninstall_into_a_prefix() {
         assert!(moddir.join(format!("libvdeplug_{m}.so")).is_file(), "{m}");
     }
 
+    // The documents the man pages name, the units' example settings.
+    let docdir = prefix.join("share/doc/vde_plug_rs");
+    for f in [
+        "operations.md",
+        "multipath.md",
+        "examples/node-vm1.conf",
+        "examples/cable-vm1-path1.conf",
+    ] {
+        assert!(docdir.join(f).is_file(), "{f}");
+    }
+    verify_units(&prefix);
+
     // The installed module is the one Debian's vde_plug loads.
     let node = t.path("node");
     let mut host = Plug::start_node(
@@ -89,4 +102,77 @@ fn install_then_uninstall_into_a_prefix() {
             .arg(&prefix),
     );
     assert_eq!(tree(&t.dir), before, "uninstall left or took something");
+}
+
+/// The units name this install's paths, and `systemd-analyze verify`
+/// (when there is one) finds nothing wrong with an instance of each: the
+/// programs they run exist, every key is known to this systemd, the man
+/// pages they name are there.
+fn verify_units(prefix: &Path) {
+    let units = prefix.join("lib/systemd/system");
+    let node = std::fs::read_to_string(units.join("vde_plug_rs-node@.service")).unwrap();
+    let cable = std::fs::read_to_string(units.join("vde_plug_rs-cable@.service")).unwrap();
+    let bin = prefix.join("bin/vde_plug_rs");
+    let backoff = prefix.join("lib/vde_plug_rs/backoff");
+    assert!(
+        node.contains(&format!("ExecStart={} ", bin.display())),
+        "{node}"
+    );
+    assert!(cable.contains(&format!("ExecStartPre={} wait %i", backoff.display())));
+    assert!(cable.contains("ServerAliveInterval=5") && cable.contains("Restart=always"));
+    assert!(
+        !(node.clone() + &cable).contains("dir@"),
+        "a path left unset"
+    );
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not installed: the units are not verified");
+        return;
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.join("vde_plug_rs-node@vm1.service"))
+        .arg(units.join("vde_plug_rs-cable@vm1-path1.service"))
+        .env("MANPATH", prefix.join("share/man"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The cable unit's back-off (`backoff wait|done NAME` around each run):
+/// failures within a minute of the start double the wait up to 60 s; a
+/// clean end, or a run of a minute or more, sets it back to none.
+#[test]
+fn cable_backoff_doubles_and_resets() {
+    let t = Scratch::new("backoff");
+    let state = t.dir.join("c.backoff");
+    let step = |what: &str, result: &str| -> String {
+        run_ok(
+            Command::new(script("../systemd/backoff"))
+                .args([what, "c"])
+                .env("RUNTIME_DIRECTORY", &t.dir)
+                .env("SERVICE_RESULT", result),
+        );
+        std::fs::read_to_string(&state).unwrap()
+    };
+    let delay = |line: String| -> u32 { line.split_whitespace().next().unwrap().parse().unwrap() };
+    // A first start waits for nothing.
+    assert_eq!(delay(step("wait", "")), 0);
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        seen.push(delay(step("done", "exit-code")));
+    }
+    assert_eq!(seen, [1, 2, 4, 8, 16, 32, 60, 60]);
+    assert_eq!(delay(step("done", "success")), 0, "a stop asked for");
+    // A run that started a minute or more ago (uptime 0) had been up.
+    std::fs::write(&state, "32 0\n").unwrap();
+    assert_eq!(delay(step("done", "exit-code")), 0);
 }

@@ -5,22 +5,8 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// Runs a plug to completion with stdin from /dev/null.
-fn outcome(prog: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The `vde_open URL: REASON` line and the exit code are the C plug's.
 #[test]

@@ -794,8 +794,10 @@ fn kill_rs_cable_mid_flow(kind: &'static str) {
     kill_cable_mid_flow(kind, 1)
 }
 
-/// `vde_plug_rs hub://N = CMD`: when CMD ends (by itself with any status,
-/// or killed), the plug exits 0 and removes its node; its cables end.
+/// `vde_plug_rs hub://N = CMD`: when CMD ends (by itself with a status,
+/// or killed), the plug ends, removes its node, and its cables end; CMD's
+/// failure is the plug's (status 3 is ours, death by SIGKILL 128 + 9),
+/// logged. (The C plug exits 0 whatever its command did.)
 #[test]
 fn cmd_child_exit_ends_the_plug_cleanly() {
     require_c_reference();
@@ -830,7 +832,16 @@ fn cmd_child_exit_ends_the_plug_cleanly() {
             },
         }
         let (st, log) = plug.finish();
-        assert_eq!(st.code(), Some(0), "{how}: {st:?}\n{log}");
+        let (code, said) = match how {
+            "exits 3" => (3, "exited with status 3"),
+            _ => (128 + libc::SIGKILL, "killed by signal 9"),
+        };
+        assert_eq!(st.code(), Some(code), "{how}: {st:?}\n{log}");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("ERROR") && l.contains("cmd sh -c") && l.contains(said)),
+            "{how}: {log}"
+        );
         assert!(
             !Path::new(&node).exists(),
             "{how}: node directory left behind"
@@ -838,6 +849,60 @@ fn cmd_child_exit_ends_the_plug_cleanly() {
         let (cst, _) = cable.wait();
         assert_eq!(cst.code(), Some(0), "{how}: the cable's exit");
     }
+}
+
+/// A command that fails by itself makes the plug fail with its status:
+/// an ssh that cannot connect (255), a `cmd://` child (`false`: 1), the
+/// host side of a node binary. A command still running when the other
+/// side ends is ended by us, and how it goes then is no failure: the
+/// vde_switch is killed under `= sh -c 'cat; exit 5'`, the plug exits 0.
+#[test]
+fn a_failed_command_is_the_plug_failure() {
+    require_c_reference();
+    let t = Scratch::new("cmdfail");
+    let n = t.path("n");
+    let ssh = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        "-p",
+        "1",
+        "127.0.0.1",
+        "vde_plug_rs",
+    ];
+    let hub = format!("hub://{n}");
+    let cases: Vec<(String, Vec<&str>, i32)> = vec![
+        (
+            rs_plug().into(),
+            [&[hub.as_str(), "="][..], &ssh[..]].concat(),
+            255,
+        ),
+        (rs_plug().into(), vec!["cmd://false", "null://"], 1),
+        (multi_node().into(), vec![&n, "=", "false"], 1),
+    ];
+    for (prog, args, code) in cases {
+        let mut plug = Plug::spawn(&prog, &args);
+        let (st, err) = plug.wait();
+        assert_eq!(st.code(), Some(code), "{args:?}: {st:?}\n{err}");
+        assert!(
+            err.contains(&format!("exited with status {code}")),
+            "{args:?}: {err}"
+        );
+        assert!(!Path::new(&n).exists(), "{args:?} left {n}");
+    }
+
+    let sw = t.path("sw");
+    let mut switch = Switch::start(&sw);
+    let mut plug = LivePlug::spawn(
+        rs_plug(),
+        &["-v", "-v", &sw, "=", "sh", "-c", "cat >/dev/null; exit 5"],
+    );
+    plug.wait_line("joined");
+    switch.kill();
+    let (st, log) = plug.finish();
+    assert_eq!(st.code(), Some(0), "{st:?}\n{log}");
 }
 
 /// The reader of our stdout goes away: the next write finds no reader and

@@ -12,13 +12,15 @@ use log::{info, warn};
 use mio::Registry;
 
 use super::stream::{StreamEndpoint, StreamFd};
-use super::{Endpoint, Ready, Stop};
+use super::{ChildFailure, Endpoint, Ready, Stop};
 use crate::lane::Lane;
 use crate::stats::StatsTable;
 
 /// How long a child gets to leave by itself once its stdin is closed,
 /// before it is sent SIGTERM (and later SIGKILL).
 const GRACE: Duration = Duration::from_millis(500);
+/// The grace left when we are asked to end meanwhile.
+const HURRIED: Duration = Duration::from_millis(100);
 
 pub struct CommandEndpoint {
     stream: Option<StreamEndpoint>,
@@ -31,6 +33,8 @@ pub struct CommandEndpoint {
 struct Child {
     pid: libc::pid_t,
     status: Option<ExitStatus>,
+    /// We sent it SIGTERM or SIGKILL: how it died is ours, not its.
+    signalled: bool,
 }
 
 impl Child {
@@ -47,11 +51,47 @@ impl Child {
         self.status
     }
 
-    fn signal(&self, sig: libc::c_int) {
+    fn signal(&mut self, sig: libc::c_int) {
         if self.status.is_none() {
+            self.signalled = true;
             // SAFETY: signalling our own, not yet reaped, child.
             unsafe { libc::kill(self.pid, sig) };
         }
+    }
+
+    /// Waits up to `grace` for the child to exit; an ending signal sent to
+    /// us meanwhile (SIGINT, SIGTERM, SIGHUP, pending) shortens the wait to
+    /// `HURRIED`.
+    fn wait_exit(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        let mut deadline = start + grace;
+        while Instant::now() < deadline {
+            if let Some(st) = self.reap(false) {
+                return Some(st);
+            }
+            if crate::signals::ending_pending().is_some() {
+                deadline = deadline.min(start + HURRIED);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.reap(false)
+    }
+}
+
+/// How a child's status is a failure: a status other than 0, or death by
+/// a signal (as 128 + N, as a shell reports it).
+fn failure(label: &str, status: ExitStatus) -> Option<ChildFailure> {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => None,
+        (Some(code), _) => Some(ChildFailure {
+            why: format!("{label}: exited with status {code}"),
+            code,
+        }),
+        (None, Some(sig)) => Some(ChildFailure {
+            why: format!("{label}: killed by signal {sig}"),
+            code: 128 + sig,
+        }),
+        (None, None) => None,
     }
 }
 
@@ -61,7 +101,11 @@ impl CommandEndpoint {
         let (from_child, child_stdout) = pipe()?;
         let pid = spawn(argv, &child_stdin, &child_stdout)?;
         drop((child_stdin, child_stdout));
-        let child = Child { pid, status: None };
+        let child = Child {
+            pid,
+            status: None,
+            signalled: false,
+        };
         let stream = StreamEndpoint::new(
             format!("cmd {}", argv.join(" ")),
             StreamFd::new(from_child)?,
@@ -126,10 +170,43 @@ impl Endpoint for CommandEndpoint {
         }
     }
 
+    /// The child's failure counts when the child ended the plug (it
+    /// exited, or closed its output); one still running when the other
+    /// side ended is ended by us, and how it goes is not its failure.
+    fn reap(&mut self) -> Option<ChildFailure> {
+        let ended_itself = self.finished().is_some() || self.child.reap(false).is_some();
+        let label = self.label();
+        let status = self.end_child();
+        if !ended_itself || self.child.signalled {
+            return None;
+        }
+        failure(&label, status)
+    }
+
     fn report(&self, table: &mut StatsTable) {
         if let Some(s) = &self.stream {
             s.report(table);
         }
+    }
+}
+
+impl CommandEndpoint {
+    /// Closes the child's pipes (its cue to leave) and waits for it:
+    /// `GRACE`, then SIGTERM, then SIGKILL.
+    fn end_child(&mut self) -> ExitStatus {
+        self.stream = None;
+        if let Some(st) = self.child.wait_exit(GRACE) {
+            return st;
+        }
+        self.child.signal(libc::SIGTERM);
+        if let Some(st) = self.child.wait_exit(GRACE * 4) {
+            return st;
+        }
+        warn!("child {} ignored SIGTERM; killing it", self.child.pid);
+        self.child.signal(libc::SIGKILL);
+        self.child
+            .reap(true)
+            .unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL))
     }
 }
 
@@ -190,6 +267,10 @@ fn spawn(argv: &[String], stdin: &OwnedFd, stdout: &OwnedFd) -> io::Result<libc:
         libc::posix_spawnattr_init(&mut attr);
         libc::posix_spawn_file_actions_adddup2(&mut actions, stdin.as_raw_fd(), 0);
         libc::posix_spawn_file_actions_adddup2(&mut actions, stdout.as_raw_fd(), 1);
+        if let Some(log) = crate::daemon::child_stderr() {
+            // Detaching (-d): where our stderr goes, not the terminal.
+            libc::posix_spawn_file_actions_adddup2(&mut actions, log, 2);
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         let mut defaults: libc::sigset_t = std::mem::zeroed();
@@ -221,25 +302,6 @@ fn spawn(argv: &[String], stdin: &OwnedFd, stdout: &OwnedFd) -> io::Result<libc:
 
 impl Drop for CommandEndpoint {
     fn drop(&mut self) {
-        // Closing its pipes is the child's cue to leave.
-        self.stream = None;
-        let deadline = Instant::now() + GRACE;
-        while Instant::now() < deadline {
-            if self.child.reap(false).is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.child.signal(libc::SIGTERM);
-        let deadline = Instant::now() + GRACE * 4;
-        while Instant::now() < deadline {
-            if self.child.reap(false).is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        warn!("child {} ignored SIGTERM; killing it", self.child.pid);
-        self.child.signal(libc::SIGKILL);
-        self.child.reap(true);
+        self.end_child();
     }
 }

@@ -35,6 +35,15 @@ pub enum Stop {
     Failed(String),
 }
 
+/// A child process (`= CMD`, `cmd://`) that failed by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildFailure {
+    pub why: String,
+    /// Its exit status, or 128 + the signal that killed it, as a shell
+    /// gives it.
+    pub code: i32,
+}
+
 /// Readiness reported by the poll for one token.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ready {
@@ -92,6 +101,14 @@ pub trait Endpoint {
 
     /// A child process may have exited (SIGCHLD).
     fn on_child_exit(&mut self) {}
+
+    /// After the loop: ends a child process the endpoint started and waits
+    /// for it; how it ended when it ended the plug by failing (a status
+    /// other than 0, or a signal not of our sending), which becomes the
+    /// plug's exit status.
+    fn reap(&mut self) -> Option<ChildFailure> {
+        None
+    }
 
     /// When the endpoint needs the loop to come back without an event.
     fn wake_in(&self) -> Option<std::time::Duration> {

@@ -3,7 +3,10 @@
 //! seqpacket module takes it. The number is read as `strtol(.., 0)` does
 //! (decimal, `0x` hex, `0` octal; no digits is descriptor 0); a negative
 //! one is `Invalid argument`, one out of range `Numerical result out of
-//! range`. The end of the records (the peer closed) ends the link.
+//! range`, one that is not open `Bad file descriptor`, and one that is
+//! not a socket (a file, a terminal: the C module would spin on its
+//! errors) `Socket operation on non-socket`. The end of the records (the
+//! peer closed) ends the link.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -49,9 +52,16 @@ pub(crate) fn open(spec: &str) -> Result<DatagramLink<Seqpacket>, OpenError> {
         return Err(OpenError::errno(libc::EINVAL));
     }
     let fd = i32::try_from(fd).map_err(|_| OpenError::errno(libc::EBADF))?;
-    // SAFETY: F_GETFD only asks whether the descriptor is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+    // SAFETY: an all-zero stat is valid; fstat fills it (EBADF when the
+    // number is not open).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
         return Err(OpenError::errno(libc::EBADF));
+    }
+    // A file or a terminal would never bring a record (nor an end).
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(OpenError::errno(libc::ENOTSOCK));
     }
     crate::sys::set_nonblocking(fd, true)?;
     // SAFETY: the descriptor was handed to us by number; from now on it is

@@ -229,18 +229,12 @@ fn finish_handshake(
     Ok(())
 }
 
+/// Waits for the switch; SIGINT, SIGTERM or SIGHUP end the wait (`EINTR`),
+/// and the open fails, its socket removed, before the plug dies by it.
 fn wait_for(fd: &OwnedFd, events: libc::c_short) -> io::Result<()> {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let r = unsafe { libc::poll(&mut p, 1, HANDSHAKE_TIMEOUT.as_millis() as libc::c_int) };
-    match r {
-        0 => Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
-        r if r < 0 => Err(io::Error::last_os_error()),
-        _ => Ok(()),
+    match crate::signals::wait_fd(fd.as_raw_fd(), events, HANDSHAKE_TIMEOUT)? {
+        true => Ok(()),
+        false => Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
     }
 }
 

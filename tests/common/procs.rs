@@ -36,6 +36,35 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `prog ARGS` to its end, stdin and stdout on /dev/null: its exit
+/// code and its stderr.
+pub fn outcome(prog: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits for `child` to exit (bounded by PATIENCE: then it is killed).
+pub fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs `prog` with stdin, stdout and stderr on pipes.
 pub fn spawn_piped(prog: &str, args: &[&str]) -> Child {
     Command::new(prog)

@@ -96,6 +96,10 @@ impl NodeDir {
     /// fails with `EEXIST` unless it is a stale node (see [`is_stale`]),
     /// which is removed first.
     pub fn create(path: &Path, access: Access) -> io::Result<NodeDir> {
+        // As deep as C's: `ctl` must fit in a sockaddr_un (103 bytes).
+        if !sys::fits_sockaddr(&path.join("ctl")) {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
         // Private until it has its group and final mode.
         let lock = match sys::mkdir(path, 0o700) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -137,7 +141,7 @@ impl NodeDir {
         let new_path = path.join(CTL_BEING_MADE);
         let status_path = path.join(STATUS_SOCKET);
         let listen_on = |fd: &OwnedFd, at: &Path| -> io::Result<()> {
-            sys::bind(fd, at)?;
+            sys::bind_any_length(fd, at)?;
             if let Some(gid) = access.gid {
                 sys::chgrp(at, gid)?;
             }
@@ -338,7 +342,11 @@ pub fn answer_request(dir: &NodeDir, ctl: &OwnedFd, request: &[u8]) -> Result<Ne
             libc::ESTALE,
         )));
     }
-    let path = dir.path.join(format!("fd{}", ctl.as_raw_fd()));
+    // `fdN` as C names it, or `N` where a node that deep has no room.
+    let mut path = dir.path.join(format!("fd{}", ctl.as_raw_fd()));
+    if !sys::fits_sockaddr(&path) {
+        path = dir.path.join(ctl.as_raw_fd().to_string());
+    }
     let _ = std::fs::remove_file(&path);
     sys::bind(&data, &path).map_err(Refused::Io)?;
     let port = NewPort {
