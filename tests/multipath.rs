@@ -80,6 +80,16 @@ impl Bed {
         bed
     }
 
+    /// The bonded testbed once both cables' far ends answer (their rows
+    /// show what each path carries).
+    fn answering(name: &str) -> Bed {
+        let bed = Bed::bonded(name);
+        wait_until("both cables' far ends answering", || {
+            (1..=2).all(|n| bed.cable_row(n).contains("[path "))
+        });
+        bed
+    }
+
     fn new(name: &str) -> Bed {
         let delayline = delayline();
         let t = Scratch::new(name);
@@ -310,10 +320,7 @@ fn a_blackholed_path_is_left_out_and_taken_back() {
     let Some(_lock) = ready("a_blackholed_path_is_left_out_and_taken_back") else {
         return;
     };
-    let mut bed = Bed::bonded("mp-blackhole");
-    wait_until("both cables' far ends answering", || {
-        (1..=2).all(|n| bed.cable_row(n).contains("[path "))
-    });
+    let mut bed = Bed::answering("mp-blackhole");
     let (p1, p2) = (bed.path_bytes(1), bed.path_bytes(2));
     bed.tcp_send(1 << 20);
     let (q1, q2) = (bed.path_bytes(1), bed.path_bytes(2));
@@ -391,10 +398,7 @@ fn frames_over_both_paths_arrive_in_the_order_sent() {
     };
     const COUNT: u32 = 3000;
     const LEN: usize = 1000;
-    let mut bed = Bed::bonded("mp-order");
-    wait_until("both cables' far ends answering", || {
-        (1..=2).all(|n| bed.cable_row(n).contains("[path "))
-    });
+    let mut bed = Bed::answering("mp-order");
     let (f1, f2) = (bed.cable_frames_out(1), bed.cable_frames_out(2));
     let sink = in_netns(&bed.b.name, || UdpSocket::bind((ADDR_B, 0)).unwrap());
     let to = sink.local_addr().unwrap();
@@ -520,10 +524,7 @@ fn an_idle_ping_takes_the_fast_paths_time() {
     let Some(_lock) = ready("an_idle_ping_takes_the_fast_paths_time") else {
         return;
     };
-    let bed = Bed::bonded("mp-idle-ping");
-    wait_until("both cables' far ends answering", || {
-        (1..=2).all(|n| bed.cable_row(n).contains("[path "))
-    });
+    let bed = Bed::answering("mp-idle-ping");
     let fast = median(&ping_rtts(&bed.a, "198.18.1.2", 20));
     let slow = median(&ping_rtts(&bed.a, "198.18.2.2", 20));
     let bond = median(&ping_rtts(&bed.a, ADDR_B, 40));
@@ -549,10 +550,7 @@ fn a_ping_beside_a_tcp_stream_stays_near_the_fast_path() {
     let Some(_lock) = ready("a_ping_beside_a_tcp_stream_stays_near_the_fast_path") else {
         return;
     };
-    let bed = Bed::bonded("mp-loaded-ping");
-    wait_until("both cables' far ends answering", || {
-        (1..=2).all(|n| bed.cable_row(n).contains("[path "))
-    });
+    let bed = Bed::answering("mp-loaded-ping");
     let slow = median(&ping_rtts(&bed.a, "198.18.2.2", 20));
     // About 5 s of the bond's 11 Mbit/s, the pings during its middle.
     let (a, b) = (bed.a.name.clone(), bed.b.name.clone());
