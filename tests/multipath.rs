@@ -80,6 +80,16 @@ impl Bed {
         bed
     }
 
+    /// The bonded testbed once both cables' far ends answer (their rows
+    /// show what each path carries).
+    fn answering(name: &str) -> Bed {
+        let bed = Bed::bonded(name);
+        wait_until("both cables' far ends answering", || {
+            (1..=2).all(|n| bed.cable_row(n).contains("[path "))
+        });
+        bed
+    }
+
     fn new(name: &str) -> Bed {
         let delayline = delayline();
         let t = Scratch::new(name);
@@ -310,10 +320,7 @@ fn a_blackholed_path_is_left_out_and_taken_back() {
     let Some(_lock) = ready("a_blackholed_path_is_left_out_and_taken_back") else {
         return;
     };
-    let mut bed = Bed::bonded("mp-blackhole");
-    wait_until("both cables' far ends answering", || {
-        (1..=2).all(|n| bed.cable_row(n).contains("[path "))
-    });
+    let mut bed = Bed::answering("mp-blackhole");
     let (p1, p2) = (bed.path_bytes(1), bed.path_bytes(2));
     bed.tcp_send(1 << 20);
     let (q1, q2) = (bed.path_bytes(1), bed.path_bytes(2));
@@ -391,10 +398,7 @@ fn frames_over_both_paths_arrive_in_the_order_sent() {
     };
     const COUNT: u32 = 3000;
     const LEN: usize = 1000;
-    let mut bed = Bed::bonded("mp-order");
-    wait_until("both cables' far ends answering", || {
-        (1..=2).all(|n| bed.cable_row(n).contains("[path "))
-    });
+    let mut bed = Bed::answering("mp-order");
     let (f1, f2) = (bed.cable_frames_out(1), bed.cable_frames_out(2));
     let sink = in_netns(&bed.b.name, || UdpSocket::bind((ADDR_B, 0)).unwrap());
     let to = sink.local_addr().unwrap();
@@ -478,5 +482,95 @@ fn frames_over_both_paths_arrive_in_the_order_sent() {
         "received {} of {COUNT}, {out_of_order} out of order; frames into cable 1 {d1}, \
          cable 2 {d2}; node B: {host}",
         got.len()
+    );
+}
+
+/// Round trips (ms) of `count` pings from `ns` to `addr`, 50 ms apart,
+/// sorted (lost ones are left out).
+fn ping_rtts(ns: &Netns, addr: &str, count: u32) -> Vec<f64> {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "ping", "-n", "-i", "0.05", "-W", "2",
+        ])
+        .args(["-c", &count.to_string(), addr])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ping runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rtts: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("time=")?.parse().ok())
+        .collect();
+    rtts.sort_by(f64::total_cmp);
+    rtts
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    assert!(!sorted.is_empty(), "no ping was answered");
+    sorted[sorted.len() / 2]
+}
+
+/// Issue 23, goal 1: an idle ping through the bond takes the fast path's
+/// time, not the slow one's (each path's own round trip is measured in the
+/// same run, by pinging its far end directly). The bound, a quarter of the
+/// way from the fast path's round trip to the slow one's (10 and 50 ms
+/// here), leaves room for a machine busy elsewhere and none for a frame
+/// held until the slow path would have brought it.
+#[test]
+#[ignore = "issue 23 goal 1, not met by today's code: the lag floor (src/endpoint/node/reorder.rs) \
+            holds every frame until the slowest live path would have brought it, so a ping takes \
+            the slow path's round trip (docs/multipath.md, where each millisecond waits)"]
+fn an_idle_ping_takes_the_fast_paths_time() {
+    let Some(_lock) = ready("an_idle_ping_takes_the_fast_paths_time") else {
+        return;
+    };
+    let bed = Bed::answering("mp-idle-ping");
+    let fast = median(&ping_rtts(&bed.a, "198.18.1.2", 20));
+    let slow = median(&ping_rtts(&bed.a, "198.18.2.2", 20));
+    let bond = median(&ping_rtts(&bed.a, ADDR_B, 40));
+    assert!(
+        bond <= fast + (slow - fast) / 4.0,
+        "median round trips: through the bond {bond} ms, path 1 alone {fast} ms, \
+         path 2 alone {slow} ms"
+    );
+}
+
+/// Issue 23, goal 2: while one TCP stream fills the bond, a ping beside it
+/// stays near the fast path: its median under the slow path's idle round
+/// trip (the queues the bond builds on top of the fast path stay shorter
+/// than the two paths' difference, 40 ms here) and its worst under twice
+/// that. MPTCP over the same paths stays well inside both (scripts/
+/// e2e-multipath measures it beside us); the margin is for a loaded
+/// 2-core machine.
+#[test]
+#[ignore = "issue 23 goal 2, not met by today's code: under a TCP load the ping waits for the \
+            lag floor and behind the queue the stream builds at node A and on the paths \
+            (docs/multipath.md, where each millisecond waits)"]
+fn a_ping_beside_a_tcp_stream_stays_near_the_fast_path() {
+    let Some(_lock) = ready("a_ping_beside_a_tcp_stream_stays_near_the_fast_path") else {
+        return;
+    };
+    let bed = Bed::answering("mp-loaded-ping");
+    let slow = median(&ping_rtts(&bed.a, "198.18.2.2", 20));
+    // About 5 s of the bond's 11 Mbit/s, the pings during its middle.
+    let (a, b) = (bed.a.name.clone(), bed.b.name.clone());
+    let load = std::thread::spawn(move || {
+        let got = tcp_transfer(&a, &b, ADDR_B, &vec![0x5a; 7 << 20]);
+        got.len()
+    });
+    // The pings start once the stream fills the fast path and spills into
+    // the slow one.
+    let spilt = bed.path_bytes(2).0 + 100_000;
+    wait_until("the stream using path 2", || bed.path_bytes(2).0 > spilt);
+    let under_load = ping_rtts(&bed.a, ADDR_B, 60);
+    let still_loaded = !load.is_finished();
+    assert_eq!(load.join().unwrap(), 7 << 20, "bytes received by the sink");
+    assert!(still_loaded, "the transfer ended before the pings did");
+    let (mid, worst) = (median(&under_load), under_load[under_load.len() - 1]);
+    assert!(
+        mid <= slow && worst <= 2.0 * slow,
+        "pings through the bond under a TCP load: median {mid} ms, worst {worst} ms \
+         ({} answered of 60); path 2 alone, idle: {slow} ms",
+        under_load.len()
     );
 }

@@ -1,7 +1,8 @@
 //! delayline: a one-way delay line between two network interfaces, for the
 //! middle namespaces of scripts/e2e-multipath (this kernel has no netem).
 //!
-//!   delayline IF_A IF_B DELAY_MS [--ring-mb N] [--ready-file PATH]
+//!   delayline IF_A IF_B DELAY_MS [--jitter MS] [--loss PCT] [--seed N]
+//!             [--ring-mb N] [--ready-file PATH]
 //!
 //! Every frame that arrives on IF_A leaves on IF_B DELAY_MS later, and the
 //! other way round: one thread per direction, reading with an AF_PACKET raw
@@ -13,6 +14,15 @@
 //! unchanged, with no ethtool needed on the veths. Rate limits are not this
 //! program's job: a tbf qdisc on each departure interface shapes what it
 //! sends (sends are non-blocking; a full qdisc drops, as a router would).
+//!
+//! `--loss PCT` drops each frame with that probability (in percent, both
+//! directions); `--jitter MS` adds to each frame's delay a draw between
+//! -MS and +MS (uniform, to the microsecond), without reordering: a frame
+//! never leaves before the one ahead of it, as on a path whose queue
+//! varies. The draws come from a generator seeded by `--seed` (default 1),
+//! one stream per direction, so a run is the same frame for frame given
+//! the same frames in the same order. A lossy path's veths should have
+//! TSO/GSO/GRO off: otherwise a frame is a 64 KiB super-packet, lost whole.
 //!
 //! Signals: SIGUSR1 starts a blackhole (every arriving frame is dropped, in
 //! both directions), SIGUSR2 ends it; SIGINT/SIGTERM stop the program, which
@@ -34,6 +44,9 @@ const WRAP: u32 = u32::MAX;
 const NS_PER_MS: u64 = 1_000_000;
 /// Longest sleep, so that SIGTERM is seen promptly.
 const MAX_WAIT_NS: u64 = 100 * NS_PER_MS;
+
+/// Loss is drawn in millionths.
+const PPM: u64 = 1_000_000;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static BLACKHOLE: AtomicBool = AtomicBool::new(false);
@@ -77,6 +90,37 @@ fn now_ns() -> u64 {
 
 fn os_err(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// A small deterministic generator (SplitMix64): no allocation, one
+/// stream per direction from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n (n > 0); the bias of the modulo is below 2^-40
+    /// for the ranges used here.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What happens to the frames of one direction besides the blackhole.
+#[derive(Clone, Copy)]
+struct Shape {
+    delay_ns: u64,
+    /// Half-width of the jitter, in microseconds (0: none).
+    jitter_us: u64,
+    /// Loss, in millionths (0: none).
+    loss_ppm: u64,
+    seed: u64,
 }
 
 /// An AF_PACKET socket bound to one interface, with virtio-net headers,
@@ -265,16 +309,21 @@ struct Counters {
     drop_ring_full: AtomicU64,
     drop_tx: AtomicU64,
     truncated: AtomicU64,
+    drop_loss: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Moves frames from `rx` to `tx`, each `delay_ns` after its arrival.
-fn run_direction(rx: libc::c_int, tx: libc::c_int, delay_ns: u64, ring_bytes: usize, c: &Counters) {
+/// Moves frames from `rx` to `tx`, each its delay after its arrival (the
+/// shape's delay and jitter, never before the frame ahead), or drops it
+/// (the shape's loss, a blackhole).
+fn run_direction(rx: libc::c_int, tx: libc::c_int, shape: Shape, ring_bytes: usize, c: &Counters) {
     let mut ring = Ring::new(ring_bytes);
     let mut scratch = vec![0u8; MAX_FRAME];
+    let mut rng = Rng(shape.seed);
+    let mut last_due = 0u64;
     while !STOP.load(Ordering::Relaxed) {
         let now = now_ns();
         let mut wait = MAX_WAIT_NS;
@@ -334,11 +383,28 @@ fn run_direction(rx: libc::c_int, tx: libc::c_int, delay_ns: u64, ring_bytes: us
                 bump(&c.truncated, 1);
                 continue;
             }
+            // One draw each per frame, whatever becomes of it: the n-th
+            // frame's fate depends on the seed alone.
+            let lost = shape.loss_ppm > 0 && rng.below(PPM) < shape.loss_ppm;
+            let jitter_ns = if shape.jitter_us > 0 {
+                rng.below(2 * shape.jitter_us + 1) * 1000
+            } else {
+                0
+            };
             if BLACKHOLE.load(Ordering::Relaxed) {
                 bump(&c.drop_blackhole, 1);
                 continue;
             }
-            if !ring.push(now_ns() + delay_ns, &scratch[..len]) {
+            if lost {
+                bump(&c.drop_loss, 1);
+                continue;
+            }
+            let due = (now_ns() + shape.delay_ns + jitter_ns)
+                .saturating_sub(shape.jitter_us * 1000)
+                .max(last_due);
+            if ring.push(due, &scratch[..len]) {
+                last_due = due;
+            } else {
                 bump(&c.drop_ring_full, 1);
             }
         }
@@ -346,7 +412,10 @@ fn run_direction(rx: libc::c_int, tx: libc::c_int, delay_ns: u64, ring_bytes: us
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: delayline IF_A IF_B DELAY_MS [--ring-mb N] [--ready-file PATH]");
+    eprintln!(
+        "usage: delayline IF_A IF_B DELAY_MS [--jitter MS] [--loss PCT] [--seed N] \
+         [--ring-mb N] [--ready-file PATH]"
+    );
     ExitCode::from(2)
 }
 
@@ -355,12 +424,32 @@ fn main() -> ExitCode {
     let mut pos = Vec::new();
     let mut ring_mb: usize = 8;
     let mut ready: Option<String> = None;
+    let mut jitter_ms: u64 = 0;
+    let mut loss_ppm: u64 = 0;
+    let mut seed: u64 = 1;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ring-mb" => match it.next().and_then(|v| v.parse().ok()) {
                 Some(v) if v > 0 && v <= 1024 => ring_mb = v,
                 _ => return usage(),
+            },
+            "--jitter" => match it.next().and_then(|v| v.parse().ok()) {
+                Some(v) if v <= 10_000 => jitter_ms = v,
+                _ => return usage(),
+            },
+            "--loss" => match it.next().and_then(|v| parse_percent(v)) {
+                Some(v) => loss_ppm = v,
+                None => {
+                    eprintln!(
+                        "delayline: --loss takes a percentage from 0 to 100 (such as 1 or 0.5)"
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+            "--seed" => match it.next().and_then(|v| v.parse().ok()) {
+                Some(v) => seed = v,
+                None => return usage(),
             },
             "--ready-file" => match it.next() {
                 Some(v) => ready = Some(v.clone()),
@@ -387,17 +476,27 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let delay_ns = delay_ms * NS_PER_MS;
+    let shape = Shape {
+        delay_ns: delay_ms * NS_PER_MS,
+        jitter_us: jitter_ms * 1000,
+        loss_ppm,
+        seed,
+    };
+    // The other direction draws from another stream of the same seed.
+    let back = Shape {
+        seed: seed ^ 0x5bd1_e995_5bd1_e995,
+        ..shape
+    };
     let ring_bytes = ring_mb << 20;
     let ab = Arc::new(Counters::default());
     let ba = Arc::new(Counters::default());
     let t1 = {
         let c = ab.clone();
-        std::thread::spawn(move || run_direction(fa, fb, delay_ns, ring_bytes, &c))
+        std::thread::spawn(move || run_direction(fa, fb, shape, ring_bytes, &c))
     };
     let t2 = {
         let c = ba.clone();
-        std::thread::spawn(move || run_direction(fb, fa, delay_ns, ring_bytes, &c))
+        std::thread::spawn(move || run_direction(fb, fa, back, ring_bytes, &c))
     };
     if let Some(p) = ready {
         if let Err(e) = std::fs::write(&p, b"ready\n") {
@@ -412,11 +511,13 @@ fn main() -> ExitCode {
     ] {
         let g = |x: &AtomicU64| x.load(Ordering::Relaxed);
         println!(
-            "delayline {name} delay_ms={delay_ms} frames_in={} frames_out={} bytes_out={} \
+            "delayline {name} delay_ms={delay_ms} jitter_ms={jitter_ms} loss_ppm={loss_ppm} \
+             seed={seed} frames_in={} frames_out={} bytes_out={} drop_loss={} \
              drop_blackhole={} drop_ring_full={} drop_tx={} truncated={}",
             g(&c.frames_in),
             g(&c.frames_out),
             g(&c.bytes_out),
+            g(&c.drop_loss),
             g(&c.drop_blackhole),
             g(&c.drop_ring_full),
             g(&c.drop_tx),
@@ -424,4 +525,49 @@ fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// "1", "0.5", "12.25": a percentage as millionths (at most 100 %).
+fn parse_percent(s: &str) -> Option<u64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty()
+        || frac.len() > 4
+        || !(whole.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let frac: u64 = format!("{frac:0<4}").parse().ok()?;
+    let ppm = whole.checked_mul(10_000)?.checked_add(frac)?;
+    (ppm <= PPM).then_some(ppm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percent("1"), Some(10_000));
+        assert_eq!(parse_percent("0.5"), Some(5_000));
+        assert_eq!(parse_percent("100"), Some(PPM));
+        assert_eq!(parse_percent("12.3456"), Some(123_456));
+        for bad in ["", ".5", "101", "1.23456", "-1", "1e2", "x"] {
+            assert_eq!(parse_percent(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_draws_follow_the_seed() {
+        let draws = |seed| {
+            let mut r = Rng(seed);
+            (0..100).map(|_| r.below(PPM)).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+        // About 1 % of a million draws fall under 10 000 ppm.
+        let mut r = Rng(1);
+        let lost = (0..1_000_000).filter(|_| r.below(PPM) < 10_000).count();
+        assert!((9_000..11_000).contains(&lost), "{lost}");
+    }
 }
