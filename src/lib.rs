@@ -12,6 +12,7 @@ pub mod cli;
 pub(crate) mod daemon;
 pub mod endpoint;
 pub mod engine;
+pub mod getopt;
 pub mod hosted;
 pub(crate) mod iplog;
 pub(crate) mod lane;
