@@ -25,7 +25,9 @@ fn main() {
         Err(CliError::Usage(why)) => {
             // Written whatever becomes of stderr (a reader that left must
             // not turn a usage error into a panic).
-            let why = why.map(|w| format!("vde_plug_rs: {w}\n")).unwrap_or_default();
+            let why = why
+                .map(|w| format!("vde_plug_rs: {w}\n"))
+                .unwrap_or_default();
             let _ = std::io::stderr().write_all(format!("{why}{}", cli::USAGE).as_bytes());
             std::process::exit(255);
         }

@@ -8,7 +8,7 @@ use crate::endpoint::node::NetNode;
 use crate::endpoint::null::NullEndpoint;
 use crate::endpoint::tap::TapEndpoint;
 use crate::endpoint::vde::{OpenArgs, VdeClient};
-use crate::endpoint::{ptp, seqpacket, udp, vxlan, vxvde};
+use crate::endpoint::{cmd_words, ptp, seqpacket, udp, vxlan, vxvde};
 use crate::endpoint::{Endpoint, OpenError};
 use crate::url::Locator;
 
@@ -59,10 +59,7 @@ pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn End
         "hub" | "switch" | "multi" | "bonding" => Box::new(NetNode::open(&loc)?),
         "tap" => Box::new(TapEndpoint::open(&loc.address)?),
         "null" => Box::new(NullEndpoint::default()),
-        "cmd" => {
-            let argv: Vec<String> = loc.address.split_whitespace().map(String::from).collect();
-            Box::new(CommandEndpoint::spawn(&argv)?)
-        }
+        "cmd" => Box::new(CommandEndpoint::spawn(&cmd_words::words(raw))?),
         _ => return Err(OpenError(libc::EPROTONOSUPPORT)),
     })
 }

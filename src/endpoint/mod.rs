@@ -3,6 +3,7 @@
 //! frames the other side queued for it. The engine knows nothing else.
 
 pub mod cmd;
+pub(crate) mod cmd_words;
 pub(crate) mod dgram;
 pub(crate) mod inet;
 pub(crate) mod mcast;
