@@ -232,6 +232,7 @@ fn outcome(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Outcome {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    let _ = child.wait(); // reaped already by try_wait
     let stderr = err_reader.join().unwrap();
     Outcome {
         exit: exit.unwrap(),
