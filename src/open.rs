@@ -43,6 +43,23 @@ pub fn resolve_url(url: &str) -> String {
     url
 }
 
+/// Every module a locator may name (`MODULE://`), as `open` knows them.
+pub const MODULES: [&str; 13] = [
+    "vde",
+    "hub",
+    "switch",
+    "multi",
+    "bonding",
+    "tap",
+    "cmd",
+    "null",
+    "udp",
+    "ptp",
+    "seqpacket",
+    "vxlan",
+    "vxvde",
+];
+
 /// Opens any supported locator.
 pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn Endpoint>, OpenError> {
     let url = resolve_url(url);

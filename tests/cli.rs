@@ -440,3 +440,79 @@ fn cmd_words_as_the_c_module_cuts_them() {
     let ours = outcome(rs_plug(), &["null://", "cmd://cat[foo=1]"], &[]);
     assert_eq!(ours.exit, Some(1));
 }
+
+/// The option-like words of `text`: `-x` and `--name` (a value after `=`
+/// dropped).
+fn option_words(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| c.is_whitespace() || ",()[]\"".contains(c))
+        .filter_map(|w| {
+            let w = w.split('=').next()?;
+            let short = w.len() == 2 && w.starts_with('-') && w.as_bytes()[1].is_ascii_alphabetic();
+            let long = w.len() > 2
+                && w.starts_with("--")
+                && w[2..]
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            (short || long).then(|| w.to_string())
+        })
+        .collect()
+}
+
+/// `--help` and vde_plug_rs(1) name the same options, those of the
+/// parser's table, and every module.
+#[test]
+fn help_and_man_page_agree() {
+    let out = Command::new(rs_plug()).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(255), "as vde_plug -h");
+    let help = String::from_utf8(out.stderr).unwrap();
+    // The option lines: from `Options:` to the first line not indented.
+    let options_part: String = help
+        .lines()
+        .skip_while(|l| *l != "Options:")
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let in_help = option_words(&options_part);
+    // The man page: the tags of the OPTIONS section's entries.
+    let man =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/vde_plug_rs.1")).unwrap();
+    let plain = |s: &str| {
+        let mut s = s.replace("\\-", "-");
+        for font in ["\\fB", "\\fI", "\\fR", "\\fP"] {
+            s = s.replace(font, " ");
+        }
+        s
+    };
+    let section: Vec<&str> = man
+        .lines()
+        .skip_while(|l| *l != ".SH OPTIONS")
+        .skip(1)
+        .take_while(|l| !l.starts_with(".SH "))
+        .collect();
+    let tags: String = section
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .map(|w| plain(w[1]))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let in_man = option_words(&tags);
+    let in_table: std::collections::BTreeSet<String> = vde_plug_rs::cli::PLUG_OPTIONS
+        .iter()
+        .flat_map(|o| {
+            let long = o.long.map(|l| format!("--{l}"));
+            let short = o.short.map(|c| format!("-{}", c as char));
+            long.into_iter().chain(short)
+        })
+        .collect();
+    assert_eq!(in_help, in_table, "--help against the parser's table");
+    assert_eq!(
+        in_man, in_table,
+        "vde_plug_rs(1) OPTIONS against the parser's table"
+    );
+    for module in vde_plug_rs::open::MODULES {
+        let url = format!("{module}://");
+        assert!(help.contains(&url), "--help names no {url}");
+        assert!(plain(&man).contains(&url), "vde_plug_rs(1) names no {url}");
+    }
+}
