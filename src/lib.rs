@@ -16,6 +16,7 @@ pub mod getopt;
 pub mod hosted;
 pub(crate) mod iplog;
 pub(crate) mod lane;
+pub mod logger;
 pub mod node_cli;
 pub(crate) mod number;
 pub mod open;

@@ -80,10 +80,7 @@ pub fn init_logging(verbose: u8) {
         1 => LevelFilter::Info,
         _ => LevelFilter::Debug,
     };
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("stats", LevelFilter::Info.max(level))
-        .init();
+    crate::logger::init(&crate::logger::program_name(), level);
 }
 
 /// Runs a plug between `a` and `b` and returns the exit status; ending
@@ -138,7 +135,7 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i
         eprintln!("vde_plug_rs: poll: {e}");
         1
     })?;
-    if log::log_enabled!(target: "stats", Level::Debug) {
+    if log::log_enabled!(target: crate::logger::STATS, Level::Debug) {
         engine.log_stats(Level::Debug);
     }
     Ok(outcome)
