@@ -12,6 +12,8 @@ pub mod cli;
 pub(crate) mod daemon;
 pub mod endpoint;
 pub mod engine;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod getopt;
 pub mod hosted;
 pub(crate) mod iplog;
