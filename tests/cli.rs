@@ -288,7 +288,7 @@ const ROWS: &[Row] = &[
     same(&["--p", "3", "{sw}"]),
     same(&["--po", "3", "{sw}"]),
     same(&["--port2=3", "{sw}", "null://"]),
-    differs(&["--=x", "{sw}"], "the options vde_plug lacks"),
+    differs(&["--=x", "{sw}"], "The options vde_plug lacks"),
     // A value is the next word, whatever it starts with.
     same(&["-D", "-vm1", "{sw}"]),
     same(&["-p", "-d", "{sw}"]),
@@ -340,9 +340,9 @@ const ROWS: &[Row] = &[
     same(&["--port", "0", "{sw}"]),
     differs(&["--port", "3x", "{sw}"], "Numbers are strict"),
     differs(&["-m", "0999", "{sw}"], "Numbers are strict"),
-    differs(&["-v", "{sw}"], "the options vde_plug lacks"),
-    differs(&["--s", "{sw}"], "the options vde_plug lacks"),
-    differs(&["--version"], "the options vde_plug lacks"),
+    differs(&["-v", "{sw}"], "The options vde_plug lacks"),
+    differs(&["--s", "{sw}"], "The options vde_plug lacks"),
+    differs(&["--version"], "The options vde_plug lacks"),
     // The forms, and `=`.
     same(&["{sw}", "null://"]),
     same(&["{sw}", "null://", "null://"]),
