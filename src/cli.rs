@@ -222,7 +222,7 @@ pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
         c.stats_every = Some(stats_interval(&s)?);
     }
     while args.contains(["-v", "--verbose"]) {
-        c.verbose += 1;
+        c.verbose = c.verbose.saturating_add(1);
     }
     let json = args.contains("--json");
     let watch: Option<String> = args.opt_value_from_str("--watch").map_err(bad)?;
@@ -528,6 +528,15 @@ mod tests {
             "/n"
         );
         assert!(p(&["--json"]).is_err());
+    }
+
+    /// Found by fuzz/command_line: 256 `-v` overflowed the node programs'
+    /// count of them.
+    #[test]
+    fn verbosity_saturates() {
+        let many = || std::iter::repeat_n(OsString::from("-v"), 300).collect::<Vec<_>>();
+        assert_eq!(begin(many()).ok().unwrap().common.verbose, u8::MAX);
+        assert_eq!(p(&["-v"; 300]).unwrap().common.verbose, u8::MAX);
     }
 
     #[test]
