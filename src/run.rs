@@ -89,7 +89,7 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
     init_logging(common.verbose);
     if common.daemon {
         if let Err(e) = daemon::daemonize() {
-            eprintln!("daemonize: {e}");
+            eprintln!("vde_plug_rs daemonize: {}", crate::sys::describe(&e));
             return 1;
         }
     }
@@ -111,7 +111,7 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
 fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i32> {
     let _pidfile = match &common.pidfile {
         Some(p) => Some(PidFile::create(p).map_err(|e| {
-            eprintln!("pidfile {}: {e}", p.display());
+            eprintln!("pidfile {}: {}", p.display(), crate::sys::describe(&e));
             1
         })?),
         None => None,
@@ -128,11 +128,11 @@ fn run_inner(common: &Common, a: Opener<'_>, b: Opener<'_>) -> Result<Outcome, i
             .map(Duration::from_secs),
     )
     .map_err(|e| {
-        eprintln!("vde_plug_rs: {e}");
+        eprintln!("vde_plug_rs: {}", crate::sys::describe(&e));
         1
     })?;
     let outcome = engine.run().map_err(|e| {
-        eprintln!("vde_plug_rs: poll: {e}");
+        eprintln!("vde_plug_rs: poll: {}", crate::sys::describe(&e));
         1
     })?;
     if log::log_enabled!(target: crate::logger::STATS, Level::Debug) {

@@ -249,13 +249,13 @@ pub fn fetch(dir: &Path) -> Result<Status, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(format!("{}: no node there", dir.display()))
         }
-        Err(e) => return Err(format!("{}: {e}", sock.display())),
+        Err(e) => return Err(format!("{}: {}", sock.display(), sys::describe(&e))),
     };
     conn.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     let mut text = String::new();
     conn.read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", sock.display()))?;
+        .map_err(|e| format!("{}: {}", sock.display(), sys::describe(&e)))?;
     Status::parse(&text)
         .ok_or_else(|| format!("{}: an answer cut short or not understood", sock.display()))
 }

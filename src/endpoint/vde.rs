@@ -330,7 +330,13 @@ impl Endpoint for VdeClient {
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Stop::Failed(format!("{}: control: {e}", self.label))),
+                Err(e) => {
+                    return Err(Stop::Failed(format!(
+                        "{}: control: {}",
+                        self.label,
+                        crate::sys::describe(&e)
+                    )))
+                }
             }
         }
         if ready.closed {
@@ -398,8 +404,8 @@ impl VdeClient {
                 Stop::Ended(format!("{}: the switch went away", self.label))
             }
             _ => {
-                warn!("{}: {e}", self.label);
-                Stop::Failed(format!("{}: {e}", self.label))
+                warn!("{}: {}", self.label, crate::sys::describe(&e));
+                Stop::Failed(format!("{}: {}", self.label, crate::sys::describe(&e)))
             }
         }
     }
