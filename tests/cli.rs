@@ -404,6 +404,10 @@ fn option_values_that_start_with_a_dash() {
     assert_eq!(descr(&["-D", "-weird", "{sw}"]).1, "-weird");
     assert_eq!(descr(&["-p", "-dummy", "{sw}"]).2, ["-dummy"]);
     assert_eq!(descr(&["-p", "-d", "{sw}"]).2, ["-d"]);
+    // `-g -d`: a group named `-d`, unknown: an error before the switch
+    // sees a connection (docs/compat.md).
+    let o = outcome(rs_plug(), &["-g", "-d", "{sw}"], &[]);
+    assert_eq!((o.exit, o.request), (Some(1), None));
 }
 
 /// `cmd://` words: the files each command makes, C's module and ours (the

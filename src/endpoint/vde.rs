@@ -84,6 +84,15 @@ impl VdeClient {
                 _ => mode = number::octal("mode", &v, number::MAX_MODE).map_err(invalid)?,
             }
         }
+        // vde_plug would fall back to group 0 (atoi); an unknown group is an
+        // error here, found before the switch sees a connection.
+        let gid = match group.as_deref() {
+            Some(g) => Some(crate::accounts::group_id(g).ok_or_else(|| {
+                eprintln!("invalid group: {g}");
+                OpenError(libc::EINVAL)
+            })?),
+            None => None,
+        };
         // A group that starts with a digit is a port number (0 means "port
         // 0"); a port given as an option becomes the group when none is named.
         match portgroup.as_deref() {
@@ -126,7 +135,7 @@ impl VdeClient {
             &dir,
             req_type,
             description,
-            group.as_deref(),
+            gid,
             mode,
         );
         let _ = std::fs::remove_file(&own_path);
@@ -194,16 +203,10 @@ fn finish_handshake(
     dir: &Path,
     req_type: u32,
     description: &str,
-    group: Option<&str>,
+    gid: Option<u32>,
     mut mode: u32,
 ) -> io::Result<()> {
-    if let Some(g) = group {
-        // vde_plug would fall back to group 0 (atoi); an unknown group is
-        // an error here rather than a socket given to root's group.
-        let gid = crate::accounts::group_id(g).ok_or_else(|| {
-            eprintln!("invalid group: {g}");
-            io::Error::from_raw_os_error(libc::EINVAL)
-        })?;
+    if let Some(gid) = gid {
         sys::chgrp(own_path, gid)?;
     } else if mode & 0o077 == 0 {
         // Nobody else was granted access: if the switch belongs to another
