@@ -2,7 +2,8 @@
 //! `vde_plug_rs` and of the node programs. Asserts: no panic; getopt's
 //! reading is a fixed point (the options it found, written back as
 //! `--name=value` or `-c VALUE`, then `--` and the operands, read the
-//! same); operands keep their order; a command comes only after `=`.
+//! same, POSIXLY_CORRECT or not); operands keep their order; a command
+//! comes only after `=`.
 #![no_main]
 
 use std::ffi::OsString;
@@ -19,8 +20,25 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let argv = if data.is_empty() { Vec::new() } else { argv };
 
-    let getopt = Getopt::new(&PLUG_OPTIONS).stop_words(&["="]);
-    if let Ok(parsed) = getopt.parse(&argv) {
+    for posixly_correct in [false, true] {
+        fixed_point(&argv, posixly_correct);
+    }
+
+    if let Ok(o) = parse("vde_plug_rs", argv.clone()) {
+        if let OtherSide::Command(cmd) = &o.form.other {
+            assert!(argv.iter().any(|w| w == "="));
+            assert!(cmd.len() < argv.len());
+        }
+    }
+    let _ = vde_plug_rs::node_cli::parse(argv.clone(), "--policy");
+    let _ = vde_plug_rs::node_cli::parse(argv, "--dedup");
+});
+
+fn fixed_point(argv: &[OsString], posixly_correct: bool) {
+    let getopt = Getopt::new(&PLUG_OPTIONS)
+        .stop_words(&["="])
+        .posixly_correct(posixly_correct);
+    if let Ok(parsed) = getopt.parse(argv) {
         let mut again = Vec::new();
         for (key, value) in &parsed.options {
             let opt = PLUG_OPTIONS.iter().find(|o| o.key == *key).unwrap();
@@ -46,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         for op in &parsed.operands {
             assert!(words.any(|w| w == op), "operand {op:?} out of order");
         }
-        let items: Vec<_> = getopt.items(&argv).collect::<Result<_, _>>().unwrap();
+        let items: Vec<_> = getopt.items(argv).collect::<Result<_, _>>().unwrap();
         assert_eq!(
             items
                 .iter()
@@ -55,13 +73,4 @@ fuzz_target!(|data: &[u8]| {
             parsed.operands.len()
         );
     }
-
-    if let Ok(o) = parse("vde_plug_rs", argv.clone()) {
-        if let OtherSide::Command(cmd) = &o.form.other {
-            assert!(argv.iter().any(|w| w == "="));
-            assert!(cmd.len() < argv.len());
-        }
-    }
-    let _ = vde_plug_rs::node_cli::parse(argv.clone(), "--policy");
-    let _ = vde_plug_rs::node_cli::parse(argv, "--dedup");
-});
+}
