@@ -121,7 +121,7 @@ pub struct Getopt<'t, K> {
     stop_words: &'t [&'t str],
 }
 
-impl<'t, K: Copy> Getopt<'t, K> {
+impl<'t, K: Copy + PartialEq> Getopt<'t, K> {
     pub fn new(table: &'t [Opt<K>]) -> Self {
         Getopt {
             table,
@@ -182,8 +182,13 @@ impl<'t, K: Copy> Getopt<'t, K> {
         if let Some(o) = exact {
             return Ok(o);
         }
+        // Names that all mean one option (the same key, taking a value or
+        // not alike) are no ambiguity, as with getopt.
         let mut matches = self.table.iter().filter(named);
-        match (matches.next(), matches.next()) {
+        let first = matches.next();
+        let other = matches
+            .find(|o| first.is_some_and(|f| f.key != o.key || f.takes_value != o.takes_value));
+        match (first, other) {
             (Some(o), None) => Ok(o),
             (None, _) => Err(GetoptError::Unrecognized(OsString::from_vec(word.to_vec()))),
             (Some(_), Some(_)) => Err(GetoptError::Ambiguous(
@@ -215,7 +220,7 @@ pub struct Items<'a, 't, K> {
     only_operands: bool,
 }
 
-impl<K: Copy> Items<'_, '_, K> {
+impl<K: Copy + PartialEq> Items<'_, '_, K> {
     /// The next word, as the value of an option.
     fn value(&mut self) -> Option<OsString> {
         self.words.next().cloned()
@@ -256,7 +261,7 @@ impl<K: Copy> Items<'_, '_, K> {
     }
 }
 
-impl<K: Copy> Iterator for Items<'_, '_, K> {
+impl<K: Copy + PartialEq> Iterator for Items<'_, '_, K> {
     type Item = Result<Item<K>, GetoptError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -384,6 +389,23 @@ mod tests {
         assert_eq!(err(&["--pid"]), "option '--pidfile' requires an argument");
         assert!(err(&["--=x"])
             .starts_with("option '--=x' is ambiguous; possibilities: '--pidfile' '--daemon'"));
+    }
+
+    #[test]
+    fn aliases_are_one_option() {
+        const ALIASES: [Opt<K>; 3] = [
+            Opt::value(K::Descr, "descr", Some(b'D')),
+            Opt::value(K::Descr, "description", None),
+            Opt::value(K::Pidfile, "pid", None),
+        ];
+        let g = Getopt::new(&ALIASES);
+        let parsed = g.parse(&words(&["--desc", "x"])).unwrap();
+        assert_eq!(parsed.options, [(K::Descr, Some("x".into()))]);
+        assert_eq!(
+            g.parse(&words(&["--"])).map(|p| p.operands.len()),
+            Ok(0),
+            "a lone -- is no option"
+        );
     }
 
     #[test]
