@@ -365,20 +365,22 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
                 continue;
             }
         };
-        let value = value.map(|v| v.to_string_lossy().into_owned());
-        let v = || value.clone().unwrap_or_default();
+        // Flags have none: the empty text.
+        let raw = value.unwrap_or_default();
+        let text = raw.to_string_lossy().into_owned();
         match opt {
-            PlugOpt::Pidfile => o.common.pidfile = Some(PathBuf::from(v())),
+            // A file name is bytes, as given.
+            PlugOpt::Pidfile => o.common.pidfile = Some(PathBuf::from(raw)),
             PlugOpt::Daemon => o.common.daemon = true,
-            PlugOpt::Port => o.args1.port = port(&v())?,
-            PlugOpt::Port2 => o.args2.port = port(&v())?,
-            PlugOpt::Mod => o.args1.mode = number::octal("mode", &v(), number::MAX_MODE)?,
-            PlugOpt::Mod2 => o.args2.mode = number::octal("mode", &v(), number::MAX_MODE)?,
-            PlugOpt::Group => o.args1.group = Some(v()),
-            PlugOpt::Group2 => o.args2.group = Some(v()),
+            PlugOpt::Port => o.args1.port = port(&text)?,
+            PlugOpt::Port2 => o.args2.port = port(&text)?,
+            PlugOpt::Mod => o.args1.mode = number::octal("mode", &text, number::MAX_MODE)?,
+            PlugOpt::Mod2 => o.args2.mode = number::octal("mode", &text, number::MAX_MODE)?,
+            PlugOpt::Group => o.args1.group = Some(text),
+            PlugOpt::Group2 => o.args2.group = Some(text),
             // An empty description keeps the one before (vde_plug's rule).
-            PlugOpt::Descr if v().is_empty() => {}
-            PlugOpt::Descr => o.description = Some(v()),
+            PlugOpt::Descr if text.is_empty() => {}
+            PlugOpt::Descr => o.description = Some(text),
             PlugOpt::Iplog => {
                 o.iplog = true;
                 o.common.syslog = true;
@@ -386,7 +388,7 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
             PlugOpt::Log => o.common.syslog = true,
             PlugOpt::Help => return Err(CliError::Usage(None)),
             PlugOpt::Shell => {
-                if v() != "vde_plug" && v() != "vde_plug_rs" {
+                if text != "vde_plug" && text != "vde_plug_rs" {
                     return Err(CliError::NotAShell);
                 }
                 // As a forced ssh command: log, and log IPs for members of
@@ -395,10 +397,10 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
                 o.iplog |= crate::accounts::user_in_group(crate::sys::uid(), IPLOG_GROUP);
             }
             PlugOpt::Verbose => o.common.verbose = o.common.verbose.saturating_add(1),
-            PlugOpt::Stats => o.common.stats_every = Some(stats_interval(&v())?),
-            PlugOpt::Status => status = Some(v()),
+            PlugOpt::Stats => o.common.stats_every = Some(stats_interval(&text)?),
+            PlugOpt::Status => status = Some(text),
             PlugOpt::Json => json = true,
-            PlugOpt::Watch => watch = value.clone(),
+            PlugOpt::Watch => watch = Some(text),
             PlugOpt::Version => {
                 return Ok(PlugOptions {
                     version: true,
