@@ -2,6 +2,7 @@
 //! `multi_node` (links to it), those node programs.
 
 use std::ffi::OsString;
+use std::io::Write;
 
 use vde_plug_rs::cli::{self, CliError, Form};
 use vde_plug_rs::open::description;
@@ -18,17 +19,23 @@ fn main() {
     let opts = match cli::parse(&argv0.to_string_lossy(), argv.collect()) {
         Ok(o) => o,
         Err(CliError::NotAShell) => {
-            eprint!("{}", cli::NOT_A_SHELL);
+            let _ = std::io::stderr().write_all(cli::NOT_A_SHELL.as_bytes());
             std::process::exit(255);
         }
         Err(CliError::Usage(why)) => {
-            if let Some(why) = why {
-                eprintln!("vde_plug_rs: {why}");
-            }
-            eprint!("{}", cli::USAGE);
+            // Written whatever becomes of stderr (a reader that left must
+            // not turn a usage error into a panic).
+            let why = why
+                .map(|w| format!("vde_plug_rs: {w}\n"))
+                .unwrap_or_default();
+            let _ = std::io::stderr().write_all(format!("{why}{}", cli::USAGE).as_bytes());
             std::process::exit(255);
         }
     };
+    if opts.version {
+        let _ = std::io::stdout().write_all(cli::VERSION.as_bytes());
+        std::process::exit(0);
+    }
     if let Some(req) = &opts.common.status {
         std::process::exit(vde_plug_rs::status::run(req));
     }

@@ -1,8 +1,9 @@
-//! The command line of `vde_plug_rs`: every form and option of vde_plug(1).
+//! The command line of `vde_plug_rs`: every form and option of vde_plug(1),
+//! read with getopt's rules ([`crate::getopt`]).
 //!
-//! Everything after the first lone `=` is the command and its arguments,
-//! never our options (so `= ssh -p 2222 host ...` works); before it,
-//! options and URLs may come in any order, as with getopt.
+//! Everything after the first `=` operand is the command and its
+//! arguments, never our options (so `= ssh -p 2222 host ...` works); before
+//! it, options and URLs may come in any order, as with getopt.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,14 +11,16 @@ use std::path::PathBuf;
 use pico_args::Arguments;
 
 use crate::endpoint::vde::OpenArgs;
+use crate::getopt::{Getopt, Item, Opt};
 use crate::number::{self, BadNumber};
 use crate::status::StatusRequest;
 use crate::wire::request::MAX_PORT;
 
 /// The second side of a plug or a node program: stdin/stdout, a second
 /// locator (a cable between two networks), or a command's stdin/stdout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum OtherSide {
+    #[default]
     Stdio,
     Url(String),
     Command(Vec<String>),
@@ -25,7 +28,7 @@ pub enum OtherSide {
 
 /// What a command line joins: the first locator (for the node programs, the
 /// node's path; empty: the default) and the other side.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Form {
     pub first: String,
     pub other: OtherSide,
@@ -69,7 +72,7 @@ pub struct Common {
     pub status: Option<StatusRequest>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PlugOptions {
     pub common: Common,
     pub args1: OpenArgs,
@@ -77,6 +80,8 @@ pub struct PlugOptions {
     pub description: Option<String>,
     pub iplog: bool,
     pub form: Form,
+    /// `--version`: print [`VERSION`], nothing else.
+    pub version: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -96,8 +101,12 @@ Usage:
   vde_plug_rs [OPTIONS] URL = COMMAND [ARGS]  URL <-> COMMAND's stdin/stdout
 An omitted or empty URL is the default switch: ~/.vdeplug/default,
 ~/.vde2/default.switch, or the vde_switch at /var/run/vde.ctl or /tmp/vde.ctl.
-URLs: vde://PATH[PORT], hub://PATH, switch://PATH, multi://PATH,
-      bonding://PATH, tap://IFNAME, cmd://COMMAND, null://, or a bare PATH.
+URLs (each module's options: vde_plug_rs(1)):
+  vde://PATH[PORT] or a bare PATH     a port of a vde_switch or of a node
+  hub://PATH  switch://PATH  multi://PATH  bonding://PATH   a new node
+  tap://IFNAME  cmd://COMMAND  null://
+  udp://[SRC:]PORT->HOST:PORT  ptp://PATH  seqpacket://FD
+  vxlan://[GROUP][/OPTIONS]  vxvde://[GROUP][/OPTIONS]
 Options:
   -d, --daemon           run in the background (log messages then go to syslog)
   -p, --pidfile FILE     write the process id to FILE
@@ -116,8 +125,16 @@ Options:
       --status PATH      show the counters of the running node at PATH
                          (--json for scripts, --watch S to redraw with rates)
   -v, --verbose          log more (twice: debug)
+  -c vde_plug            as a login shell: the only command it runs
   -h, --help             show this summary
+      --version          show the version
+Long options may be shortened to a unique prefix (--daem); options and
+URLs mix, the last of a repeated option wins; every word after = is the
+command's.
 ";
+
+/// What `--version` prints.
+pub const VERSION: &str = concat!("vde_plug_rs ", env!("CARGO_PKG_VERSION"), "\n");
 
 /// Users in this group get `-L` when the plug is their forced command.
 pub const IPLOG_GROUP: &str = "vdeplug_iplog";
@@ -132,6 +149,9 @@ impl From<BadNumber> for CliError {
         CliError::Usage(Some(e.to_string()))
     }
 }
+
+// The node programs' parser (src/node_cli.rs), on pico-args until it moves
+// onto [`crate::getopt`] with the node option table.
 
 /// A command line cut into its parts: what may hold options, the words
 /// after a `--` (never options), and the command after the first lone `=`.
@@ -208,24 +228,15 @@ pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
         .opt_value_from_str::<_, String>("--stats")
         .map_err(bad)?
     {
-        c.stats_every = Some(number::decimal("--stats interval (s)", &s, 1..=86_400)?);
+        c.stats_every = Some(stats_interval(&s)?);
     }
     while args.contains(["-v", "--verbose"]) {
-        c.verbose += 1;
+        c.verbose = c.verbose.saturating_add(1);
     }
     let json = args.contains("--json");
     let watch: Option<String> = args.opt_value_from_str("--watch").map_err(bad)?;
-    if let Some(node) = args.opt_value_from_str("--status").map_err(bad)? {
-        let watch = match watch {
-            Some(s) => Some(number::decimal("--watch interval (s)", &s, 1..=86_400)?),
-            None => None,
-        };
-        c.status = Some(StatusRequest { node, json, watch });
-    } else if json || watch.is_some() {
-        return Err(CliError::Usage(Some(
-            "--json and --watch go with --status PATH".into(),
-        )));
-    }
+    let node = args.opt_value_from_str("--status").map_err(bad)?;
+    c.status = status_request(node, json, watch)?;
     Ok(c)
 }
 
@@ -243,71 +254,174 @@ pub fn no_stray_options(free: &[OsString]) -> Result<(), CliError> {
     }
 }
 
-/// Parses vde_plug's command line. `argv0` is the name we were run by.
+/// The options of `vde_plug_rs`, for [`PLUG_OPTIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlugOpt {
+    Pidfile,
+    Daemon,
+    Port,
+    Port2,
+    Mod,
+    Mod2,
+    Group,
+    Group2,
+    Descr,
+    Log,
+    Iplog,
+    Help,
+    Shell,
+    Verbose,
+    Stats,
+    Status,
+    Json,
+    Watch,
+    Version,
+}
+
+/// vde_plug's options in its own order (getopt lists an ambiguous
+/// prefix's candidates in table order), then ours.
+pub const PLUG_OPTIONS: [Opt<PlugOpt>; 19] = [
+    Opt::value(PlugOpt::Pidfile, "pidfile", Some(b'p')),
+    Opt::flag(PlugOpt::Daemon, "daemon", Some(b'd')),
+    Opt::value(PlugOpt::Port, "port", None),
+    Opt::value(PlugOpt::Port2, "port2", None),
+    Opt::value(PlugOpt::Mod, "mod", Some(b'm')),
+    Opt::value(PlugOpt::Mod2, "mod2", Some(b'M')),
+    Opt::value(PlugOpt::Group, "group", Some(b'g')),
+    Opt::value(PlugOpt::Group2, "group2", Some(b'G')),
+    Opt::value(PlugOpt::Descr, "descr", Some(b'D')),
+    Opt::flag(PlugOpt::Log, "log", Some(b'l')),
+    Opt::flag(PlugOpt::Iplog, "iplog", Some(b'L')),
+    Opt::flag(PlugOpt::Help, "help", Some(b'h')),
+    Opt::short_value(PlugOpt::Shell, b'c'),
+    Opt::flag(PlugOpt::Verbose, "verbose", Some(b'v')),
+    Opt::value(PlugOpt::Stats, "stats", None),
+    Opt::value(PlugOpt::Status, "status", None),
+    Opt::flag(PlugOpt::Json, "json", None),
+    Opt::value(PlugOpt::Watch, "watch", None),
+    Opt::flag(PlugOpt::Version, "version", None),
+];
+
+/// `--stats SECONDS`.
+fn stats_interval(s: &str) -> Result<u64, CliError> {
+    Ok(number::decimal("--stats interval (s)", s, 1..=86_400)?)
+}
+
+/// `--status NODE [--json] [--watch S]`; `--json` and `--watch` alone are
+/// an error.
+fn status_request(
+    node: Option<String>,
+    json: bool,
+    watch: Option<String>,
+) -> Result<Option<StatusRequest>, CliError> {
+    let Some(node) = node else {
+        if json || watch.is_some() {
+            return Err(CliError::Usage(Some(
+                "--json and --watch go with --status PATH".into(),
+            )));
+        }
+        return Ok(None);
+    };
+    let watch = match watch {
+        Some(s) => Some(number::decimal("--watch interval (s)", &s, 1..=86_400)?),
+        None => None,
+    };
+    Ok(Some(StatusRequest { node, json, watch }))
+}
+
+/// A switch port given with `--port`/`--port2`.
+fn port(s: &str) -> Result<i32, CliError> {
+    Ok(number::decimal("port", s, 1..=MAX_PORT)? as i32)
+}
+
+/// Splits the operands at the first `=`: the words before it, and the
+/// command after it.
+fn operands_and_command(mut operands: Vec<OsString>) -> (Vec<OsString>, Option<Vec<String>>) {
+    match operands.iter().position(|a| a == "=") {
+        Some(at) => {
+            let cmd = operands
+                .split_off(at)
+                .into_iter()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            (operands, Some(cmd))
+        }
+        None => (operands, None),
+    }
+}
+
+/// Parses vde_plug's command line with getopt's rules (src/getopt.rs),
+/// taking each option as it comes, as vde_plug does: the last of a
+/// repeated one wins, `-h` and `--version` answer at once. `argv0` is the
+/// name we were run by.
 pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> {
     if argv0.starts_with('-') {
         return Err(CliError::NotAShell);
     }
-    let Begun {
-        mut args,
-        mut common,
-        operands,
-        command,
-    } = begin(argv)?;
-    let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
-    let mut iplog = false;
-    if let Some(shell_cmd) = args.opt_value_from_str::<_, String>("-c").map_err(bad)? {
-        if shell_cmd != "vde_plug" && shell_cmd != "vde_plug_rs" {
-            return Err(CliError::NotAShell);
+    let posixly_correct = std::env::var_os("POSIXLY_CORRECT").is_some();
+    let getopt = Getopt::new(&PLUG_OPTIONS)
+        .posixly_correct(posixly_correct)
+        .stop_words(&["="]);
+    let mut o = PlugOptions::default();
+    let (mut json, mut watch, mut status) = (false, None, None);
+    let mut operands = Vec::new();
+    for item in getopt.items(&argv) {
+        let (opt, value) = match item.map_err(|e| CliError::Usage(Some(e.to_string())))? {
+            Item::Opt(opt, value) => (opt, value),
+            Item::Operand(word) => {
+                operands.push(word);
+                continue;
+            }
+        };
+        // Flags have none: the empty text.
+        let raw = value.unwrap_or_default();
+        let text = raw.to_string_lossy().into_owned();
+        match opt {
+            // A file name is bytes, as given.
+            PlugOpt::Pidfile => o.common.pidfile = Some(PathBuf::from(raw)),
+            PlugOpt::Daemon => o.common.daemon = true,
+            PlugOpt::Port => o.args1.port = port(&text)?,
+            PlugOpt::Port2 => o.args2.port = port(&text)?,
+            PlugOpt::Mod => o.args1.mode = number::octal("mode", &text, number::MAX_MODE)?,
+            PlugOpt::Mod2 => o.args2.mode = number::octal("mode", &text, number::MAX_MODE)?,
+            PlugOpt::Group => o.args1.group = Some(text),
+            PlugOpt::Group2 => o.args2.group = Some(text),
+            // An empty description keeps the one before (vde_plug's rule).
+            PlugOpt::Descr if text.is_empty() => {}
+            PlugOpt::Descr => o.description = Some(text),
+            PlugOpt::Iplog => {
+                o.iplog = true;
+                o.common.syslog = true;
+            }
+            PlugOpt::Log => o.common.syslog = true,
+            PlugOpt::Help => return Err(CliError::Usage(None)),
+            PlugOpt::Shell => {
+                if text != "vde_plug" && text != "vde_plug_rs" {
+                    return Err(CliError::NotAShell);
+                }
+                // As a forced ssh command: log, and log IPs for members of
+                // the group vde_plug reserves for that.
+                o.common.syslog = true;
+                o.iplog |= crate::accounts::user_in_group(crate::sys::uid(), IPLOG_GROUP);
+            }
+            PlugOpt::Verbose => o.common.verbose = o.common.verbose.saturating_add(1),
+            PlugOpt::Stats => o.common.stats_every = Some(stats_interval(&text)?),
+            PlugOpt::Status => status = Some(text),
+            PlugOpt::Json => json = true,
+            PlugOpt::Watch => watch = Some(text),
+            PlugOpt::Version => {
+                return Ok(PlugOptions {
+                    version: true,
+                    ..PlugOptions::default()
+                })
+            }
         }
-        // As a forced ssh command: log, and log IPs for members of the
-        // group vde_plug reserves for that.
-        common.syslog = true;
-        iplog = crate::accounts::user_in_group(crate::sys::uid(), IPLOG_GROUP);
     }
-    iplog |= args.contains(["-L", "--iplog"]);
-    common.syslog |= args.contains(["-l", "--log"]) || iplog;
-    let mut args1 = OpenArgs::default();
-    let mut args2 = OpenArgs::default();
-    if let Some(m) = args
-        .opt_value_from_str::<_, String>(["-m", "--mod"])
-        .map_err(bad)?
-    {
-        args1.mode = number::octal("mode", &m, number::MAX_MODE)?;
-    }
-    if let Some(m) = args
-        .opt_value_from_str::<_, String>(["-M", "--mod2"])
-        .map_err(bad)?
-    {
-        args2.mode = number::octal("mode", &m, number::MAX_MODE)?;
-    }
-    args1.group = args.opt_value_from_str(["-g", "--group"]).map_err(bad)?;
-    args2.group = args.opt_value_from_str(["-G", "--group2"]).map_err(bad)?;
-    if let Some(p) = args
-        .opt_value_from_str::<_, String>("--port")
-        .map_err(bad)?
-    {
-        args1.port = number::decimal("port", &p, 1..=MAX_PORT)? as i32;
-    }
-    if let Some(p) = args
-        .opt_value_from_str::<_, String>("--port2")
-        .map_err(bad)?
-    {
-        args2.port = number::decimal("port", &p, 1..=MAX_PORT)? as i32;
-    }
-    let description = args.opt_value_from_str(["-D", "--descr"]).map_err(bad)?;
-    let free = args.finish();
-    no_stray_options(&free)?;
-    let words: Vec<OsString> = free.into_iter().chain(operands).collect();
-    let form = form_of(&words, command)?;
-    Ok(PlugOptions {
-        common,
-        args1,
-        args2,
-        description,
-        iplog,
-        form,
-    })
+    o.common.status = status_request(status, json, watch)?;
+    let (words, command) = operands_and_command(operands);
+    o.form = form_of(&words, command)?;
+    Ok(o)
 }
 
 #[cfg(test)]
@@ -365,12 +479,92 @@ mod tests {
         assert!(o.common.syslog);
         assert_eq!(
             p(&["-x"]).unwrap_err(),
-            CliError::Usage(Some("unknown option '-x'".into()))
+            CliError::Usage(Some("invalid option -- 'x'".into()))
         );
         assert_eq!(p(&["-h"]).unwrap_err(), CliError::Usage(None));
         assert!(p(&["--port", "0"]).is_err());
         assert_eq!(parse("-vde_plug", vec![]).unwrap_err(), CliError::NotAShell);
         assert_eq!(p(&["-c", "bash"]).unwrap_err(), CliError::NotAShell);
         assert!(p(&["-c", "vde_plug"]).is_ok());
+    }
+
+    /// The cases of issue 27 where the C plug's getopt and ours differed.
+    #[test]
+    fn getopt_rules() {
+        let o = p(&[
+            "-d", "-d", "-m", "0600", "-m", "0660", "-p", "A", "-p", "B", "-D", "x", "-D", "y",
+            "--group", "a", "--group", "b", "--port", "3", "--port=4", "/s",
+        ])
+        .unwrap();
+        assert!(o.common.daemon);
+        assert_eq!(o.args1.mode, 0o660);
+        assert_eq!(o.common.pidfile, Some(PathBuf::from("B")));
+        assert_eq!(o.description.as_deref(), Some("y"));
+        assert_eq!(o.args1.group.as_deref(), Some("b"));
+        assert_eq!(o.args1.port, 4);
+        assert_eq!(o.form.first, "/s");
+        let o = p(&["-D", "-vm1"]).unwrap();
+        assert_eq!(o.description.as_deref(), Some("-vm1"));
+        assert_eq!((o.common.verbose, o.args1.mode), (0, 0o700));
+        let o = p(&["-g", "-d"]).unwrap();
+        assert_eq!(
+            (o.args1.group.as_deref(), o.common.daemon),
+            (Some("-d"), false)
+        );
+        let o = p(&["-p", "-dummy"]).unwrap();
+        assert_eq!(o.common.pidfile, Some(PathBuf::from("-dummy")));
+        assert!(!o.common.daemon);
+        assert_eq!(
+            p(&["-D", "x", "-D", ""]).unwrap().description.as_deref(),
+            Some("x")
+        );
+        assert!(p(&["--daem"]).unwrap().common.daemon);
+        let o = p(&["-dlm660", "-vv"]).unwrap();
+        assert!(o.common.daemon && o.common.syslog && !o.iplog);
+        assert_eq!((o.args1.mode, o.common.verbose), (0o660, 2));
+        assert!(p(&["-L"]).unwrap().common.syslog);
+        assert!(p(&["--version", "-x"]).unwrap().version);
+        assert_eq!(
+            p(&["-x", "--version"]).unwrap_err(),
+            CliError::Usage(Some("invalid option -- 'x'".into()))
+        );
+        assert_eq!(
+            p(&["--s", "x"]).unwrap_err(),
+            CliError::Usage(Some(
+                "option '--s' is ambiguous; possibilities: '--stats' '--status'".into()
+            ))
+        );
+        assert_eq!(
+            p(&["--statu", "/n"]).unwrap().common.status.unwrap().node,
+            "/n"
+        );
+        assert!(p(&["--json"]).is_err());
+    }
+
+    /// Found by fuzz/command_line: 256 `-v` overflowed the node programs'
+    /// count of them.
+    #[test]
+    fn verbosity_saturates() {
+        let many = || std::iter::repeat_n(OsString::from("-v"), 300).collect::<Vec<_>>();
+        assert_eq!(begin(many()).ok().unwrap().common.verbose, u8::MAX);
+        assert_eq!(p(&["-v"; 300]).unwrap().common.verbose, u8::MAX);
+    }
+
+    #[test]
+    fn operands_and_the_command() {
+        let o = p(&["-D", "=", "/a", "-l", "=", "cat", "-d"]).unwrap();
+        assert_eq!(o.description.as_deref(), Some("="));
+        assert!(o.common.syslog && !o.common.daemon);
+        assert_eq!(o.form.first, "/a");
+        assert_eq!(
+            o.form.other,
+            OtherSide::Command(vec!["cat".into(), "-d".into()])
+        );
+        let o = p(&["/a", "--", "=", "-x"]).unwrap();
+        assert_eq!(o.form.other, OtherSide::Command(vec!["-x".into()]));
+        let o = p(&["/a", "-d", "/b"]).unwrap();
+        assert_eq!(o.form.other, OtherSide::Url("/b".into()));
+        assert!(o.common.daemon);
+        assert_eq!(p(&["-", "-d"]).unwrap().form.first, "-");
     }
 }

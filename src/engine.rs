@@ -88,7 +88,8 @@ impl Engine {
                     return Ok(Outcome::Stopped(stop.clone()));
                 }
             } else if let Some(stop) = self.sides.iter().find_map(|s| s.finished()) {
-                debug!("ending: {stop:?}; delivering what was read");
+                let (Stop::Ended(why) | Stop::Failed(why)) = &stop;
+                debug!("ending ({why}); delivering what was read");
                 draining = Some((stop, Instant::now()));
                 continue;
             }
@@ -205,6 +206,6 @@ impl Engine {
         for s in &self.sides {
             s.report(&mut table);
         }
-        log!(target: "stats", level, "link counters\n{}", table.text());
+        log!(target: crate::logger::STATS, level, "link counters\n{}", table.text());
     }
 }

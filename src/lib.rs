@@ -12,10 +12,14 @@ pub mod cli;
 pub(crate) mod daemon;
 pub mod endpoint;
 pub mod engine;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+pub mod getopt;
 pub mod hosted;
 pub(crate) mod iplog;
 pub(crate) mod lane;
-pub(crate) mod logging;
+pub mod logger;
+pub(crate) mod syslog;
 pub mod node_cli;
 pub(crate) mod number;
 pub mod open;

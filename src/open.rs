@@ -9,7 +9,7 @@ use crate::endpoint::node::NetNode;
 use crate::endpoint::null::NullEndpoint;
 use crate::endpoint::tap::TapEndpoint;
 use crate::endpoint::vde::{OpenArgs, VdeClient};
-use crate::endpoint::{ptp, seqpacket, udp, vxlan, vxvde};
+use crate::endpoint::{cmd_words, ptp, seqpacket, udp, vxlan, vxvde};
 use crate::endpoint::{Endpoint, OpenError};
 use crate::lane::LANE_SLOTS;
 use crate::url::Locator;
@@ -45,6 +45,23 @@ pub fn resolve_url(url: &str) -> String {
     url
 }
 
+/// Every module a locator may name (`MODULE://`), as `open` knows them.
+pub const MODULES: [&str; 13] = [
+    "vde",
+    "hub",
+    "switch",
+    "multi",
+    "bonding",
+    "tap",
+    "cmd",
+    "null",
+    "udp",
+    "ptp",
+    "seqpacket",
+    "vxlan",
+    "vxvde",
+];
+
 /// Opens any supported locator.
 pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn Endpoint>, OpenError> {
     let url = resolve_url(url);
@@ -61,10 +78,7 @@ pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn End
         m if KindName::from_scheme(m).is_some() => Box::new(NetNode::open(&loc, LANE_SLOTS)?),
         "tap" => Box::new(TapEndpoint::open(&loc.address)?),
         "null" => Box::new(NullEndpoint::default()),
-        "cmd" => {
-            let argv: Vec<String> = loc.address.split_whitespace().map(String::from).collect();
-            Box::new(CommandEndpoint::spawn(&argv)?)
-        }
+        "cmd" => Box::new(CommandEndpoint::spawn(&cmd_words::words(raw))?),
         _ => return Err(OpenError::errno(libc::EPROTONOSUPPORT)),
     })
 }

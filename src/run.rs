@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use log::{debug, error, Level};
+use log::{debug, error, Level, LevelFilter};
 
 use crate::cli::{Common, OtherSide};
 use crate::daemon::{self, PidFile, SysLog};
@@ -14,7 +14,7 @@ use crate::endpoint::vde::OpenArgs;
 use crate::endpoint::{Endpoint, OpenError, Stop};
 use crate::engine::{Engine, Outcome};
 use crate::open::open;
-use crate::{logging, signals};
+use crate::signals;
 
 /// Something to open, with the name its errors are reported under
 /// (`vde_open NAME: REASON`).
@@ -82,16 +82,25 @@ enum Exit {
     Signal(i32),
 }
 
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => LevelFilter::Warn,
+        1 => LevelFilter::Info,
+        _ => LevelFilter::Debug,
+    };
+    crate::logger::init(&crate::logger::program_name(), level);
+}
+
 /// Runs a plug between `a` and `b` and returns the exit status; ending
 /// signals other than SIGTERM are re-raised after cleanup.
 pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
-    logging::init(common.verbose);
+    init_logging(common.verbose);
     let stderr_file = match common.stderr_file.as_deref().map(daemon::open_stderr_file) {
         None => None,
         Some(Ok(f)) => Some(f),
         Some(Err(e)) => {
             let path = common.stderr_file.as_deref().unwrap_or(Path::new(""));
-            eprintln!("vde_plug_rs: {}: {e}", path.display());
+            eprintln!("vde_plug_rs: {}: {}", path.display(), crate::sys::describe(&e));
             return 1;
         }
     };
@@ -99,7 +108,7 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
         match daemon::detach(stderr_file.as_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
-                eprintln!("daemonize: {e}");
+                eprintln!("daemonize: {}", crate::sys::describe(&e));
                 return 1;
             }
         }
@@ -108,7 +117,7 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
             daemon::stderr_to(f);
         }
         if common.log_to_syslog {
-            logging::to_syslog();
+            crate::logger::to_syslog();
         }
         None
     };
@@ -118,7 +127,7 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
         if let Some(d) = detached {
             d.ready();
             if common.log_to_syslog || stderr_file.is_none() {
-                logging::to_syslog();
+                crate::logger::to_syslog();
             }
         }
     };
@@ -140,7 +149,7 @@ fn run_inner(
 ) -> Result<i32, Exit> {
     let _pidfile = match &common.pidfile {
         Some(p) => Some(PidFile::create(p).map_err(|e| {
-            eprintln!("pidfile {}: {e}", p.display());
+            eprintln!("pidfile {}: {}", p.display(), crate::sys::describe(&e));
             Exit::Code(1)
         })?),
         None => None,
@@ -157,7 +166,7 @@ fn run_inner(
             .map(Duration::from_secs),
     )
     .map_err(|e| {
-        eprintln!("vde_plug_rs: {e}");
+        eprintln!("vde_plug_rs: {}", crate::sys::describe(&e));
         Exit::Code(1)
     })?;
     on_ready();
@@ -165,7 +174,7 @@ fn run_inner(
         error!("poll: {e}");
         Exit::Code(1)
     })?;
-    if log::log_enabled!(target: "stats", Level::Debug) {
+    if log::log_enabled!(target: crate::logger::STATS, Level::Debug) {
         engine.log_stats(Level::Debug);
     }
     let code = match outcome {

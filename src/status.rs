@@ -253,7 +253,7 @@ pub fn fetch(dir: &Path) -> Result<Status, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(format!("{}: no node there", dir.display()))
         }
-        Err(e) => return Err(format!("{}: {e}", sock.display())),
+        Err(e) => return Err(format!("{}: {}", sock.display(), sys::describe(&e))),
     }
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     let mut text = Vec::new();
@@ -267,10 +267,10 @@ pub fn fetch(dir: &Path) -> Result<Status, String> {
                 match crate::signals::wait_fd(conn.as_raw_fd(), libc::POLLIN, left) {
                     Ok(true) => {}
                     Ok(false) => return Err(format!("{}: no answer", sock.display())),
-                    Err(e) => return Err(format!("{}: {e}", sock.display())),
+                    Err(e) => return Err(format!("{}: {}", sock.display(), sys::describe(&e))),
                 }
             }
-            Err(e) => return Err(format!("{}: {e}", sock.display())),
+            Err(e) => return Err(format!("{}: {}", sock.display(), sys::describe(&e))),
         }
     }
     Status::parse(&String::from_utf8_lossy(&text))

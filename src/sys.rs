@@ -308,6 +308,15 @@ pub fn strerror(errno: i32) -> String {
     s.to_string_lossy().into_owned()
 }
 
+/// An I/O error as the C tools print it: strerror(3) text for a system
+/// call's error (no Rust `(os error N)`), the error's own words otherwise.
+pub fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(errno) => strerror(errno),
+        None => e.to_string(),
+    }
+}
+
 /// A socket address of any family, as the kernel reads and writes it.
 #[derive(Clone, Copy)]
 pub(crate) struct SockAddr {

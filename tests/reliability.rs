@@ -627,7 +627,7 @@ fn hostile_datagrams(kind: &'static str) {
         "port counters"
     );
     // Nothing is logged per dropped datagram (at most a line per burst).
-    let complaints = rig.host.count_lines("WARN");
+    let complaints = rig.host.count_lines("warning:");
     assert!(
         complaints <= 3,
         "more than one log line per burst: {:?}",

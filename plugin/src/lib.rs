@@ -72,7 +72,7 @@ fn init_logging() {
     else {
         return;
     };
-    let _ = simple_logger::SimpleLogger::new().with_level(level).init();
+    vde_plug_rs::logger::init("vdeplug_rs", level);
 }
 
 /// The module name from this object's file name: `libvdeplug_NAME.so`.

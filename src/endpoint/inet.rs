@@ -74,6 +74,18 @@ fn hosts_lookup(text: &str, host: &str, family: Family) -> Option<IpAddr> {
     None
 }
 
+/// Why `resolve` found nothing, as `getaddrinfo` says it
+/// (`gai_strerror`): the port is looked at first.
+pub(crate) fn lookup_error(host: &str, port: &str) -> &'static str {
+    if parse_port(port).is_none() {
+        "Servname not supported for ai_socktype"
+    } else if host.parse::<IpAddr>().is_ok() {
+        "Address family for hostname not supported"
+    } else {
+        "Name or service not known"
+    }
+}
+
 /// `host` and `port` as one socket address.
 pub(crate) fn resolve(host: &str, port: &str, family: Family) -> Option<SocketAddr> {
     let port = parse_port(port)?;
@@ -105,6 +117,19 @@ mod tests {
             Some("198.18.0.1:0".parse().unwrap())
         );
         assert_eq!(resolve("[::1]", "7", Family::Any), None);
+    }
+
+    #[test]
+    fn lookup_errors_in_getaddrinfo_words() {
+        let port = "Servname not supported for ai_socktype";
+        assert_eq!(lookup_error("239.0.0.1", "abc"), port);
+        assert_eq!(lookup_error("no.such.host", "x1"), port);
+        let family = "Address family for hostname not supported";
+        assert_eq!(lookup_error("239.0.0.1", "4789"), family);
+        assert_eq!(
+            lookup_error("no.such.host", "4789"),
+            "Name or service not known"
+        );
     }
 
     #[test]

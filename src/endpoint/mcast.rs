@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use super::inet::{parse_port, resolve_host, Family};
+use super::inet::{lookup_error, resolve, Family};
 use super::OpenError;
 use crate::number::{self, BadNumber};
 use crate::sys::{self, SockAddr};
@@ -21,6 +21,8 @@ const MAX_HASHSIZE: usize = 1 << 20;
 /// The raw option values of a vxlan:// or vxvde:// locator, by key.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct VxOptions {
+    /// `vxlan` or `vxvde`, for messages.
+    pub(crate) module: String,
     pub(crate) address: String,
     pub(crate) port: Option<String>,
     pub(crate) vni: Option<String>,
@@ -42,6 +44,7 @@ impl VxOptions {
         let loc = Locator::parse_slashed(module, rest);
         let params = loc.resolve(keys, None).map_err(OpenError::invalid)?;
         let mut o = VxOptions {
+            module: module.to_string(),
             address: loc.address.clone(),
             ..VxOptions::default()
         };
@@ -80,11 +83,12 @@ impl VxOptions {
             self.address.as_str()
         };
         let port = self.port.as_deref().unwrap_or(default_port);
-        let found =
-            parse_port(port).and_then(|p| Some(SocketAddr::new(resolve_host(host, family)?, p)));
-        found.ok_or_else(|| {
-            log::warn!("{host} port {port}: cannot resolve");
-            OpenError::errno(libc::ENOENT)
+        resolve(host, port, family).ok_or_else(|| {
+            // The C module's line, then its errno.
+            OpenError::with_detail(
+                libc::ENOENT,
+                format!("{} getaddrinfo: {}", self.module, lookup_error(host, port)),
+            )
         })
     }
 

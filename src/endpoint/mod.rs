@@ -3,6 +3,7 @@
 //! frames the other side queued for it. The engine knows nothing else.
 
 pub mod cmd;
+pub(crate) mod cmd_words;
 pub(crate) mod dgram;
 pub(crate) mod inet;
 pub(crate) mod mcast;
@@ -200,8 +201,13 @@ impl OpenError {
 
     /// A bad value or key: `EINVAL`, with what was wrong.
     pub fn invalid(detail: impl std::fmt::Display) -> OpenError {
+        OpenError::with_detail(libc::EINVAL, detail)
+    }
+
+    /// An error with its errno and a line that says more.
+    pub fn with_detail(errno: i32, detail: impl std::fmt::Display) -> OpenError {
         OpenError {
-            errno: libc::EINVAL,
+            errno,
             detail: Some(detail.to_string()),
         }
     }

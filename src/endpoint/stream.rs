@@ -190,7 +190,13 @@ impl StreamEndpoint {
                         self.label
                     )));
                 }
-                Err(e) => return Err(Stop::Failed(format!("{}: write: {e}", self.label))),
+                Err(e) => {
+                    return Err(Stop::Failed(format!(
+                        "{}: write: {}",
+                        self.label,
+                        crate::sys::describe(&e)
+                    )))
+                }
             }
         }
         self.wstart = 0;
@@ -268,7 +274,13 @@ impl Endpoint for StreamEndpoint {
                     return Ok(queued);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Stop::Failed(format!("{}: read: {e}", self.label))),
+                Err(e) => {
+                    return Err(Stop::Failed(format!(
+                        "{}: read: {}",
+                        self.label,
+                        crate::sys::describe(&e)
+                    )))
+                }
             }
         }
     }

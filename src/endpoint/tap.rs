@@ -113,7 +113,11 @@ impl Endpoint for TapEndpoint {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     lane.ring.unreserve(slot);
-                    return Err(Stop::Failed(format!("{}: read: {e}", self.label())));
+                    return Err(Stop::Failed(format!(
+                        "{}: read: {}",
+                        self.label(),
+                        crate::sys::describe(&e)
+                    )));
                 }
             }
             lane.ring.unreserve(slot);

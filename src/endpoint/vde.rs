@@ -79,6 +79,12 @@ impl VdeClient {
                 _ => mode = number::octal("mode", &v, number::MAX_MODE).map_err(invalid)?,
             }
         }
+        // vde_plug would fall back to group 0 (atoi); an unknown group is an
+        // error here, found before the switch sees a connection.
+        let gid = match group.as_deref() {
+            Some(g) => Some(crate::accounts::known_group(g).map_err(OpenError::invalid)?),
+            None => None,
+        };
         // A group that starts with a digit is a port number (0 means "port
         // 0"); a port given as an option becomes the group when none is named.
         match portgroup.as_deref() {
@@ -121,7 +127,7 @@ impl VdeClient {
             &dir,
             req_type,
             description,
-            group.as_deref(),
+            gid,
             mode,
         );
         let _ = std::fs::remove_file(&own_path);
@@ -189,13 +195,10 @@ fn finish_handshake(
     dir: &Path,
     req_type: u32,
     description: &str,
-    group: Option<&str>,
+    gid: Option<u32>,
     mut mode: u32,
 ) -> Result<(), OpenError> {
-    if let Some(g) = group {
-        // vde_plug would fall back to group 0 (atoi); an unknown group is
-        // an error here rather than a socket given to root's group.
-        let gid = crate::accounts::known_group(g).map_err(OpenError::invalid)?;
+    if let Some(gid) = gid {
         sys::chgrp(own_path, gid)?;
     } else if mode & 0o077 == 0 {
         // Nobody else was granted access: if the switch belongs to another
@@ -316,7 +319,13 @@ impl Endpoint for VdeClient {
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Stop::Failed(format!("{}: control: {e}", self.label))),
+                Err(e) => {
+                    return Err(Stop::Failed(format!(
+                        "{}: control: {}",
+                        self.label,
+                        crate::sys::describe(&e)
+                    )))
+                }
             }
         }
         if ready.closed {
@@ -385,8 +394,8 @@ impl VdeClient {
                 Stop::Ended(format!("{}: the switch went away", self.label))
             }
             _ => {
-                warn!("{}: {e}", self.label);
-                Stop::Failed(format!("{}: {e}", self.label))
+                warn!("{}: {}", self.label, crate::sys::describe(&e));
+                Stop::Failed(format!("{}: {}", self.label, crate::sys::describe(&e)))
             }
         }
     }

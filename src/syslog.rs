@@ -1,22 +1,15 @@
-//! Where the log goes: stderr (`LEVEL [target] message`, simple_logger's
-//! lines), or syslog — with `--syslog`, and under `-d` once detached
-//! without `--stderr FILE`, when stderr is /dev/null and syslog is the
-//! only way out for warnings, a failed command's status and the SIGUSR1
-//! and `--stats` tables.
-//!
-//! Syslog is spoken here rather than through syslog(3), which may block
-//! the loop on a slow daemon: one non-blocking datagram per line to
-//! `/dev/log` (facility daemon, the program's name and pid), a line the
+//! The log's way out when stderr is gone (`-d`) or not wanted
+//! (`--syslog`): syslog spoken here rather than through syslog(3), which
+//! may block the loop on a slow daemon. One non-blocking datagram per line
+//! to `/dev/log` (facility daemon, the program's name and pid); a line the
 //! daemon has no room for is dropped, and a daemon that restarted is
 //! reconnected at the next line.
 
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::Mutex;
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
-use simple_logger::SimpleLogger;
+use log::Level;
 
 use crate::sys;
 
@@ -24,78 +17,23 @@ const DEV_LOG: &str = "/dev/log";
 /// `LOG_DAEMON`, as the priority's facility bits.
 const FACILITY_DAEMON: u8 = 3 << 3;
 
-/// Set once records go to syslog.
-static SYSLOG: Mutex<Option<SysLogSink>> = Mutex::new(None);
-
-struct Logger {
-    stderr: SimpleLogger,
-}
-
-impl Log for Logger {
-    fn enabled(&self, metadata: &Metadata) -> bool {
-        self.stderr.enabled(metadata)
-    }
-
-    fn log(&self, record: &Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let mut syslog = SYSLOG.lock().unwrap_or_else(|e| e.into_inner());
-        match syslog.as_mut() {
-            Some(sink) => sink.send(record.level(), &record.args().to_string()),
-            None => self.stderr.log(record),
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-/// Installs the logger, on stderr: warnings, and with `-v` information,
-/// with `-v -v` details; the counters tables (target `stats`) from
-/// information up.
-pub fn init(verbose: u8) {
-    let level = match verbose {
-        0 => LevelFilter::Warn,
-        1 => LevelFilter::Info,
-        _ => LevelFilter::Debug,
-    };
-    let stderr = SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("stats", LevelFilter::Info.max(level));
-    let max = stderr.max_level();
-    if log::set_boxed_logger(Box::new(Logger { stderr })).is_ok() {
-        log::set_max_level(max);
-    }
-}
-
-/// From now on, records go to syslog under the name this program was run
-/// by.
-pub fn to_syslog() {
-    let ident = std::env::args_os()
-        .next()
-        .as_deref()
-        .map(Path::new)
-        .and_then(Path::file_name)
-        .map_or_else(
-            || "vde_plug_rs".into(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-    *SYSLOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(SysLogSink {
-        sock: None,
-        ident,
-        pid: sys::pid(),
-    });
-}
-
-struct SysLogSink {
+pub(crate) struct SysLogSink {
     sock: Option<(OwnedFd, bool)>,
     ident: String,
     pid: u32,
 }
 
 impl SysLogSink {
+    pub(crate) fn new(ident: String) -> SysLogSink {
+        SysLogSink {
+            sock: None,
+            ident,
+            pid: sys::pid(),
+        }
+    }
+
     /// One message per line (a counters table is many).
-    fn send(&mut self, level: Level, text: &str) {
+    pub(crate) fn send(&mut self, level: Level, text: &str) {
         let severity = match level {
             Level::Error => 3,
             Level::Warn => 4,
