@@ -276,11 +276,13 @@ pub enum PlugOpt {
     Json,
     Watch,
     Version,
+    Stderr,
+    Syslog,
 }
 
 /// vde_plug's options in its own order (getopt lists an ambiguous
 /// prefix's candidates in table order), then ours.
-pub const PLUG_OPTIONS: [Opt<PlugOpt>; 19] = [
+pub const PLUG_OPTIONS: [Opt<PlugOpt>; 21] = [
     Opt::value(PlugOpt::Pidfile, "pidfile", Some(b'p')),
     Opt::flag(PlugOpt::Daemon, "daemon", Some(b'd')),
     Opt::value(PlugOpt::Port, "port", None),
@@ -300,6 +302,8 @@ pub const PLUG_OPTIONS: [Opt<PlugOpt>; 19] = [
     Opt::flag(PlugOpt::Json, "json", None),
     Opt::value(PlugOpt::Watch, "watch", None),
     Opt::flag(PlugOpt::Version, "version", None),
+    Opt::value(PlugOpt::Stderr, "stderr", None),
+    Opt::flag(PlugOpt::Syslog, "syslog", None),
 ];
 
 /// `--stats SECONDS`.
@@ -410,6 +414,9 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
             PlugOpt::Status => status = Some(text),
             PlugOpt::Json => json = true,
             PlugOpt::Watch => watch = Some(text),
+            // A file name is bytes, as given.
+            PlugOpt::Stderr => o.common.stderr_file = Some(PathBuf::from(raw)),
+            PlugOpt::Syslog => o.common.log_to_syslog = true,
             PlugOpt::Version => {
                 return Ok(PlugOptions {
                     version: true,

@@ -100,7 +100,11 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
         Some(Ok(f)) => Some(f),
         Some(Err(e)) => {
             let path = common.stderr_file.as_deref().unwrap_or(Path::new(""));
-            eprintln!("vde_plug_rs: {}: {}", path.display(), crate::sys::describe(&e));
+            eprintln!(
+                "vde_plug_rs: {}: {}",
+                path.display(),
+                crate::sys::describe(&e)
+            );
             return 1;
         }
     };

@@ -106,7 +106,7 @@ fn a_daemon_logs_to_its_stderr_file() {
     let all = text("exited with status 3");
     assert!(
         all.lines()
-            .any(|l| l.starts_with("ERROR") && l.ends_with("exited with status 3")),
+            .any(|l| l.contains(": error: ") && l.ends_with("exited with status 3")),
         "{all}"
     );
     assert!(!Path::new(&n).exists());

@@ -839,7 +839,7 @@ fn cmd_child_exit_ends_the_plug_cleanly() {
         assert_eq!(st.code(), Some(code), "{how}: {st:?}\n{log}");
         assert!(
             log.lines()
-                .any(|l| l.contains("ERROR") && l.contains("cmd sh -c") && l.contains(said)),
+                .any(|l| l.contains("error: ") && l.contains("cmd sh -c") && l.contains(said)),
             "{how}: {log}"
         );
         assert!(
