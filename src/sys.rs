@@ -515,10 +515,39 @@ pub fn arm_timer(fd: RawFd, after: std::time::Duration) {
             tv_nsec: 0,
         },
         it_value: libc::timespec {
-            tv_sec: after.as_secs() as libc::time_t,
+            // time_t is 32 bits on armhf: a far deadline saturates rather
+            // than wrapping to a near (or negative, refused) one.
+            tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
             tv_nsec: after.subsec_nanos() as libc::c_long,
         },
     };
     // SAFETY: spec is a valid itimerspec; the old value is not wanted.
     unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    /// Seconds until `fd` fires.
+    fn armed_for(fd: &OwnedFd) -> libc::time_t {
+        // SAFETY: an all-zero itimerspec is valid; the kernel fills it.
+        let mut cur: libc::itimerspec = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is a timerfd; cur is a valid itimerspec to write.
+        let r = unsafe { libc::timerfd_gettime(fd.as_raw_fd(), &mut cur) };
+        assert_eq!(r, 0);
+        cur.it_value.tv_sec
+    }
+
+    #[test]
+    fn a_far_timer_stays_far_with_a_32_bit_time_t() {
+        let fd = timerfd().unwrap();
+        // 2^32 + 5 s: 5 s once truncated to 32 bits.
+        arm_timer(fd.as_raw_fd(), Duration::from_secs((1 << 32) + 5));
+        assert!(armed_for(&fd) > 1 << 30, "{}", armed_for(&fd));
+        arm_timer(fd.as_raw_fd(), Duration::from_millis(2500));
+        assert_eq!(armed_for(&fd), 2);
+    }
 }

@@ -176,3 +176,73 @@ fn cable_backoff_doubles_and_resets() {
     std::fs::write(&state, "32 0\n").unwrap();
     assert_eq!(delay(step("done", "exit-code")), 0);
 }
+
+/// scripts/package's amd64 package, installed by dpkg into a root of its
+/// own (its own database: the machine's dpkg is not touched): every file
+/// in its place, the node programs run, lintian finds no error (scripts/
+/// package runs it), and `dpkg -P` leaves the root as it found it.
+#[test]
+fn the_package_installs_and_purges_to_nothing() {
+    run_ok(Command::new(script("build-plugins")).arg("-q"));
+    let t = Scratch::new("package");
+    let out = t.dir.join("out");
+    run_ok(
+        Command::new(script("package"))
+            .args(["--no-build", "--out"])
+            .arg(&out)
+            .arg("amd64"),
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let deb = out.join(format!("vde-plug-rs_{version}_amd64.deb"));
+    let root = t.dir.join("root");
+    let admin = root.join("var/lib/dpkg");
+    for d in ["info", "updates", "triggers"] {
+        std::fs::create_dir_all(admin.join(d)).unwrap();
+    }
+    std::fs::write(admin.join("status"), b"").unwrap();
+    let outside_db = |root: &Path| -> Vec<String> {
+        tree(root)
+            .into_iter()
+            .filter(|p| !p.starts_with("var/lib/dpkg/"))
+            .collect()
+    };
+    let before = outside_db(&root);
+    let dpkg = |args: &[&str]| {
+        run_ok(
+            Command::new("dpkg")
+                .arg(format!("--root={}", root.display()))
+                .args(["--force-depends", "--force-not-root"])
+                .args(args),
+        )
+    };
+
+    dpkg(&["-i", deb.to_str().unwrap()]);
+    let usr = root.join("usr");
+    let moddir = usr.join("lib/x86_64-linux-gnu/vde_plug_rs/vdeplug");
+    for f in [
+        "bin/vde_plug_rs",
+        "share/man/man1/vde_plug_rs.1.gz",
+        "share/man/man1/bonding_node.1.gz",
+        "share/man/man1/multi_node.1.gz",
+        "share/man/man7/libvdeplug_rs.7.gz",
+        "share/doc/vde-plug-rs/copyright",
+        "share/doc/vde-plug-rs/changelog.gz",
+        "share/doc/vde-plug-rs/README.md",
+    ] {
+        assert!(usr.join(f).is_file(), "{f}");
+    }
+    for m in ["bonding", "multi", "hub", "switch"] {
+        assert!(moddir.join(format!("libvdeplug_{m}.so")).is_file(), "{m}");
+    }
+    // Beside Debian's module directory, never in it.
+    assert!(!usr.join("lib/x86_64-linux-gnu/vdeplug").exists());
+    for name in ["bonding_node", "multi_node"] {
+        let link = usr.join("bin").join(name);
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("vde_plug_rs"));
+        let help = run_ok(Command::new(&link).arg("-h"));
+        assert!(help.starts_with(&format!("Usage: {name} ")), "{help}");
+    }
+
+    dpkg(&["-P", "vde-plug-rs"]);
+    assert_eq!(outside_db(&root), before, "dpkg -P left something");
+}

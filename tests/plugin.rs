@@ -13,17 +13,36 @@ use std::time::Duration;
 use vde_plug_rs::hosted::{HostedNode, HOLD_AFTER, HOLD_GAP};
 use vde_plug_rs::wire::path_report::is_path_report;
 
-const DEBIAN_MODULES: &str = "/usr/lib/x86_64-linux-gnu/vdeplug";
 const SIZE: usize = 120;
 
+/// The modules under test: this build's, or another architecture's
+/// (`VDE_PLUG_RS_MODULES`, with `VDE_PLUG_RS_C_HOST` and
+/// `VDE_PLUG_RS_C_MODULES` naming that architecture's C vde_plug, run by an
+/// emulator, and its Debian modules: scripts/cross).
 fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/plugins")
+    std::env::var_os("VDE_PLUG_RS_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/plugins"))
+}
+
+/// The C vde_plug that loads the modules (cables stay the host's C_PLUG).
+fn module_host() -> String {
+    std::env::var("VDE_PLUG_RS_C_HOST").unwrap_or_else(|_| C_PLUG.to_string())
+}
+
+/// Debian's own modules for that vde_plug, listed after ours.
+fn debian_modules() -> String {
+    std::env::var("VDE_PLUG_RS_C_MODULES")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/vdeplug".to_string())
 }
 
 /// Builds the modules once per run (quick when scripts/test built them).
 fn build_plugins() {
     static BUILT: Once = Once::new();
     BUILT.call_once(|| {
+        if std::env::var_os("VDE_PLUG_RS_MODULES").is_some() {
+            return;
+        }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-plugins");
         let st = Command::new(script)
             .arg("-q")
@@ -37,8 +56,9 @@ fn build_plugins() {
 fn c_plug_with_path(ours: &Path, args: &[&str]) -> Plug {
     require_c_reference();
     build_plugins();
-    let path = format!("VDEPLUGIN_PATH={}:{DEBIAN_MODULES}", ours.display());
-    let mut all = vec![path.as_str(), C_PLUG];
+    let path = format!("VDEPLUGIN_PATH={}:{}", ours.display(), debian_modules());
+    let host = module_host();
+    let mut all = vec![path.as_str(), host.as_str()];
     all.extend_from_slice(args);
     Plug::spawn("env", &all)
 }
@@ -46,7 +66,7 @@ fn c_plug_with_path(ours: &Path, args: &[&str]) -> Plug {
 /// [`c_plug_with_path`] hosting nodes: returns once they accept cables.
 fn c_node_with_path(ours: &Path, args: &[&str]) -> Plug {
     let host = c_plug_with_path(ours, args);
-    wait_nodes(C_PLUG, args);
+    wait_nodes(&module_host(), args);
     host
 }
 
@@ -405,7 +425,7 @@ fn no_permission_fails_as_with_the_c_module() {
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
             .arg(format!("VDEPLUGIN_PATH={path}"))
-            .args([C_PLUG, &url])
+            .args([module_host().as_str(), &url])
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
@@ -414,8 +434,8 @@ fn no_permission_fails_as_with_the_c_module() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let ours = run(&format!("{}:{DEBIAN_MODULES}", mods.display()));
-    let theirs = run(DEBIAN_MODULES);
+    let ours = run(&format!("{}:{}", mods.display(), debian_modules()));
+    let theirs = run(&debian_modules());
     assert_eq!(ours, theirs);
     assert_eq!(ours.0, Some(1));
     assert!(ours.1.contains("Permission denied"), "{}", ours.1);
@@ -439,11 +459,12 @@ fn close_removes_the_node_and_logs_counters_when_asked() {
         "env",
         &[
             &format!(
-                "VDEPLUGIN_PATH={}:{DEBIAN_MODULES}",
-                plugins_dir().display()
+                "VDEPLUGIN_PATH={}:{}",
+                plugins_dir().display(),
+                debian_modules()
             ),
             "VDE_PLUG_RS_LOG=debug",
-            C_PLUG,
+            &module_host(),
             &format!("bonding://{dir}"),
         ],
     );
@@ -728,11 +749,17 @@ fn status_of_a_node_inside_the_c_vde_plug() {
     let dir = t.path("b");
     let (host, cables) = node_with_cables("bonding", &dir, "", &[C_PLUG, rs_plug()]);
     let json = run(rs_plug(), &["--status", &dir, "--json"]);
+    // The program's name is /proc/self/comm (15 bytes at most), which
+    // qemu-user leaves as its own.
+    let name = match emulator() {
+        Some(runner) if skipped_under_emulation("the program is named as the emulator") => {
+            let file = Path::new(runner).file_name().unwrap().to_string_lossy();
+            file.chars().take(15).collect()
+        }
+        _ => "vde_plug".to_string(),
+    };
     assert!(
-        json.contains(&format!(
-            "\"host\":\"program vde_plug (pid {})\"",
-            host.pid()
-        )),
+        json.contains(&format!("\"host\":\"program {name} (pid {})\"", host.pid())),
         "{json}"
     );
     assert_eq!(

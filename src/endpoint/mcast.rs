@@ -221,10 +221,22 @@ pub(crate) fn set_multicast_loop(fd: &OwnedFd, group: &IpAddr, on: bool) -> std:
 pub(crate) fn join_group(fd: &OwnedFd, group: &IpAddr, ifindex: u32) -> std::io::Result<()> {
     match group {
         IpAddr::V4(g) => {
+            let multiaddr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(g.octets()),
+            };
+            if ifindex == 0 {
+                // The kernel's choice needs no index: the 8-byte form, which
+                // qemu-user 7.2 also passes on right for 64-bit targets (it
+                // takes a 12-byte ip_mreqn for a shorter one there and sends
+                // the kernel an index it never set).
+                let req = libc::ip_mreq {
+                    imr_multiaddr: multiaddr,
+                    imr_interface: libc::in_addr { s_addr: 0 },
+                };
+                return sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req);
+            }
             let req = libc::ip_mreqn {
-                imr_multiaddr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(g.octets()),
-                },
+                imr_multiaddr: multiaddr,
                 imr_address: libc::in_addr { s_addr: 0 },
                 imr_ifindex: ifindex as libc::c_int,
             };

@@ -30,9 +30,11 @@ impl Kind for Hub {
 
     fn frames_from_port(&mut self, ports: &mut PortTable, lane: &mut Lane, got: FromPort) {
         let ring = &lane.ring;
-        for i in got.in_queue(ring) {
-            self.to_ports
-                .push(ring.frame(ring.queued()[i]), got.port, None);
+        if ports.any_other_than(got.port) {
+            for i in got.in_queue(ring) {
+                self.to_ports
+                    .push(ring.frame(ring.queued()[i]), got.port, None);
+            }
         }
         self.to_ports.flush(ports);
     }

@@ -142,6 +142,13 @@ impl Default for PortTable {
 }
 
 impl PortTable {
+    /// Whether a connected port other than `from` is there: a frame from
+    /// `from` for the other ports then has somewhere to go (copying it into
+    /// a queue between ports for nobody would only make pages resident).
+    pub(crate) fn any_other_than(&self, from: PortId) -> bool {
+        self.active.iter().any(|&id| id != from)
+    }
+
     pub fn insert(&mut self, port: Port) -> PortId {
         match self.free.pop() {
             Some(id) => {

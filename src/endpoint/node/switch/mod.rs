@@ -96,9 +96,10 @@ impl Kind for Switch {
                     }
                     ring.mark_done(slot);
                 }
-                None => {
+                None if ports.any_other_than(from) => {
                     self.to_ports.push(ring.frame(slot), from, None);
                 }
+                None => {}
             }
         }
         ring.sweep();
