@@ -538,7 +538,8 @@ mod tests {
         assert_eq!(
             p(&["--s", "x"]).unwrap_err(),
             CliError::Usage(Some(
-                "option '--s' is ambiguous; possibilities: '--stats' '--status'".into()
+                "option '--s' is ambiguous; possibilities: '--stats' '--status' '--stderr' '--syslog'"
+                    .into()
             ))
         );
         assert_eq!(
