@@ -114,7 +114,7 @@ pub fn cmd_words(text: &str) -> Vec<String> {
 
 /// `udp://` text: `(source, destination)`, or the errno of the failure.
 pub fn udp_spec(spec: &str) -> Result<(std::net::SocketAddr, std::net::SocketAddr), i32> {
-    crate::endpoint::udp::parse(spec).map_err(|e| e.0)
+    crate::endpoint::udp::parse(spec).map_err(|e| e.code())
 }
 
 /// A strict decimal in `lo..=hi`.
@@ -132,12 +132,14 @@ pub fn inet_port(s: &str) -> Option<u16> {
     crate::endpoint::inet::parse_port(s)
 }
 
-/// The node kinds' own values: `dedup=`, `weights=`, `policy=`.
-pub fn node_values(s: &str) -> (bool, bool, bool) {
-    use crate::endpoint::node::kind::{parse_dedup, parse_weights, BondingPolicy};
-    (
-        parse_dedup(s).is_ok(),
-        parse_weights(s).is_ok(),
-        s.parse::<BondingPolicy>().is_ok(),
-    )
+/// Every node option's value checker (`dedup=`, `weights=`, `policy=`,
+/// modes, ...) but the group's, which asks the system's group database:
+/// how many of them took `s`.
+pub fn node_values(s: &str) -> usize {
+    use crate::endpoint::node::config::{KindName, NodeConfig, OPTIONS};
+    OPTIONS
+        .iter()
+        .filter(|o| o.key != "grp")
+        .filter(|o| (o.set)(&mut NodeConfig::new(KindName::Bonding), s).is_ok())
+        .count()
 }
