@@ -8,7 +8,9 @@
 //! answers the node's events (frames from the host, frames from port N,
 //! a port joined or left, ...) from a room of its own: [`hub`], [`switch`],
 //! [`multi`], [`bonding`]. What they share: the port table ([`ports`]),
-//! the fan-out ([`fan_out`]), the configuration ([`config`]).
+//! the fan-out ([`fan_out`]), the configuration ([`config`]). A bonding
+//! node hands the host's frames to its kind flow by flow, sparse flows
+//! first, when they wait for full cables ([`host_queues`]).
 
 mod admission;
 mod bonding;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod control;
 mod fan_out;
 mod from_ports;
+mod host_queues;
 mod hub;
 mod kind;
 pub mod multi;
@@ -30,14 +33,15 @@ use log::{info, warn};
 use mio::{Interest, Registry};
 
 pub use self::bonding::policy::PolicyName;
-use self::config::NodeConfig;
+use self::config::{KindName, NodeConfig};
 use self::control::{absolute_node_path, NodeDir};
+use self::host_queues::HostQueues;
 use self::kind::Kind;
 use self::ports::{PortId, PortTable};
 use super::{
     register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop, SIDE_SHIFT,
 };
-use crate::lane::Lane;
+use crate::lane::{Lane, HOST_STORE_SLOTS, LANE_SLOTS};
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::status;
 use crate::url::Locator;
@@ -70,6 +74,10 @@ pub struct NetNode {
     dir: NodeDir,
     /// Counters of the host side: frames in from the host, out to it.
     host: LinkStats,
+    /// The order in which frames from the host that wait are handed to
+    /// the kind (bonding only: the fan-out keeps each port's place in the
+    /// lane, and loses a laggard's frames rather than keep a backlog).
+    host_queues: Option<HostQueues>,
     /// Where the next read pass over the ports starts, for fairness.
     read_from: usize,
     /// Ports whose control stream ended: out of the forwarding, read until
@@ -110,6 +118,8 @@ impl NetNode {
             ports: PortTable::default(),
             dir,
             host: LinkStats::default(),
+            host_queues: (config.kind == KindName::Bonding)
+                .then(|| HostQueues::new(HOST_STORE_SLOTS)),
             read_from: 0,
             leaving: Vec::new(),
             host_label: String::new(),
@@ -170,6 +180,14 @@ impl Endpoint for NetNode {
         Ok(())
     }
 
+    fn inbound_slots(&self) -> usize {
+        if self.host_queues.is_some() {
+            HOST_STORE_SLOTS
+        } else {
+            LANE_SLOTS
+        }
+    }
+
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
         self.kind.ports_ready(&mut self.ports);
         let queued_before = lane.ring.queued().len();
@@ -198,8 +216,14 @@ impl Endpoint for NetNode {
             self.host.drop_nocable += n as u64;
             lane.ring.consume_front(n)
         } else {
+            if let Some(q) = &mut self.host_queues {
+                q.order(&mut lane.ring);
+            }
             self.kind.frames_from_host(&mut self.ports, lane)
         };
+        if let Some(q) = &mut self.host_queues {
+            q.handed_out(&lane.ring);
+        }
         self.host.frames_in += done as u64;
         self.host.bytes_in += bytes_before - queued_bytes(lane);
         self.remove_gone();
