@@ -87,3 +87,75 @@ fn a_sparse_flow_overtakes_a_bulk_backlog() {
         sent - k
     );
 }
+
+/// The same in the libvdeplug module's shell, driven in this process as a
+/// program would drive it (`vde_send`, `vde_recv`): the one cable is a
+/// client that does not read until the sparse flow's frames are in.
+#[test]
+fn in_the_module_a_sparse_flow_overtakes_a_bulk_backlog() {
+    use vde_plug_rs::hosted::HostedNode;
+    let t = Scratch::new("fq-pl");
+    let dir = t.path("b");
+    let mut node = HostedNode::open("bonding", &dir).unwrap();
+    let joining = {
+        let (dir, socks) = (dir.clone(), t.dir.clone());
+        std::thread::spawn(move || RawClient::join(&dir, &socks).unwrap())
+    };
+    let mut buf = [0u8; 2048];
+    while !joining.is_finished() {
+        node.recv(&mut buf);
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    let cable = joining.join().unwrap();
+    let row = |node: &HostedNode, link: &str| {
+        node.report()
+            .lines()
+            .filter_map(parse_counter_row)
+            .find(|r| r.link.starts_with(link))
+            .unwrap_or_else(|| panic!("no {link} row in {}", node.report()))
+    };
+
+    // Bulk frames until the cable's socket refused one (its `skipped`),
+    // then 100 more: all taken, none dropped, held in the node.
+    let bulk = |s: u32| frame(1, s, 1000);
+    let mut sent = 0u32;
+    while row(&node, "port").skipped == 0 {
+        node.send(&bulk(sent));
+        sent += 1;
+        assert!(sent < 20_000, "the cable's socket never filled");
+    }
+    for _ in 0..100 {
+        node.send(&bulk(sent));
+        sent += 1;
+    }
+    let sparse: Vec<Vec<u8>> = (0..3).map(|s| frame(2, s, 98)).collect();
+    for f in &sparse {
+        node.send(f);
+    }
+    let program = row(&node, "program");
+    assert_eq!((program.frames_in, program.full), (u64::from(sent) + 3, 0));
+    let k = row(&node, "port").frames_out as u32;
+    assert!(sent - k >= 100, "the node holds {} bulk frames", sent - k);
+
+    let mut want: Vec<Vec<u8>> = (0..k).map(bulk).collect();
+    want.extend(sparse.iter().cloned());
+    want.extend((k..sent).map(bulk));
+    cable.data.set_nonblocking(true).unwrap();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while got.len() < want.len() {
+        assert!(Instant::now() < deadline, "{} of {}", got.len(), want.len());
+        while let Ok(len) = cable.data.recv(&mut buf) {
+            if !vde_plug_rs::wire::path_report::is_path_report(&buf[..len]) {
+                got.push(buf[..len].to_vec());
+            }
+        }
+        node.recv(&mut buf);
+    }
+    let summary =
+        |fs: &[Vec<u8>]| -> Vec<(u8, u32)> { fs.iter().map(|f| (f[11], seq_of(f))).collect() };
+    assert_eq!(summary(&got), summary(&want));
+    assert_eq!(got, want);
+    drop(node);
+    assert!(!std::path::Path::new(&dir).exists());
+}

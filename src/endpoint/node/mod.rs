@@ -8,9 +8,9 @@
 //! answers the node's events (frames from the host, frames from port N,
 //! a port joined or left, ...) from a room of its own: [`hub`], [`switch`],
 //! [`multi`], [`bonding`]. What they share: the port table ([`ports`]),
-//! the fan-out ([`fan_out`]), the configuration ([`config`]). A bonding
-//! node hands the host's frames to its kind flow by flow, sparse flows
-//! first, when they wait for full cables ([`host_queues`]).
+//! the fan-out ([`fan_out`]), the configuration ([`config`]), the
+//! host-side flow queues ([`host_queues`]: frames from the host that wait
+//! for full cables handed out flow by flow, sparse flows first).
 
 mod admission;
 mod bonding;
@@ -33,7 +33,7 @@ use log::{info, warn};
 use mio::{Interest, Registry};
 
 pub use self::bonding::policy::PolicyName;
-use self::config::{KindName, NodeConfig};
+use self::config::NodeConfig;
 use self::control::{absolute_node_path, NodeDir};
 use self::host_queues::HostQueues;
 use self::kind::Kind;
@@ -75,8 +75,7 @@ pub struct NetNode {
     /// Counters of the host side: frames in from the host, out to it.
     host: LinkStats,
     /// The order in which frames from the host that wait are handed to
-    /// the kind (bonding only: the fan-out keeps each port's place in the
-    /// lane, and loses a laggard's frames rather than keep a backlog).
+    /// the kind, for a kind that keeps them ([`kind::queues_host_flows`]).
     host_queues: Option<HostQueues>,
     /// Where the next read pass over the ports starts, for fairness.
     read_from: usize,
@@ -118,8 +117,7 @@ impl NetNode {
             ports: PortTable::default(),
             dir,
             host: LinkStats::default(),
-            host_queues: (config.kind == KindName::Bonding)
-                .then(|| HostQueues::new(HOST_STORE_SLOTS)),
+            host_queues: kind::queues_host_flows(config).then(|| HostQueues::new(HOST_STORE_SLOTS)),
             read_from: 0,
             leaving: Vec::new(),
             host_label: String::new(),
