@@ -92,7 +92,7 @@ pub(crate) struct HostQueues {
     /// Frames the last hand-out left in the lane.
     left: usize,
     /// Whether those have their buckets and are in the schedule's order.
-    in_order: bool,
+    ordered: bool,
 }
 
 impl HostQueues {
@@ -105,7 +105,7 @@ impl HostQueues {
             order: vec![0; slots].into_boxed_slice(),
             made: 0,
             left: 0,
-            in_order: false,
+            ordered: false,
         }
     }
 
@@ -116,24 +116,24 @@ impl HostQueues {
     pub(crate) fn order(&mut self, ring: &mut FrameRing) {
         let queued = ring.queued().len();
         let left = self.left.min(queued);
-        if left == 0 || (self.in_order && left == queued) || ring.capacity() > self.next.len() {
+        if left == 0 || (self.ordered && left == queued) || ring.capacity() > self.next.len() {
             return;
         }
-        let known = if self.in_order { left } else { 0 };
+        let known = if self.ordered { left } else { 0 };
         for i in known..queued {
             let slot = ring.queued()[i];
             let b = flow_hash(ring.frame(slot)) as usize % BUCKETS;
             self.bucket_of[usize::from(slot)] = b as u16;
         }
         self.schedule(ring, left);
-        self.in_order = true;
+        self.ordered = true;
     }
 
     /// After the hand-out: what the kind left in `ring`.
     pub(crate) fn handed_out(&mut self, ring: &FrameRing) {
         if self.left == 0 {
             // Not ordered before this hand-out (the plain path).
-            self.in_order = false;
+            self.ordered = false;
         }
         self.left = ring.queued().len();
     }
