@@ -61,10 +61,15 @@ impl Engine {
         for (i, s) in sides.iter_mut().enumerate() {
             s.register(poll.registry(), i)?;
         }
+        // `lanes[i]` is as big as side `1 - i` asks.
+        let lanes = [
+            Lane::new(sides[1].inbound_slots()),
+            Lane::new(sides[0].inbound_slots()),
+        ];
         Ok(Engine {
             poll,
             sides,
-            lanes: [Lane::new(LANE_SLOTS), Lane::new(LANE_SLOTS)],
+            lanes,
             signals,
             stats_every,
         })

@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::endpoint::node::NetNode;
 use crate::endpoint::{register_fd, split_token, Endpoint, OpenError, Ready};
-use crate::lane::{Lane, LANE_SLOTS};
+use crate::lane::{Lane, HOST_STORE_SLOTS, LANE_SLOTS};
 use crate::stats::{LinkStats, StatsTable};
 use crate::sys;
 use crate::url::Locator;
@@ -49,9 +49,10 @@ pub const HOLD: Duration = Duration::from_micros(250);
 /// sending a frame: the bigger the batch, the fewer.
 pub const BATCH: usize = 60;
 /// Room for frames from the host: a batch held, and three more that wait
-/// for full cables. A receiver descheduled for two milliseconds at 100k
-/// frames/s costs no frame; only the slots used become resident.
-const FROM_HOST_SLOTS: usize = 4 * LANE_SLOTS;
+/// for full cables (a bonding node's host-side flow queues order them).
+/// A receiver descheduled for two milliseconds at 100k frames/s costs no
+/// frame; only the slots used become resident.
+const FROM_HOST_SLOTS: usize = HOST_STORE_SLOTS;
 
 pub struct HostedNode {
     // The node is dropped first: its directory goes before the poll.

@@ -102,6 +102,10 @@ impl FrameRing {
         }
     }
 
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
     pub fn free_slots(&self) -> usize {
         self.nfree
     }
@@ -205,6 +209,13 @@ impl FrameRing {
     /// Gives a queued frame a new tag.
     pub fn set_tag<T: SlotTag>(&mut self, slot: Slot, tag: T) {
         self.tags[usize::from(slot)] = tag.word();
+    }
+
+    /// Puts the queued frames in a new order: `order` holds each of
+    /// [`queued`](FrameRing::queued) once.
+    pub fn set_order(&mut self, order: &[Slot]) {
+        assert_eq!(order.len(), self.queued);
+        self.queue[..self.queued].copy_from_slice(order);
     }
 
     /// Marks a queued frame as finished with (delivered or dropped); it is

@@ -24,7 +24,7 @@ use std::os::fd::RawFd;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::lane::Lane;
+use crate::lane::{Lane, LANE_SLOTS};
 use crate::stats::StatsTable;
 
 /// Why an endpoint ends the plug.
@@ -83,6 +83,11 @@ pub trait Endpoint {
     /// Reads frames headed for the other side into `lane`, as far as its
     /// free slots allow. Returns the number of frames queued.
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop>;
+
+    /// How many frames the lane toward this endpoint holds.
+    fn inbound_slots(&self) -> usize {
+        LANE_SLOTS
+    }
 
     /// Takes frames from the other side out of `lane`. Frames it cannot
     /// take now stay queued. Returns the number of frames finished with.

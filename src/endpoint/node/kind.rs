@@ -91,6 +91,15 @@ impl FromPort {
     }
 }
 
+/// Whether the node hands the host's frames to its kind flow by flow
+/// ([`HostQueues`](super::host_queues::HostQueues)): a bonding node, whose
+/// frames wait for full cables. Not the fan-out kinds, which keep each
+/// port's place in the lane and lose a laggard's frames rather than keep
+/// a backlog.
+pub(crate) fn queues_host_flows(config: &NodeConfig) -> bool {
+    config.kind == KindName::Bonding
+}
+
 /// The kind `config` names, with its settings. `lane_slots`: the size of
 /// the lanes the node is driven with (a kind's own queues are as big).
 pub(crate) fn make(config: &NodeConfig, lane_slots: usize) -> Box<dyn Kind> {

@@ -8,7 +8,9 @@
 //! answers the node's events (frames from the host, frames from port N,
 //! a port joined or left, ...) from a room of its own: [`hub`], [`switch`],
 //! [`multi`], [`bonding`]. What they share: the port table ([`ports`]),
-//! the fan-out ([`fan_out`]), the configuration ([`config`]).
+//! the fan-out ([`fan_out`]), the configuration ([`config`]), the
+//! host-side flow queues ([`host_queues`]: frames from the host that wait
+//! for full cables handed out flow by flow, sparse flows first).
 
 mod admission;
 mod bonding;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod control;
 mod fan_out;
 mod from_ports;
+mod host_queues;
 mod hub;
 mod kind;
 pub mod multi;
@@ -32,12 +35,13 @@ use mio::{Interest, Registry};
 pub use self::bonding::policy::PolicyName;
 use self::config::NodeConfig;
 use self::control::{absolute_node_path, NodeDir};
+use self::host_queues::HostQueues;
 use self::kind::Kind;
 use self::ports::{PortId, PortTable};
 use super::{
     register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop, SIDE_SHIFT,
 };
-use crate::lane::Lane;
+use crate::lane::{Lane, HOST_STORE_SLOTS, LANE_SLOTS};
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::status;
 use crate::url::Locator;
@@ -70,6 +74,9 @@ pub struct NetNode {
     dir: NodeDir,
     /// Counters of the host side: frames in from the host, out to it.
     host: LinkStats,
+    /// The order in which frames from the host that wait are handed to
+    /// the kind, for a kind that keeps them ([`kind::queues_host_flows`]).
+    host_queues: Option<HostQueues>,
     /// Where the next read pass over the ports starts, for fairness.
     read_from: usize,
     /// Ports whose control stream ended: out of the forwarding, read until
@@ -110,6 +117,7 @@ impl NetNode {
             ports: PortTable::default(),
             dir,
             host: LinkStats::default(),
+            host_queues: kind::queues_host_flows(config).then(|| HostQueues::new(HOST_STORE_SLOTS)),
             read_from: 0,
             leaving: Vec::new(),
             host_label: String::new(),
@@ -170,6 +178,14 @@ impl Endpoint for NetNode {
         Ok(())
     }
 
+    fn inbound_slots(&self) -> usize {
+        if self.host_queues.is_some() {
+            HOST_STORE_SLOTS
+        } else {
+            LANE_SLOTS
+        }
+    }
+
     fn fill(&mut self, lane: &mut Lane) -> Result<usize, Stop> {
         self.kind.ports_ready(&mut self.ports);
         let queued_before = lane.ring.queued().len();
@@ -198,8 +214,14 @@ impl Endpoint for NetNode {
             self.host.drop_nocable += n as u64;
             lane.ring.consume_front(n)
         } else {
+            if let Some(q) = &mut self.host_queues {
+                q.order(&mut lane.ring);
+            }
             self.kind.frames_from_host(&mut self.ports, lane)
         };
+        if let Some(q) = &mut self.host_queues {
+            q.handed_out(&lane.ring);
+        }
         self.host.frames_in += done as u64;
         self.host.bytes_in += bytes_before - queued_bytes(lane);
         self.remove_gone();

@@ -7,7 +7,7 @@
 //! ([`in_order`], [`reorder`], [`pace`]), the flow of a frame ([`flow`]).
 
 mod cable;
-mod flow;
+pub(crate) mod flow;
 mod in_order;
 mod pace;
 mod path;
