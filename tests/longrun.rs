@@ -306,14 +306,6 @@ fn leave_right_after_sending(kind: &str) {
 
 #[test]
 fn leaving_cables_lose_nothing_bonding() {
-    // Not a limit of emulation: a loss to find (see the report of issue
-    // 26); skipped there until it is, so that the armv7 pass stays green.
-    if skipped_under_emulation(
-        "loses one leaving cable's 3 frames in 1 run of 4 under qemu-arm beside the other \
-         leaving tests (the node never gives them to the host; never seen natively): to fix",
-    ) {
-        return;
-    }
     leave_right_after_sending("bonding");
 }
 

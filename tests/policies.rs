@@ -356,3 +356,38 @@ fn weights_bias_the_share_per_cable() {
         assert_eq!(got, vec![300, 100], "{params}");
     }
 }
+
+/// A bonding node greets a cable with one path report, sent before the
+/// reply that names the port's socket, when nothing the cable sent can be
+/// waiting there; it sends a cable that never answers nothing else of its
+/// own accord (docs/guarantees.md, "A cable that leaves"). The order is
+/// what a client sees; that a hello sent just after the reply would lose
+/// frames is shown by `longrun::leaving_cables_lose_nothing_bonding`.
+#[test]
+fn bonding_cable_gets_its_hello_with_the_reply_then_frames() {
+    use vde_plug_rs::wire::path_report::is_path_report;
+    let t = Scratch::new("hello");
+    let node = t.path("n");
+    let socks = t.dir.join("s");
+    std::fs::create_dir(&socks).unwrap();
+    let mut host = Plug::start_node(rs_plug(), &[&format!("bonding://{node}")]);
+    let cable = RawClient::join(&node, &socks).expect("join");
+    cable.data.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 9300];
+    let n = cable
+        .data
+        .recv(&mut buf)
+        .expect("the hello is waiting when the reply came");
+    assert!(is_path_report(&buf[..n]), "{:?}", &buf[..n]);
+    // Frames both ways: what comes next on the cable is the host's frame.
+    cable.send(&frame(4, 1, 60));
+    assert_eq!(host.wait_frames(1), &[frame(4, 1, 60)]);
+    host.send(&frame(4, 2, 60));
+    cable.data.set_nonblocking(false).unwrap();
+    let n = cable.data.recv(&mut buf).expect("the host's frame");
+    assert_eq!(&buf[..n], &frame(4, 2, 60)[..]);
+    drop(cable);
+    wait_ports(&node, 0);
+    host.close_stdin();
+    assert_eq!(host.wait().0.code(), Some(0));
+}

@@ -250,7 +250,9 @@ impl Switch {
             .stderr(Stdio::null())
             .spawn()
             .expect("vde_switch");
-        wait_for_path(&format!("{dir}/ctl"));
+        // vde_switch binds `ctl` before it listens: a plug started when
+        // the name appears can be refused.
+        wait_node(dir);
         Switch { child }
     }
 }

@@ -79,7 +79,9 @@ impl NetNode {
         if port.request_len < REQUEST_HEADER_LEN {
             return;
         }
-        match answer_request(&self.dir, &port.ctl, &port.request[..port.request_len]) {
+        let kind = &mut self.kind;
+        let request = &port.request[..port.request_len];
+        match answer_request(&self.dir, &port.ctl, request, |data| kind.greet(data)) {
             Ok(new) => {
                 let raw = new.data.as_raw_fd();
                 port.data = Some(new.data);

@@ -2,7 +2,7 @@
 //! listening `ctl` socket, and turning one request into a port socket.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use log::info;
@@ -316,8 +316,17 @@ pub struct NewPort {
 
 /// Honours one request read from the control stream `ctl`: a datagram
 /// socket connected to the client, bound to `DIR/fdN`, and its address
-/// written back.
-pub fn answer_request(dir: &NodeDir, ctl: &OwnedFd, request: &[u8]) -> Result<NewPort, Refused> {
+/// written back. `greet` may send the port its first messages before that
+/// reply: until the client reads it, it does not know the socket's name,
+/// so the socket holds nothing a send could make the kernel drop (see
+/// docs/guarantees.md, "A cable that leaves"). Its error (the client's
+/// socket is gone) refuses the port.
+pub fn answer_request(
+    dir: &NodeDir,
+    ctl: &OwnedFd,
+    request: &[u8],
+    greet: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
+) -> Result<NewPort, Refused> {
     let req = RequestV3::new_checked(request).map_err(|_| Refused::Malformed)?;
     let client = req
         .sock()
@@ -355,6 +364,10 @@ pub fn answer_request(dir: &NodeDir, ctl: &OwnedFd, request: &[u8]) -> Result<Ne
         description: String::from_utf8_lossy(req.description()).into_owned(),
     };
     let _ = sys::chmod(&port.path, dir.access.mode);
+    if let Err(e) = greet(port.data.as_fd()) {
+        let _ = std::fs::remove_file(&port.path);
+        return Err(Refused::Unreachable(e));
+    }
     let mut reply = [0u8; SOCKADDR_UN_LEN];
     SockaddrUn::emit(&mut reply[..], &port.path).map_err(|_| Refused::Malformed)?;
     // A fresh stream socket always has room for 110 bytes.

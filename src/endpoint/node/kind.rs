@@ -6,7 +6,9 @@
 //! own (`hub.rs`, `switch/`, `multi/`, `bonding/`), and may use what the
 //! node shares: the port table (`ports.rs`) and the fan-out (`fan_out.rs`).
 
+use std::io;
 use std::ops::Range;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use super::bonding::Bonding;
@@ -40,6 +42,15 @@ pub(crate) trait Kind {
     /// How many frames may be read from a port now.
     fn read_limit(&self) -> usize {
         BATCH
+    }
+
+    /// A port is being made: `data`, its socket, is connected to the
+    /// client, which is not told the socket's name until this returns. The
+    /// one moment a message the kind sends of its own accord can destroy
+    /// nothing (see `control::answer_request`). An error (the client is
+    /// gone) refuses the port.
+    fn greet(&mut self, _data: BorrowedFd<'_>) -> io::Result<()> {
+        Ok(())
     }
 
     /// Port `id` joined (it is in the forwarding from now on).

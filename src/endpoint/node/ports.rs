@@ -110,7 +110,7 @@ impl Port {
 }
 
 /// A send error that means the peer is gone, not that it is busy.
-fn peer_gone(e: &io::Error) -> bool {
+pub(crate) fn peer_gone(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ECONNREFUSED)

@@ -16,6 +16,8 @@ mod reorder;
 mod reports;
 pub(crate) mod sequencer;
 
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use self::cable::Cables;
@@ -91,6 +93,15 @@ impl Kind for Bonding {
         if let (Some(port), Some(cable)) = (ports.get(from), self.cables.get_mut(from)) {
             reports::take(msg, port, cable, &self.clock, now);
         }
+    }
+
+    /// A cable's one hello, while nothing can wait in its socket (see
+    /// `reports::hello`).
+    fn greet(&mut self, data: BorrowedFd<'_>) -> io::Result<()> {
+        if !self.learns_paths {
+            return Ok(());
+        }
+        reports::hello(data, &self.clock, Instant::now())
     }
 
     /// A cable's share is the next of `weights=`, in the order they join.

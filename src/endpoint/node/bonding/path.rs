@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::wire::path_report::{PathReport, ReportFields};
 
-/// How often a report goes out on a cable whose far end answers.
+/// How often a report goes out on a cable whose far end answers (one that
+/// has not gets one hello, when it joins: see `reports.rs`).
 pub(crate) const REPORT_EVERY: Duration = Duration::from_millis(20);
-/// How often on one that has not answered (yet, or ever: a C peer).
-pub(crate) const HELLO_EVERY: Duration = Duration::from_millis(500);
 /// How much may stand queued ahead of a frame on a cable (on the path and
 /// in the virtual queue): past it, frames wait in the node (and the host is
 /// not read).
@@ -61,6 +60,17 @@ impl StampClock {
 
     pub(crate) fn ms(&self, now: Instant) -> u16 {
         now.duration_since(self.epoch).as_millis() as u16
+    }
+}
+
+/// The report of a cable nothing was heard on yet (a hello): a stamp,
+/// no echo.
+pub(crate) fn hello(now: Instant, clock: &StampClock) -> ReportFields {
+    ReportFields {
+        rx_at_echo: 0,
+        stamp: clock.ms(now),
+        echo: 0,
+        hold: NO_ECHO,
     }
 }
 
@@ -127,31 +137,23 @@ impl Default for PathState {
 }
 
 impl PathState {
-    /// When the next report is due (now, for a cable that just joined).
+    /// When the next report is due: none until the far end has answered
+    /// (the cable's hello went when it joined), at once when it first does.
     pub(crate) fn report_due(&self) -> Option<Instant> {
         self.next_report
     }
 
     /// The report to send now, and when the next is due.
     pub(crate) fn report(&mut self, now: Instant, clock: &StampClock) -> ReportFields {
-        let every = if self.answered() {
-            REPORT_EVERY
-        } else {
-            HELLO_EVERY
-        };
-        self.next_report = Some(now + every);
-        let (rx_at_echo, echo, hold) = match self.heard {
-            Some(h) => {
-                let held = now.duration_since(h.at).as_millis().min(254) as u8;
-                (h.rx as u32, h.stamp, held)
-            }
-            None => (0, 0, NO_ECHO),
-        };
-        ReportFields {
-            rx_at_echo,
-            stamp: clock.ms(now),
-            echo,
-            hold,
+        self.next_report = self.answered().then(|| now + REPORT_EVERY);
+        match self.heard {
+            Some(h) => ReportFields {
+                rx_at_echo: h.rx as u32,
+                stamp: clock.ms(now),
+                echo: h.stamp,
+                hold: now.duration_since(h.at).as_millis().min(254) as u8,
+            },
+            None => hello(now, clock),
         }
     }
 
@@ -409,14 +411,16 @@ mod tests {
     }
 
     #[test]
-    fn hello_until_answered_then_reports_and_echo() {
+    fn reports_once_answered_and_echo() {
         let clock = StampClock::new();
         let t0 = clock.epoch;
         let mut p = PathState::default();
+        // Nothing due before the far end answers (the hello went at join).
         assert_eq!(p.report_due(), None);
         let f = p.report(t0, &clock);
+        assert_eq!(f, hello(t0, &clock));
         assert_eq!((f.hold, f.rx_at_echo), (NO_ECHO, 0));
-        assert_eq!(p.report_due(), Some(t0 + HELLO_EVERY));
+        assert_eq!(p.report_due(), None);
         let t1 = t0 + Duration::from_millis(3);
         hear(&mut p, &report(500, 0, NO_ECHO, 0), t1, &clock);
         assert!(p.answered());
