@@ -114,7 +114,7 @@ pub fn cmd_words(text: &str) -> Vec<String> {
 
 /// `udp://` text: `(source, destination)`, or the errno of the failure.
 pub fn udp_spec(spec: &str) -> Result<(std::net::SocketAddr, std::net::SocketAddr), i32> {
-    crate::endpoint::udp::parse(spec).map_err(|e| e.0)
+    crate::endpoint::udp::parse(spec).map_err(|e| e.code())
 }
 
 /// A strict decimal in `lo..=hi`.
@@ -132,12 +132,19 @@ pub fn inet_port(s: &str) -> Option<u16> {
     crate::endpoint::inet::parse_port(s)
 }
 
-/// The node kinds' own values: `dedup=`, `weights=`, `policy=`.
+/// The node kinds' own values: `dedup=`, `weights=`, `policy=`, each set
+/// through the one table of node options.
 pub fn node_values(s: &str) -> (bool, bool, bool) {
-    use crate::endpoint::node::kind::{parse_dedup, parse_weights, BondingPolicy};
+    use crate::endpoint::node::config::{options_for, KindName, NodeConfig};
+    let takes = |kind, key| {
+        let option = options_for(kind)
+            .find(|o| o.key == key)
+            .expect("a node key");
+        NodeConfig::new(kind).set(option, s).is_ok()
+    };
     (
-        parse_dedup(s).is_ok(),
-        parse_weights(s).is_ok(),
-        s.parse::<BondingPolicy>().is_ok(),
+        takes(KindName::Multi, "dedup"),
+        takes(KindName::Bonding, "weights"),
+        takes(KindName::Bonding, "policy"),
     )
 }

@@ -11,6 +11,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use libfuzzer_sys::fuzz_target;
 use vde_plug_rs::cli::{parse, OtherSide, PLUG_OPTIONS};
+use vde_plug_rs::endpoint::node::config::KindName;
 use vde_plug_rs::getopt::{Getopt, Item};
 
 fuzz_target!(|data: &[u8]| {
@@ -30,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(cmd.len() < argv.len());
         }
     }
-    let _ = vde_plug_rs::node_cli::parse(argv.clone(), "--policy");
-    let _ = vde_plug_rs::node_cli::parse(argv, "--dedup");
+    let _ = vde_plug_rs::node_cli::parse(argv.clone(), KindName::Bonding);
+    let _ = vde_plug_rs::node_cli::parse(argv, KindName::Multi);
 });
 
 fn fixed_point(argv: &[OsString], posixly_correct: bool) {
