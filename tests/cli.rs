@@ -343,6 +343,9 @@ const ROWS: &[Row] = &[
     differs(&["-v", "{sw}"], "The options vde_plug lacks"),
     differs(&["--s", "{sw}"], "The options vde_plug lacks"),
     differs(&["--version"], "The options vde_plug lacks"),
+    differs(&["--syslog", "{sw}"], "The options vde_plug lacks"),
+    differs(&["--stderr", "{d}/e", "{sw}"], "The options vde_plug lacks"),
+    differs(&["-c", "vde_plug_rs", "{sw}"], "`-c vde_plug_rs` is taken"),
     // The forms, and `=`.
     same(&["{sw}", "null://"]),
     same(&["{sw}", "null://", "null://"]),
