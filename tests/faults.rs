@@ -117,7 +117,12 @@ fn idle_clients_holding_every_descriptor_leave_no_cable_hanging() {
     let node = t.path("n");
     let _host = LivePlug::start_node(
         "prlimit",
-        &["--nofile=24:24", "--", rs_plug(), &format!("bonding://{node}")],
+        &[
+            "--nofile=24:24",
+            "--",
+            rs_plug(),
+            &format!("bonding://{node}"),
+        ],
     );
     let ctl = Path::new(&node).join("ctl");
     // A node that stops accepting lets its backlog fill, and a connect
