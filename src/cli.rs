@@ -8,8 +8,6 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use pico_args::Arguments;
-
 use crate::endpoint::vde::OpenArgs;
 use crate::getopt::{Getopt, Item, Opt};
 use crate::number::{self, BadNumber};
@@ -150,110 +148,6 @@ impl From<BadNumber> for CliError {
     }
 }
 
-// The node programs' parser (src/node_cli.rs), on pico-args until it moves
-// onto [`crate::getopt`] with the node option table.
-
-/// A command line cut into its parts: what may hold options, the words
-/// after a `--` (never options), and the command after the first lone `=`.
-pub struct Split {
-    pub options: Vec<OsString>,
-    pub operands: Vec<OsString>,
-    pub command: Option<Vec<String>>,
-}
-
-/// Splits `argv` (without the program name) at the first lone `=`, and
-/// what precedes it at a lone `--`, as getopt ends its options there.
-pub fn split_command(argv: Vec<OsString>) -> Split {
-    let (before, command) = match argv.iter().position(|a| a == "=") {
-        Some(at) => {
-            let cmd = argv[at + 1..]
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            (argv[..at].to_vec(), Some(cmd))
-        }
-        None => (argv, None),
-    };
-    let (options, operands) = match before.iter().position(|a| a == "--") {
-        Some(at) => (before[..at].to_vec(), before[at + 1..].to_vec()),
-        None => (before, Vec::new()),
-    };
-    Split {
-        options,
-        operands,
-        command,
-    }
-}
-
-/// A command line after the part every binary shares: `-h`, the common
-/// options, and the cuts at `--` and `=`.
-pub struct Begun {
-    /// What is left to parse for the binary's own options.
-    pub args: Arguments,
-    pub common: Common,
-    pub operands: Vec<OsString>,
-    pub command: Option<Vec<String>>,
-}
-
-pub fn begin(argv: Vec<OsString>) -> Result<Begun, CliError> {
-    let Split {
-        options,
-        operands,
-        command,
-    } = split_command(argv);
-    let mut args = Arguments::from_vec(options);
-    if args.contains(["-h", "--help"]) {
-        return Err(CliError::Usage(None));
-    }
-    let common = common_options(&mut args)?;
-    Ok(Begun {
-        args,
-        common,
-        operands,
-        command,
-    })
-}
-
-/// Pulls the options every binary shares.
-pub fn common_options(args: &mut Arguments) -> Result<Common, CliError> {
-    let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
-    let mut c = Common {
-        daemon: args.contains(["-d", "--daemon"]),
-        pidfile: args.opt_value_from_str(["-p", "--pidfile"]).map_err(bad)?,
-        log_to_syslog: args.contains("--syslog"),
-        stderr_file: args.opt_value_from_str("--stderr").map_err(bad)?,
-        ..Common::default()
-    };
-    if let Some(s) = args
-        .opt_value_from_str::<_, String>("--stats")
-        .map_err(bad)?
-    {
-        c.stats_every = Some(stats_interval(&s)?);
-    }
-    while args.contains(["-v", "--verbose"]) {
-        c.verbose = c.verbose.saturating_add(1);
-    }
-    let json = args.contains("--json");
-    let watch: Option<String> = args.opt_value_from_str("--watch").map_err(bad)?;
-    let node = args.opt_value_from_str("--status").map_err(bad)?;
-    c.status = status_request(node, json, watch)?;
-    Ok(c)
-}
-
-/// Rejects anything left that looks like an option.
-pub fn no_stray_options(free: &[OsString]) -> Result<(), CliError> {
-    match free
-        .iter()
-        .find(|a| a.to_string_lossy().starts_with('-') && a.len() > 1)
-    {
-        Some(a) => Err(CliError::Usage(Some(format!(
-            "unknown option '{}'",
-            a.to_string_lossy()
-        )))),
-        None => Ok(()),
-    }
-}
-
 /// The options of `vde_plug_rs`, for [`PLUG_OPTIONS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlugOpt {
@@ -306,6 +200,60 @@ pub const PLUG_OPTIONS: [Opt<PlugOpt>; 21] = [
     Opt::flag(PlugOpt::Syslog, "syslog", None),
 ];
 
+/// The rows of [`PLUG_OPTIONS`] every binary of the family takes (the
+/// node programs too: src/node_cli.rs).
+pub const COMMON_OPTIONS: [PlugOpt; 10] = [
+    PlugOpt::Pidfile,
+    PlugOpt::Daemon,
+    PlugOpt::Help,
+    PlugOpt::Verbose,
+    PlugOpt::Stats,
+    PlugOpt::Status,
+    PlugOpt::Json,
+    PlugOpt::Watch,
+    PlugOpt::Stderr,
+    PlugOpt::Syslog,
+];
+
+/// The common options as they come, checked together at the end
+/// (`--json` needs `--status`, wherever each is).
+#[derive(Debug, Default)]
+pub struct CommonParts {
+    pub common: Common,
+    status: Option<String>,
+    json: bool,
+    watch: Option<String>,
+}
+
+impl CommonParts {
+    /// Applies one of [`COMMON_OPTIONS`] with its value (a flag's: none).
+    /// `-h` is [`CliError::Usage`]`(None)`. False: `opt` is not common.
+    pub fn take(&mut self, opt: PlugOpt, value: Option<OsString>) -> Result<bool, CliError> {
+        let raw = value.unwrap_or_default();
+        let c = &mut self.common;
+        match opt {
+            // A file name is bytes, as given.
+            PlugOpt::Pidfile => c.pidfile = Some(PathBuf::from(raw)),
+            PlugOpt::Daemon => c.daemon = true,
+            PlugOpt::Help => return Err(CliError::Usage(None)),
+            PlugOpt::Verbose => c.verbose = c.verbose.saturating_add(1),
+            PlugOpt::Stats => c.stats_every = Some(stats_interval(&raw.to_string_lossy())?),
+            PlugOpt::Status => self.status = Some(raw.to_string_lossy().into_owned()),
+            PlugOpt::Json => self.json = true,
+            PlugOpt::Watch => self.watch = Some(raw.to_string_lossy().into_owned()),
+            PlugOpt::Stderr => c.stderr_file = Some(PathBuf::from(raw)),
+            PlugOpt::Syslog => c.log_to_syslog = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub fn finish(mut self) -> Result<Common, CliError> {
+        self.common.status = status_request(self.status, self.json, self.watch)?;
+        Ok(self.common)
+    }
+}
+
 /// `--stats SECONDS`.
 fn stats_interval(s: &str) -> Result<u64, CliError> {
     Ok(number::decimal("--stats interval (s)", s, 1..=86_400)?)
@@ -340,7 +288,7 @@ fn port(s: &str) -> Result<i32, CliError> {
 
 /// Splits the operands at the first `=`: the words before it, and the
 /// command after it.
-fn operands_and_command(mut operands: Vec<OsString>) -> (Vec<OsString>, Option<Vec<String>>) {
+pub fn operands_and_command(mut operands: Vec<OsString>) -> (Vec<OsString>, Option<Vec<String>>) {
     match operands.iter().position(|a| a == "=") {
         Some(at) => {
             let cmd = operands
@@ -363,12 +311,9 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
     if argv0.starts_with('-') {
         return Err(CliError::NotAShell);
     }
-    let posixly_correct = std::env::var_os("POSIXLY_CORRECT").is_some();
-    let getopt = Getopt::new(&PLUG_OPTIONS)
-        .posixly_correct(posixly_correct)
-        .stop_words(&["="]);
+    let getopt = family_getopt(&PLUG_OPTIONS);
     let mut o = PlugOptions::default();
-    let (mut json, mut watch, mut status) = (false, None, None);
+    let mut common = CommonParts::default();
     let mut operands = Vec::new();
     for item in getopt.items(&argv) {
         let (opt, value) = match item.map_err(|e| CliError::Usage(Some(e.to_string())))? {
@@ -378,13 +323,12 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
                 continue;
             }
         };
+        if common.take(opt, value.clone())? {
+            continue;
+        }
         // Flags have none: the empty text.
-        let raw = value.unwrap_or_default();
-        let text = raw.to_string_lossy().into_owned();
+        let text = value.unwrap_or_default().to_string_lossy().into_owned();
         match opt {
-            // A file name is bytes, as given.
-            PlugOpt::Pidfile => o.common.pidfile = Some(PathBuf::from(raw)),
-            PlugOpt::Daemon => o.common.daemon = true,
             PlugOpt::Port => o.args1.port = port(&text)?,
             PlugOpt::Port2 => o.args2.port = port(&text)?,
             PlugOpt::Mod => o.args1.mode = number::octal("mode", &text, number::MAX_MODE)?,
@@ -396,39 +340,42 @@ pub fn parse(argv0: &str, argv: Vec<OsString>) -> Result<PlugOptions, CliError> 
             PlugOpt::Descr => o.description = Some(text),
             PlugOpt::Iplog => {
                 o.iplog = true;
-                o.common.syslog = true;
+                common.common.syslog = true;
             }
-            PlugOpt::Log => o.common.syslog = true,
-            PlugOpt::Help => return Err(CliError::Usage(None)),
+            PlugOpt::Log => common.common.syslog = true,
             PlugOpt::Shell => {
                 if text != "vde_plug" && text != "vde_plug_rs" {
                     return Err(CliError::NotAShell);
                 }
                 // As a forced ssh command: log, and log IPs for members of
                 // the group vde_plug reserves for that.
-                o.common.syslog = true;
+                common.common.syslog = true;
                 o.iplog |= crate::accounts::user_in_group(crate::sys::uid(), IPLOG_GROUP);
             }
-            PlugOpt::Verbose => o.common.verbose = o.common.verbose.saturating_add(1),
-            PlugOpt::Stats => o.common.stats_every = Some(stats_interval(&text)?),
-            PlugOpt::Status => status = Some(text),
-            PlugOpt::Json => json = true,
-            PlugOpt::Watch => watch = Some(text),
-            // A file name is bytes, as given.
-            PlugOpt::Stderr => o.common.stderr_file = Some(PathBuf::from(raw)),
-            PlugOpt::Syslog => o.common.log_to_syslog = true,
             PlugOpt::Version => {
                 return Ok(PlugOptions {
                     version: true,
                     ..PlugOptions::default()
                 })
             }
+            // The common ones, taken above.
+            _ => {}
         }
     }
-    o.common.status = status_request(status, json, watch)?;
+    o.common = common.finish()?;
     let (words, command) = operands_and_command(operands);
     o.form = form_of(&words, command)?;
     Ok(o)
+}
+
+/// getopt over `table` as every binary of the family reads its command
+/// line: `POSIXLY_CORRECT` from the environment, nothing but operands
+/// after `=`.
+pub fn family_getopt<K: Copy + PartialEq>(table: &[Opt<K>]) -> Getopt<'_, K> {
+    let posixly_correct = std::env::var_os("POSIXLY_CORRECT").is_some();
+    Getopt::new(table)
+        .posixly_correct(posixly_correct)
+        .stop_words(&["="])
 }
 
 #[cfg(test)]
@@ -553,8 +500,9 @@ mod tests {
     /// count of them.
     #[test]
     fn verbosity_saturates() {
-        let many = || std::iter::repeat_n(OsString::from("-v"), 300).collect::<Vec<_>>();
-        assert_eq!(begin(many()).ok().unwrap().common.verbose, u8::MAX);
+        let many = std::iter::repeat_n(OsString::from("-v"), 300).collect::<Vec<_>>();
+        let node = crate::node_cli::parse(many, crate::endpoint::node::config::KindName::Multi);
+        assert_eq!(node.unwrap().common.verbose, u8::MAX);
         assert_eq!(p(&["-v"; 300]).unwrap().common.verbose, u8::MAX);
     }
 

@@ -132,14 +132,19 @@ pub fn inet_port(s: &str) -> Option<u16> {
     crate::endpoint::inet::parse_port(s)
 }
 
-/// Every node option's value checker (`dedup=`, `weights=`, `policy=`,
-/// modes, ...) but the group's, which asks the system's group database:
-/// how many of them took `s`.
-pub fn node_values(s: &str) -> usize {
-    use crate::endpoint::node::config::{KindName, NodeConfig, OPTIONS};
-    OPTIONS
-        .iter()
-        .filter(|o| o.key != "grp")
-        .filter(|o| (o.set)(&mut NodeConfig::new(KindName::Bonding), s).is_ok())
-        .count()
+/// The node kinds' own values: `dedup=`, `weights=`, `policy=`, each set
+/// through the one table of node options.
+pub fn node_values(s: &str) -> (bool, bool, bool) {
+    use crate::endpoint::node::config::{options_for, KindName, NodeConfig};
+    let takes = |kind, key| {
+        let option = options_for(kind)
+            .find(|o| o.key == key)
+            .expect("a node key");
+        NodeConfig::new(kind).set(option, s).is_ok()
+    };
+    (
+        takes(KindName::Multi, "dedup"),
+        takes(KindName::Bonding, "weights"),
+        takes(KindName::Bonding, "policy"),
+    )
 }

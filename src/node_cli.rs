@@ -7,14 +7,16 @@
 
 use std::ffi::OsString;
 
-use pico_args::Keys;
-
-use crate::cli::{begin, form_of, no_stray_options, Begun, CliError, Common, Form};
-use crate::endpoint::node::config::{options_for, KindName, NodeConfig, NodeOption};
+use crate::cli::{
+    family_getopt, form_of, operands_and_command, CliError, Common, CommonParts, Form, PlugOpt,
+    COMMON_OPTIONS, PLUG_OPTIONS,
+};
+use crate::endpoint::node::config::{options_for, KindName, NodeConfig, OPTIONS};
 use crate::endpoint::node::control::absolute_node_path;
 use crate::endpoint::node::NetNode;
 use crate::endpoint::vde::OpenArgs;
 use crate::endpoint::Endpoint;
+use crate::getopt::{Item, Opt};
 use crate::lane::LANE_SLOTS;
 use crate::open::description;
 use crate::run::{run, Opener};
@@ -27,42 +29,68 @@ pub struct NodeOptions {
     pub config: NodeConfig,
 }
 
-/// The names an option answers to on the command line.
-fn keys(option: &NodeOption) -> Keys {
-    match option.short {
-        Some(short) => Keys::from([short, option.flag]),
-        None => Keys::from(option.flag),
-    }
+/// An option of a node program: a row of the node option table (by its
+/// index in [`OPTIONS`]) or one of the family's common options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOpt {
+    Node(usize),
+    Common(PlugOpt),
 }
 
-/// Parses the command line of the node program for `kind`. An option
-/// given twice takes its last value, as getopt has it.
+/// The getopt table of the node program for `kind`: the node's own
+/// options, in the node table's order, then the common ones.
+pub fn getopt_table(kind: KindName) -> Vec<Opt<NodeOpt>> {
+    let own = OPTIONS
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.kinds.contains(&kind))
+        .map(|(i, o)| Opt {
+            key: NodeOpt::Node(i),
+            long: o.flag.strip_prefix("--"),
+            short: o
+                .short
+                .and_then(|s| s.strip_prefix('-'))
+                .map(|s| s.as_bytes()[0]),
+            takes_value: o.value.is_some(),
+        });
+    let common = PLUG_OPTIONS
+        .iter()
+        .filter(|o| COMMON_OPTIONS.contains(&o.key))
+        .map(|o| Opt {
+            key: NodeOpt::Common(o.key),
+            long: o.long,
+            short: o.short,
+            takes_value: o.takes_value,
+        });
+    own.chain(common).collect()
+}
+
+/// Parses the command line of the node program for `kind` with getopt's
+/// rules, as `vde_plug_rs` reads its own (src/cli.rs): options as they
+/// come, the last of a repeated one wins, `-h` answers at once.
 pub fn parse(argv: Vec<OsString>, kind: KindName) -> Result<NodeOptions, CliError> {
-    let Begun {
-        mut args,
-        common,
-        operands,
-        command,
-    } = begin(argv)?;
-    let bad = |e: pico_args::Error| CliError::Usage(Some(e.to_string()));
+    let table = getopt_table(kind);
     let mut config = NodeConfig::new(kind);
-    for option in options_for(kind) {
-        while let Some(value) = args
-            .opt_value_from_str::<_, String>(keys(option))
-            .map_err(bad)?
-        {
-            config
-                .set(option, &value)
-                .map_err(|why| CliError::Usage(Some(why)))?;
+    let mut common = CommonParts::default();
+    let mut operands = Vec::new();
+    for item in family_getopt(&table).items(&argv) {
+        match item.map_err(|e| CliError::Usage(Some(e.to_string())))? {
+            Item::Operand(word) => operands.push(word),
+            Item::Opt(NodeOpt::Common(opt), value) => {
+                common.take(opt, value)?;
+            }
+            Item::Opt(NodeOpt::Node(i), value) => {
+                let text = value.unwrap_or_default().to_string_lossy().into_owned();
+                config
+                    .set(&OPTIONS[i], &text)
+                    .map_err(|why| CliError::Usage(Some(why)))?;
+            }
         }
     }
-    let free = args.finish();
-    no_stray_options(&free)?;
-    let words: Vec<OsString> = free.into_iter().chain(operands).collect();
-    let form = form_of(&words, command)?;
+    let (words, command) = operands_and_command(operands);
     Ok(NodeOptions {
-        common,
-        form,
+        common: common.finish()?,
+        form: form_of(&words, command)?,
         config,
     })
 }
@@ -205,6 +233,140 @@ mod tests {
         assert_eq!(flag, CliError::Usage(key.detail().map(String::from)));
         // Each kind its own: no --dedup on a bonding node.
         assert!(p(KindName::Bonding, &["--dedup", "5"]).is_err());
+    }
+
+    fn usage_error(kind: KindName, args: &[&str]) -> String {
+        match p(kind, args).unwrap_err() {
+            CliError::Usage(Some(why)) => why,
+            e => panic!("{args:?}: {e:?}"),
+        }
+    }
+
+    /// getopt's rules, as `vde_plug_rs` has them (cli::tests::getopt_rules):
+    /// the last of a repeat wins, unique long prefixes, a value is the next
+    /// word whatever it is, `--opt=v`, clusters, `--` and `=`.
+    #[test]
+    fn getopt_rules() {
+        use std::path::PathBuf;
+        use KindName::{Bonding, Multi};
+        let o = p(
+            Bonding,
+            &[
+                "-d",
+                "-d",
+                "--policy",
+                "rr",
+                "--pol=path",
+                "-p",
+                "A",
+                "-p",
+                "B",
+                "--mode",
+                "0600",
+                "--mode",
+                "0660",
+                "--weig",
+                "3:1",
+                "/n",
+            ],
+        )
+        .unwrap();
+        assert!(o.common.daemon);
+        assert_eq!(o.common.pidfile, Some(PathBuf::from("B")));
+        assert_eq!(o.config.settings(), "path weights=3:1");
+        assert_eq!(o.config.mode, Some(0o660));
+        assert_eq!(o.form.first, "/n");
+        let o = p(Multi, &["--ded", "5", "--dedup=50", "-vv", "--stats", "2"]);
+        let o = o.unwrap();
+        assert_eq!(o.config.settings(), "dedup=50");
+        assert_eq!((o.common.verbose, o.common.stats_every), (2, Some(2)));
+        // A value is the next word, whatever it starts with.
+        let o = p(Multi, &["-p", "-d", "/n"]).unwrap();
+        assert_eq!(o.common.pidfile, Some(PathBuf::from("-d")));
+        assert!(!o.common.daemon);
+        assert_eq!(
+            usage_error(Bonding, &["--policy", "-d"]),
+            usage_error(Bonding, &["--policy", "x-d"]).replace("x-d", "-d"),
+        );
+        // Clusters; options and operands mix; `--` and `=` end the options.
+        let o = p(Bonding, &["/n", "-dvpF", "--", "-x"]).unwrap();
+        assert!(o.common.daemon && o.common.verbose == 1);
+        assert_eq!(o.common.pidfile, Some(PathBuf::from("F")));
+        assert_eq!(
+            o.form,
+            Form {
+                first: "/n".into(),
+                other: crate::cli::OtherSide::Url("-x".into())
+            }
+        );
+        let o = p(Multi, &["/n", "=", "cat", "-d", "--dedup", "5"]).unwrap();
+        assert!(!o.common.daemon && o.config.dedup.is_none());
+        assert_eq!(
+            o.form.other,
+            crate::cli::OtherSide::Command(["cat", "-d", "--dedup", "5"].map(String::from).into())
+        );
+        assert_eq!(
+            p(Bonding, &["-v", "-h", "-x"]).unwrap_err(),
+            CliError::Usage(None)
+        );
+        assert_eq!(p(Multi, &["--he"]).unwrap_err(), CliError::Usage(None));
+        // getopt's own messages; candidates in the table's order.
+        assert_eq!(usage_error(Bonding, &["-x"]), "invalid option -- 'x'");
+        assert_eq!(
+            usage_error(Bonding, &["--dedup", "5"]),
+            "unrecognized option '--dedup'"
+        );
+        assert_eq!(
+            usage_error(Multi, &["--d", "5"]),
+            "option '--d' is ambiguous; possibilities: '--dirmode' '--dedup' '--daemon'"
+        );
+        assert_eq!(
+            usage_error(Bonding, &["--weights"]),
+            "option '--weights' requires an argument"
+        );
+        assert_eq!(
+            usage_error(Bonding, &["--daemon=1"]),
+            "option '--daemon' doesn't allow an argument"
+        );
+        assert_eq!(
+            usage_error(Multi, &["--json"]),
+            "--json and --watch go with --status PATH"
+        );
+        assert_eq!(
+            p(Multi, &["--status", "/n", "--js"])
+                .unwrap()
+                .common
+                .status
+                .map(|s| s.json),
+            Some(true)
+        );
+        assert_eq!(
+            usage_error(Multi, &["/a", "/b", "/c"]),
+            "too many arguments"
+        );
+    }
+
+    /// The getopt table is the node option table's rows for the kind, by
+    /// their flags, and the common options: no other list.
+    #[test]
+    fn one_table() {
+        for kind in [KindName::Bonding, KindName::Multi] {
+            let table = getopt_table(kind);
+            let own: Vec<_> = table
+                .iter()
+                .filter_map(|o| match o.key {
+                    NodeOpt::Node(i) => Some((OPTIONS[i].flag, o.long, o.takes_value)),
+                    NodeOpt::Common(_) => None,
+                })
+                .collect();
+            let expected: Vec<_> = options_for(kind)
+                .map(|o| (o.flag, o.flag.strip_prefix("--"), o.value.is_some()))
+                .collect();
+            assert_eq!(own, expected);
+            assert_eq!(table.len(), own.len() + COMMON_OPTIONS.len());
+            let group = table.iter().find(|o| o.long == Some("group")).unwrap();
+            assert_eq!(group.short, Some(b'g'));
+        }
     }
 
     /// Every option the table gives a kind is in its program's usage.

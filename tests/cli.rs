@@ -343,6 +343,9 @@ const ROWS: &[Row] = &[
     differs(&["-v", "{sw}"], "The options vde_plug lacks"),
     differs(&["--s", "{sw}"], "The options vde_plug lacks"),
     differs(&["--version"], "The options vde_plug lacks"),
+    differs(&["--syslog", "{sw}"], "The options vde_plug lacks"),
+    differs(&["--stderr", "{d}/e", "{sw}"], "The options vde_plug lacks"),
+    differs(&["-c", "vde_plug_rs", "{sw}"], "`-c vde_plug_rs` is taken"),
     // The forms, and `=`.
     same(&["{sw}", "null://"]),
     same(&["{sw}", "null://", "null://"]),
@@ -417,6 +420,54 @@ fn option_values_that_start_with_a_dash() {
     // sees a connection (docs/compat.md).
     let o = outcome(rs_plug(), &["-g", "-d", "{sw}"], &[]);
     assert_eq!((o.exit, o.request), (Some(1), None));
+}
+
+/// The node programs read their command line with the same getopt rules
+/// and messages (the cases themselves: node_cli::tests::getopt_rules).
+#[test]
+fn node_programs_speak_getopt() {
+    // Program, arguments, exit status, getopt's sentence.
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        Option<i32>,
+        Option<&'static str>,
+    );
+    let cases: [Case; 6] = [
+        (
+            bonding_node(),
+            &["-x"],
+            Some(255),
+            Some("invalid option -- 'x'"),
+        ),
+        (multi_node(), &["--he"], Some(0), None),
+        (bonding_node(), &["-v", "-h", "-x"], Some(0), None),
+        (
+            bonding_node(),
+            &["--dedup", "5", "{d}/n"],
+            Some(255),
+            Some("unrecognized option '--dedup'"),
+        ),
+        (
+            multi_node(),
+            &["--d", "5", "{d}/n"],
+            Some(255),
+            Some("option '--d' is ambiguous; possibilities: '--dirmode' '--dedup' '--daemon'"),
+        ),
+        (
+            bonding_node(),
+            &["{d}/n", "--weights"],
+            Some(255),
+            Some("option '--weights' requires an argument"),
+        ),
+    ];
+    for (prog, args, exit, error) in cases {
+        let o = outcome(prog, args, &[]);
+        assert_eq!(o.exit, exit, "{prog} {args:?}");
+        assert_eq!(o.getopt_error.as_deref(), error, "{prog} {args:?}");
+        assert!(o.request.is_none(), "{prog} {args:?}");
+        assert!(o.files.is_empty(), "{prog} {args:?} left {:?}", o.files);
+    }
 }
 
 /// `cmd://` words: the files each command makes, C's module and ours (the

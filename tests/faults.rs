@@ -106,6 +106,48 @@ fn out_of_descriptors_refuses_new_cables_and_keeps_forwarding() {
     assert_eq!(host.wait_frames(before + 1)[before], frame(4, 0, 100));
 }
 
+/// Found by scripts/chaos: idle clients holding every descriptor of a
+/// node, a cable that knocks then is turned away at once (it fails, it
+/// does not wait in the backlog for good), however many knock; once the
+/// idle ones leave, a cable joins.
+#[test]
+fn idle_clients_holding_every_descriptor_leave_no_cable_hanging() {
+    require_c_reference();
+    let t = Scratch::new("idle");
+    let node = t.path("n");
+    let _host = LivePlug::start_node(
+        "prlimit",
+        &[
+            "--nofile=24:24",
+            "--",
+            rs_plug(),
+            &format!("bonding://{node}"),
+        ],
+    );
+    let ctl = Path::new(&node).join("ctl");
+    // A node that stops accepting lets its backlog fill, and a connect
+    // then waits for good: on a thread, against a deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let idle: Vec<_> = (0..40)
+            .map(|_| std::os::unix::net::UnixStream::connect(&ctl).unwrap())
+            .collect();
+        let _ = tx.send(idle);
+    });
+    let idle = rx
+        .recv_timeout(PATIENCE)
+        .expect("the node stopped accepting: a connect waits in its backlog");
+    for _ in 0..3 {
+        match try_join(&node, 0) {
+            Err((Some(1), _)) => {}
+            Ok(_) => panic!("a cable joined a node out of descriptors"),
+            Err(other) => panic!("a refused cable exits 1: {other:?}"),
+        }
+    }
+    drop(idle);
+    try_join(&node, 0).expect("a cable joins once the idle clients left");
+}
+
 /// A node stopped (SIGSTOP) while a cable sends keeps everything the cable
 /// holds: the cable stops reading once it cannot send, and after SIGCONT
 /// every frame reaches the host, in order.

@@ -8,10 +8,10 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use vde_plug_rs::endpoint::node::config::KindName;
 
 use libfuzzer_sys::fuzz_target;
 use vde_plug_rs::cli::{parse, OtherSide, PLUG_OPTIONS};
+use vde_plug_rs::endpoint::node::config::KindName;
 use vde_plug_rs::getopt::{Getopt, Item};
 
 fuzz_target!(|data: &[u8]| {

@@ -177,11 +177,14 @@ impl NodeDir {
                 if self.reserve.take().is_none() {
                     return Err(e);
                 }
-                let turned_away = sys::accept(&self.listener);
+                // Closed before the reserve is opened again: it holds the
+                // one free descriptor (else the reserve is lost, the next
+                // knock is an error, and the backlog is never read again).
+                let turned_away = sys::accept(&self.listener).map(|c| c.is_some());
                 self.reserve = sys::open_dev_null().ok();
                 match turned_away? {
-                    Some(_) => Ok(Some(Accepted::TurnedAway)),
-                    None => Ok(None),
+                    true => Ok(Some(Accepted::TurnedAway)),
+                    false => Ok(None),
                 }
             }
             r => Ok(r?.map(Accepted::Connection)),
