@@ -202,16 +202,18 @@ fn run_inner(
 }
 
 /// Opens one side; `Err` is the plug's exit: 1 after the `vde_open NAME:
-/// REASON` line, or, when SIGINT, SIGTERM or SIGHUP cut the open short,
+/// REASON` line and the error's detail, or, when SIGINT, SIGTERM or SIGHUP cut the open short,
 /// death by that signal once what was opened is closed.
 fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, Exit> {
     (o.open)().map_err(|e| match signals::ending_pending() {
         Some(sig) => Exit::Signal(sig),
         None => {
+            // vdeplug4's line first (scripts match it), then what it
+            // leaves unsaid.
+            eprintln!("vde_open {}: {e}", o.name);
             if let Some(why) = e.detail() {
                 eprintln!("{why}");
             }
-            eprintln!("vde_open {}: {e}", o.name);
             Exit::Code(1)
         }
     })
