@@ -346,9 +346,16 @@ const ROWS: &[Row] = &[
     // The forms, and `=`.
     same(&["{sw}", "null://"]),
     same(&["{sw}", "null://", "null://"]),
-    same(&["-D", "=", "{sw}", "=", "touch", "{d}/made"]),
+    // The command runs before the (mute) switch is joined.
+    differs(
+        &["-D", "=", "{sw}", "=", "touch", "{d}/made"],
+        "A cable's command starts first",
+    ),
     same(&["null://", "=", "touch", "{d}/u"]),
-    same(&["-d", "-p", "{d}/pf", "{sw}", "=", "touch", "{d}/v"]),
+    differs(
+        &["-d", "-p", "{d}/pf", "{sw}", "=", "touch", "{d}/v"],
+        "A cable's command starts first",
+    ),
     differs(
         &["null://", "=", "touch", "{d}/t", "-p", "{d}/pf"],
         "Options after `=` belong to the command",

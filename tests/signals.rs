@@ -217,12 +217,15 @@ fn seqpacket_on_a_non_socket_and_an_empty_module_are_errors() {
         let fd = plain.as_raw_fd();
         let mut cmd = Command::new(rs_plug());
         cmd.arg(url);
-        // SAFETY: only dup2 between fork and exec: the file becomes the
-        // plug's descriptor 3 (stdin stays an open pipe).
+        // SAFETY: only dup2 and fcntl between fork and exec: the file
+        // becomes the plug's descriptor 3 (stdin stays an open pipe); if
+        // it was 3 already, dup2 does nothing and close-on-exec stays set.
         unsafe {
-            cmd.pre_exec(move || match libc::dup2(fd, 3) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 3) == -1 || libc::fcntl(3, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
             });
         }
         let mut plug = Plug::spawn_command(&mut cmd);
