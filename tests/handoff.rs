@@ -8,6 +8,10 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
+mod netbed;
+
+use netbed::{ready, Sshd};
+
 /// The far end of the new cable starts this late (seconds), as behind an
 /// ssh login (the issue saw 0.3 s; longer here, for the margin below).
 const LOGIN: &str = "1";
@@ -23,20 +27,24 @@ const DEDUP_MS: u32 = 500;
 /// `far` the one at vm2's.
 fn slow_cable_handoff(name: &str, near: &str, far: &str) -> (Vec<u32>, usize) {
     let t = Scratch::new(name);
+    // A script, not `sh -c` (the C plug's getopt would take `-c`).
+    let late = t.path("late");
+    let script = format!("#!/bin/sh\nsleep {LOGIN}\nexec {far} {}\n", t.path("vm2"));
+    std::fs::write(&late, script).unwrap();
+    std::fs::set_permissions(&late, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    handoff(&t, &[near, &t.path("vm1"), "=", &late])
+}
+
+/// The handoff of [`slow_cable_handoff`] with `cable2` (a command line)
+/// as the new cable from `t`'s vm1 to its vm2: how often each number
+/// reached vm2's host, and how many came more than once.
+fn handoff(t: &Scratch, cable2: &[&str]) -> (Vec<u32>, usize) {
     let (m1, m2) = (t.path("vm1"), t.path("vm2"));
     let mut vm1 = Plug::start_node(rs_plug(), &[&format!("multi://{m1}")]);
     let mut vm2 = Plug::start_node(rs_plug(), &[&format!("multi://{m2}[dedup={DEDUP_MS}]")]);
     let cable1 = Plug::spawn(rs_plug(), &[&m1, "=", rs_plug(), &m2]);
     wait_ports(&m1, 1);
     wait_ports(&m2, 1);
-    // A script, not `sh -c` (the C plug's getopt would take `-c`).
-    let late = t.path("late");
-    std::fs::write(
-        &late,
-        format!("#!/bin/sh\nsleep {LOGIN}\nexec {far} {m2}\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&late, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut sent = 0u32;
     let mut send = |vm1: &mut Plug, count: u32| {
         for _ in 0..count {
@@ -46,7 +54,7 @@ fn slow_cable_handoff(name: &str, near: &str, far: &str) -> (Vec<u32>, usize) {
         }
     };
     send(&mut vm1, 500);
-    let cable2 = Plug::spawn(near, &[&m1, "=", &late]);
+    let cable2 = Plug::spawn(cable2[0], &cable2[1..]);
     // Frames keep coming while cable 2's far end starts.
     let deadline = Instant::now() + PATIENCE;
     while port_count(&m1) < 2 || port_count(&m2) < 2 {
@@ -100,6 +108,24 @@ fn a_late_cable_from_the_c_plug_duplicates() {
 fn a_late_cable_to_the_c_plug_joins_after_the_bound() {
     require_c_reference();
     let (seen, dups) = slow_cable_handoff("handoff-late-cfar", rs_plug(), C_PLUG);
+    assert_eq!(dups, 0, "{dups} of {} frames given twice", seen.len());
+    assert!(seen.iter().all(|&c| c == 1));
+}
+
+/// Through a real sshd (loopback): the new cable's far end answers once
+/// ssh has logged in and started it; no frame waited in ssh's pipe.
+#[test]
+fn a_cable_through_ssh_duplicates_nothing() {
+    let Some(_lock) = ready("a_cable_through_ssh_duplicates_nothing") else {
+        return;
+    };
+    let t = Scratch::new("handoff-ssh");
+    let sshd = Sshd::start(&t);
+    let mut cable2: Vec<String> = vec![rs_plug().into(), t.path("vm1"), "=".into(), "ssh".into()];
+    cable2.extend(sshd.ssh_args());
+    cable2.extend(["root@127.0.0.1".into(), rs_plug().into(), t.path("vm2")]);
+    let cable2: Vec<&str> = cable2.iter().map(String::as_str).collect();
+    let (seen, dups) = handoff(&t, &cable2);
     assert_eq!(dups, 0, "{dups} of {} frames given twice", seen.len());
     assert!(seen.iter().all(|&c| c == 1));
 }
