@@ -91,57 +91,22 @@ pub struct Column {
 /// The counters of a row, in the order of the tables and of the status
 /// socket; a row's last number is [`AGE_S`].
 pub const COLUMNS: [Column; 10] = [
-    Column {
-        name: "frames_in",
-        loss: false,
-        get: |s| s.frames_in,
-    },
-    Column {
-        name: "bytes_in",
-        loss: false,
-        get: |s| s.bytes_in,
-    },
-    Column {
-        name: "frames_out",
-        loss: false,
-        get: |s| s.frames_out,
-    },
-    Column {
-        name: "bytes_out",
-        loss: false,
-        get: |s| s.bytes_out,
-    },
-    Column {
-        name: "drop_full",
-        loss: true,
-        get: |s| s.drop_full,
-    },
-    Column {
-        name: "runt",
-        loss: true,
-        get: |s| s.drop_runt,
-    },
-    Column {
-        name: "oversize",
-        loss: true,
-        get: |s| s.drop_oversize,
-    },
-    Column {
-        name: "nocable",
-        loss: true,
-        get: |s| s.drop_nocable,
-    },
-    Column {
-        name: "skipped",
-        loss: false,
-        get: |s| s.skipped,
-    },
-    Column {
-        name: "dup",
-        loss: false,
-        get: |s| s.drop_dup,
-    },
+    col("frames_in", false, |s| s.frames_in),
+    col("bytes_in", false, |s| s.bytes_in),
+    col("frames_out", false, |s| s.frames_out),
+    col("bytes_out", false, |s| s.bytes_out),
+    col("drop_full", true, |s| s.drop_full),
+    col("runt", true, |s| s.drop_runt),
+    col("oversize", true, |s| s.drop_oversize),
+    col("nocable", true, |s| s.drop_nocable),
+    col("skipped", false, |s| s.skipped),
+    col("dup", false, |s| s.drop_dup),
 ];
+
+const fn col(name: &'static str, loss: bool, get: fn(&LinkStats) -> u64) -> Column {
+    Column { name, loss, get }
+}
+
 /// The name of a row's last number: seconds since the link joined.
 pub const AGE_S: &str = "age_s";
 /// How many numbers a row has: the columns, then its age.
