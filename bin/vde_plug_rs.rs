@@ -4,9 +4,9 @@
 use std::ffi::OsString;
 use std::io::Write;
 
-use vde_plug_rs::cli::{self, CliError, Form};
+use vde_plug_rs::cli::{self, CliError, Form, OtherSide};
 use vde_plug_rs::open::description;
-use vde_plug_rs::run::{early_setup, run, Opener};
+use vde_plug_rs::run::{early_setup, run_cable, CableEnds, Opener};
 
 fn main() {
     let mut argv = std::env::args_os();
@@ -41,7 +41,11 @@ fn main() {
     }
     let descr = description(opts.description.as_deref());
     let Form { first, other } = opts.form.clone();
+    let ends = CableEnds {
+        wait_far_end: matches!(other, OtherSide::Command(_)),
+        say_hello: matches!(other, OtherSide::Stdio),
+    };
     let a = Opener::locator(first, descr.clone(), &opts.args1);
     let b = Opener::other_side(other, descr, &opts.args2, opts.iplog);
-    std::process::exit(run(&opts.common, a, b));
+    std::process::exit(run_cable(&opts.common, a, b, ends));
 }

@@ -211,6 +211,7 @@ impl Engine {
         for s in &self.sides {
             s.report(&mut table);
         }
-        log!(target: crate::logger::STATS, level, "link counters\n{}", table.text());
+        let lost = crate::stats::loss_line(table.rows());
+        log!(target: crate::logger::STATS, level, "link counters ({lost})\n{}", table.text());
     }
 }

@@ -318,7 +318,7 @@ impl HostedNode {
         let mut table = StatsTable::new();
         table.row("program", &self.program, "");
         self.node.report(&mut table);
-        table.text().to_string()
+        table.text()
     }
 }
 

@@ -12,6 +12,7 @@ pub mod cli;
 pub(crate) mod daemon;
 pub mod endpoint;
 pub mod engine;
+pub mod figures;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod getopt;

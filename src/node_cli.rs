@@ -107,8 +107,10 @@ const NODE_PROGRAMS: [NodeProgram; 2] = [
     NodeProgram {
         name: "bonding_node",
         kind: KindName::Bonding,
-        semantics: "frames from the host side\n\
-                    go out on one cable at a time, in turn; frames from any cable go to the host.",
+        semantics: "each frame from the host side\n\
+                    goes out on one cable: by default (--policy path) the one that brings it\n\
+                    soonest, and a far node of ours restores the order; frames from any cable\n\
+                    go to the host.",
     },
     NodeProgram {
         name: "multi_node",

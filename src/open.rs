@@ -65,6 +65,43 @@ pub const MODULES: [&str; 13] = [
 /// Opens any supported locator.
 pub fn open(url: &str, description: &str, args: &OpenArgs) -> Result<Box<dyn Endpoint>, OpenError> {
     let url = resolve_url(url);
+    open_resolved(&url, description, args).map_err(|e| with_hint(e, &url))
+}
+
+/// Adds a line to an error whose reason alone does not help: the modules
+/// there are, for one that is not; the missing `//` of `bonding:/tmp/x`,
+/// which is read as a switch's path.
+fn with_hint(e: OpenError, url: &str) -> OpenError {
+    if e.detail().is_some() {
+        return e;
+    }
+    if e.code() == libc::EPROTONOSUPPORT {
+        let module = url.split_once("://").map_or("", |(m, _)| m);
+        return OpenError::with_detail(
+            e.code(),
+            format!("no module '{module}'; there are: {}", MODULES.join(", ")),
+        );
+    }
+    match url.split_once(':') {
+        Some((m, rest)) if !url.contains("://") && MODULES.contains(&m) => {
+            let path = rest.trim_start_matches('/');
+            let root = if rest.starts_with('/') { "/" } else { "" };
+            let fixed = format!("{m}://{root}{path}");
+            OpenError::with_detail(
+                e.code(),
+                format!("{url} was read as a switch's path; for the {m} module write {fixed}"),
+            )
+        }
+        _ => e,
+    }
+}
+
+fn open_resolved(
+    url: &str,
+    description: &str,
+    args: &OpenArgs,
+) -> Result<Box<dyn Endpoint>, OpenError> {
+    let url = url.to_string();
     // Modules that read the text after `://` as it stands.
     let raw = url.split_once("://").map_or("", |(_, rest)| rest);
     let loc = Locator::parse(&url);

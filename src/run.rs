@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use log::{debug, error, Level, LevelFilter};
+use log::{debug, error, info, Level, LevelFilter};
 
 use crate::cli::{Common, OtherSide};
 use crate::daemon::{self, PidFile, SysLog};
@@ -93,7 +93,30 @@ pub fn init_logging(verbose: u8) {
 
 /// Runs a plug between `a` and `b` and returns the exit status; ending
 /// signals other than SIGTERM are re-raised after cleanup.
+/// What a plug of ours does as one end of a cable (vde_plug_rs, not the
+/// node programs), so that a new cable carries no frame before its far end
+/// can take it (issue 25: frames that waited in ssh's pipe during a login
+/// came late, past `--dedup`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CableEnds {
+    /// `URL = COMMAND`: start the command first and open URL once its far
+    /// end has answered (its first byte, or its end), or after
+    /// [`FAR_END_BOUND`] (a C far end says nothing until it has a frame).
+    pub wait_far_end: bool,
+    /// `URL` with stdin/stdout: once URL is open, say so on stdout with a
+    /// zero-length record, which every stream reader (C's too) skips.
+    pub say_hello: bool,
+}
+
+/// How long a plug waits for its cable's far end before it joins anyway.
+pub const FAR_END_BOUND: Duration = Duration::from_secs(2);
+
 pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
+    run_cable(common, a, b, CableEnds::default())
+}
+
+/// [`run`], for a plug that is one end of a cable.
+pub fn run_cable(common: &Common, a: Opener<'_>, b: Opener<'_>, ends: CableEnds) -> i32 {
     init_logging(common.verbose);
     let stderr_file = match common.stderr_file.as_deref().map(daemon::open_stderr_file) {
         None => None,
@@ -135,7 +158,7 @@ pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
             }
         }
     };
-    match run_inner(common, a, b, on_ready) {
+    match run_inner(common, a, b, ends, on_ready) {
         Err(Exit::Signal(sig)) => signals::die_by(sig),
         Err(Exit::Code(code)) => code,
         Ok(code) => code,
@@ -149,6 +172,7 @@ fn run_inner(
     common: &Common,
     a: Opener<'_>,
     b: Opener<'_>,
+    ends: CableEnds,
     on_ready: impl FnOnce(),
 ) -> Result<i32, Exit> {
     let _pidfile = match &common.pidfile {
@@ -159,8 +183,17 @@ fn run_inner(
         None => None,
     };
     let _syslog = common.syslog.then(|| SysLog::open("START"));
-    let first = open_one(a)?;
-    let second = open_one(b)?;
+    let (first, second) = if ends.wait_far_end {
+        let second = open_one(b)?;
+        wait_far_end(&*second)?;
+        (open_one(a)?, second)
+    } else {
+        (open_one(a)?, open_one(b)?)
+    };
+    if ends.say_hello && !crate::sys::is_tty(libc::STDOUT_FILENO) {
+        // Two bytes into a pipe nothing was written to yet: they fit.
+        let _ = crate::sys::write(libc::STDOUT_FILENO, &[0, 0]);
+    }
     let mut engine = Engine::new(
         first,
         second,
@@ -201,17 +234,45 @@ fn run_inner(
     }
 }
 
+/// Waits until the far end of `cable` answers, ends, or is given up on
+/// after [`FAR_END_BOUND`]; SIGINT, SIGTERM or SIGHUP end the wait (and
+/// the plug: dropping `cable` ends its command).
+fn wait_far_end(cable: &dyn Endpoint) -> Result<(), Exit> {
+    let Some(fd) = cable.answer_fd() else {
+        return Ok(());
+    };
+    match signals::wait_fd(fd, libc::POLLIN, FAR_END_BOUND) {
+        Ok(true) => debug!("the far end answered"),
+        Ok(false) => info!(
+            "no word from the far end in {} s (a C plug there?): joining",
+            FAR_END_BOUND.as_secs()
+        ),
+        Err(e) => {
+            return Err(match signals::ending_pending() {
+                Some(sig) => Exit::Signal(sig),
+                None => {
+                    error!("poll: {e}");
+                    Exit::Code(1)
+                }
+            })
+        }
+    }
+    Ok(())
+}
+
 /// Opens one side; `Err` is the plug's exit: 1 after the `vde_open NAME:
-/// REASON` line, or, when SIGINT, SIGTERM or SIGHUP cut the open short,
+/// REASON` line and the error's detail, or, when SIGINT, SIGTERM or SIGHUP cut the open short,
 /// death by that signal once what was opened is closed.
 fn open_one(o: Opener<'_>) -> Result<Box<dyn Endpoint>, Exit> {
     (o.open)().map_err(|e| match signals::ending_pending() {
         Some(sig) => Exit::Signal(sig),
         None => {
+            // vdeplug4's line first (scripts match it), then what it
+            // leaves unsaid.
+            eprintln!("vde_open {}: {e}", o.name);
             if let Some(why) = e.detail() {
                 eprintln!("{why}");
             }
-            eprintln!("vde_open {}: {e}", o.name);
             Exit::Code(1)
         }
     })

@@ -5,15 +5,19 @@
 //! reads one answer, then the node closes the connection:
 //!
 //! ```text
-//! vde_plug_rs status 1
+//! vde_plug_rs status 2
 //! node<TAB>bonding:///tmp/vm1
 //! kind<TAB>bonding
 //! policy<TAB>adaptive
 //! host<TAB>stdin/stdout
-//! link<TAB>LABEL<TAB>FULL_NOW<TAB>11 counters (as the SIGUSR1 table)<TAB>AGE_S<TAB>DESCRIPTION
+//! link<TAB>LABEL<TAB>FULL_NOW<TAB>10 counters (stats::COLUMNS)<TAB>AGE_S<TAB>DESCRIPTION
+//! fig<TAB>SECTION<TAB>NAME<TAB>UNIT<TAB>VALUE<TAB>LOSS   (the link's figures, 0 or more)
+//! end
 //! ```
 //!
 //! The first `link` row is the node's host side, the others its cables.
+//! The client prints it as a table ([`Status::table`]) or as JSON
+//! ([`Status::json`], its schema in vde_plug_rs(1), COUNTERS).
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -21,26 +25,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::stats::StatsTable;
+use crate::figures::Figures;
+pub use crate::stats::Row as StatusRow;
+use crate::stats::{self, StatsTable, AGE_S, COLUMNS, NUMBERS};
 use crate::sys;
 
 /// The name of the status socket in a node directory.
 pub const STATUS_SOCKET: &str = "status";
-const MAGIC_LINE: &str = "vde_plug_rs status 1";
-/// The counters of a row, in the order of the wire and of the tables.
-const COUNTERS: [&str; 11] = [
-    "frames_in",
-    "bytes_in",
-    "frames_out",
-    "bytes_out",
-    "full",
-    "runt",
-    "oversize",
-    "nocable",
-    "skipped",
-    "dup",
-    "age_s",
-];
+const MAGIC_LINE: &str = "vde_plug_rs status 2";
 
 /// What a node says of itself, before its rows.
 pub struct StatusHeader<'a> {
@@ -59,28 +51,31 @@ pub fn answer(
     header: &StatusHeader,
     fill: impl FnOnce(&mut StatsTable),
 ) {
-    let mut table = StatsTable::for_status();
+    let mut table = StatsTable::new();
     fill(&mut table);
-    let mut text = String::with_capacity(256 + table.text().len());
-    let _ = write!(
-        text,
-        "{MAGIC_LINE}\nnode\t{}\nkind\t{}\npolicy\t{}\nhost\t{}\n{}end\n",
-        header.node,
-        header.kind,
-        header.policy,
-        header.host,
-        table.text()
-    );
-    let _ = sys::write(conn.as_raw_fd(), text.as_bytes());
+    let _ = sys::write(conn.as_raw_fd(), answer_text(header, &table).as_bytes());
 }
 
-/// One row of a status answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusRow {
-    pub link: String,
-    pub full_now: bool,
-    pub counters: [u64; 11],
-    pub description: String,
+/// The text of an answer: the header, then the table's rows.
+fn answer_text(header: &StatusHeader, table: &StatsTable) -> String {
+    let mut text = String::with_capacity(256 + 160 * table.rows().len());
+    let _ = write!(
+        text,
+        "{MAGIC_LINE}\nnode\t{}\nkind\t{}\npolicy\t{}\nhost\t{}\n",
+        header.node, header.kind, header.policy, header.host,
+    );
+    let clean = |t: &str| t.trim().replace(['\t', '\n', '\r'], " ");
+    for row in table.rows() {
+        let full = u8::from(row.full_now == Some(true));
+        let _ = write!(text, "link\t{}\t{full}", clean(&row.link));
+        for v in row.counters {
+            let _ = write!(text, "\t{v}");
+        }
+        let _ = writeln!(text, "\t{}", clean(&row.description));
+        row.figures.to_wire(&mut text);
+    }
+    text.push_str("end\n");
+    text
 }
 
 /// A parsed status answer.
@@ -115,6 +110,8 @@ impl Status {
                 "policy" => st.policy = rest.to_string(),
                 "host" => st.host = rest.to_string(),
                 "link" => st.rows.push(parse_row(rest)?),
+                "fig" if st.rows.last_mut()?.figures.push_wire(rest) => {}
+                "fig" => return None,
                 "end" => return Some(st),
                 _ => {}
             }
@@ -122,9 +119,14 @@ impl Status {
         None
     }
 
-    /// The answer as a table for people; with `rates`, per-second figures
-    /// from the previous answer `dt` ago replace the totals of frames and
-    /// bytes.
+    /// Frames the node lost, all links together.
+    pub fn lost(&self) -> u64 {
+        self.rows.iter().map(StatusRow::lost).sum()
+    }
+
+    /// The answer as a table for people, and a line that says what was
+    /// lost; with `rates`, per-second figures from the previous answer
+    /// `dt` ago replace the totals of frames and bytes.
     pub fn table(&self, rates: Option<(&Status, Duration)>) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -132,80 +134,95 @@ impl Status {
             "{}  kind {}  policy {}  host {}",
             self.node, self.kind, self.policy, self.host
         );
-        let (fin, bin, fout, bout) = if rates.is_some() {
-            ("fps_in", "Bps_in", "fps_out", "Bps_out")
-        } else {
-            ("frames_in", "bytes_in", "frames_out", "bytes_out")
-        };
-        let _ = writeln!(
-            out,
-            "{:<10} {:>4} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6} {:>8} {:>7} {:>8} {:>6} {:>7}  description",
-            "link", "full", fin, bin, fout, bout, "full", "runt", "oversize", "nocable", "skipped", "dup", "age_s"
-        );
-        for row in &self.rows {
-            let mut c = row.counters;
-            if let Some((before, dt)) = rates {
-                let secs = dt.as_secs_f64().max(1e-3);
+        let mut heads: [&str; NUMBERS] =
+            std::array::from_fn(|i| COLUMNS.get(i).map_or(AGE_S, |c| c.name));
+        let mut rows = self.rows.clone();
+        if let Some((before, dt)) = rates {
+            heads[..4].copy_from_slice(&["fps_in", "Bps_in", "fps_out", "Bps_out"]);
+            let secs = dt.as_secs_f64().max(1e-3);
+            for row in &mut rows {
                 let old = before.rows.iter().find(|r| r.link == row.link);
-                for (i, v) in c.iter_mut().enumerate().take(4) {
+                for (i, v) in row.counters.iter_mut().enumerate().take(4) {
                     let was = old.map_or(0, |o| o.counters[i]);
                     *v = (v.saturating_sub(was) as f64 / secs).round() as u64;
                 }
             }
-            let _ = writeln!(
-                out,
-                "{:<10} {:>4} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6} {:>8} {:>7} {:>8} {:>6} {:>7}  {}",
-                row.link,
-                if row.full_now { "yes" } else { "" },
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
-                row.description
-            );
         }
+        out.push_str(&stats::render(&rows, &heads, true));
+        out.push_str(&stats::loss_line(&self.rows));
         out
     }
 
-    /// The answer as one JSON object, for scripts.
+    /// The answer as one JSON object, for scripts: every counter and figure
+    /// a field of its own (schema: vde_plug_rs(1), COUNTERS).
     pub fn json(&self) -> String {
         let mut out = format!(
-            "{{\"node\":{},\"kind\":{},\"policy\":{},\"host\":{},\"links\":[",
+            "{{\"node\":{},\"kind\":{},\"policy\":{},\"host\":{},\"lost\":{},\"links\":[",
             json_str(&self.node),
             json_str(&self.kind),
             json_str(&self.policy),
-            json_str(&self.host)
+            json_str(&self.host),
+            self.lost()
         );
         for (i, row) in self.rows.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
+            let port = row
+                .link
+                .strip_prefix("port ")
+                .and_then(|n| n.parse::<u64>().ok())
+                .map_or("null".to_string(), |n| n.to_string());
             let _ = write!(
                 out,
-                "{{\"link\":{},\"full_now\":{}",
+                "{{\"link\":{},\"port\":{port},\"full_now\":{}",
                 json_str(&row.link),
-                row.full_now
+                row.full_now == Some(true)
             );
-            for (name, v) in COUNTERS.iter().zip(row.counters) {
+            let names = COLUMNS.iter().map(|c| c.name).chain([AGE_S]);
+            for (name, v) in names.zip(row.counters) {
                 let _ = write!(out, ",\"{name}\":{v}");
             }
-            let _ = write!(out, ",\"description\":{}}}", json_str(&row.description));
+            let _ = write!(
+                out,
+                ",\"lost\":{},\"description\":{}",
+                row.lost(),
+                json_str(&row.description)
+            );
+            json_figures(&row.figures, &mut out);
+            out.push('}');
         }
         out.push_str("]}");
         out
     }
 }
 
+/// A link's figures as one object per section: `,"path":{"rate_bps":...}`.
+fn json_figures(figures: &Figures, out: &mut String) {
+    for (section, figs) in figures.sections() {
+        let _ = write!(out, ",{}:{{", json_str(section));
+        for (i, f) in figs.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let _ = write!(out, "{comma}{}:{}", json_str(&f.key()), f.json_value());
+        }
+        out.push('}');
+    }
+}
+
 fn parse_row(rest: &str) -> Option<StatusRow> {
-    let mut f = rest.splitn(14, '\t');
+    let mut f = rest.splitn(NUMBERS + 3, '\t');
     let link = f.next()?.to_string();
     let full_now = f.next()? == "1";
-    let mut counters = [0u64; 11];
+    let mut counters = [0u64; NUMBERS];
     for c in counters.iter_mut() {
         *c = f.next()?.parse().ok()?;
     }
     Some(StatusRow {
         link,
-        full_now,
+        full_now: Some(full_now),
         counters,
         description: f.next().unwrap_or("").to_string(),
+        figures: Figures::default(),
     })
 }
 
@@ -340,17 +357,30 @@ mod tests {
     use crate::stats::LinkStats;
 
     fn sample() -> String {
-        let mut t = StatsTable::for_status();
+        let mut t = StatsTable::new();
         let mut s = LinkStats::default();
         s.count_in(100);
         s.count_out(60);
         s.drop_full = 3;
-        t.row("host", &s, "");
-        t.link_row("port 2", &s, "vdeplug: user=0\tpid=7", true);
-        format!(
-            "{MAGIC_LINE}\nnode\tbonding:///tmp/x\nkind\tbonding\npolicy\tadaptive\nhost\tstdin/stdout\n{}end\n",
-            t.text()
-        )
+        t.row("host", &s, "")
+            .figures
+            .section("in_order")
+            .count("held", 5)
+            .loss("dropped", 1);
+        let port = t.row("  port 2", &s, "vdeplug: user=0\tpid=7");
+        port.full_now = Some(true);
+        port.figures
+            .section("path")
+            .bit_rate("rate", 8_000_000)
+            .micros("rtt", 1_500)
+            .flag("silent", true);
+        let header = StatusHeader {
+            node: "bonding:///tmp/x",
+            kind: "bonding",
+            policy: "adaptive",
+            host: "stdin/stdout",
+        };
+        answer_text(&header, &t)
     }
 
     #[test]
@@ -359,13 +389,63 @@ mod tests {
         assert_eq!(st.kind, "bonding");
         assert_eq!(st.rows.len(), 2);
         assert_eq!(st.rows[1].link, "port 2");
-        assert!(st.rows[1].full_now);
+        assert_eq!(st.rows[1].full_now, Some(true));
         assert_eq!(&st.rows[1].counters[..5], &[1, 100, 1, 60, 3]);
         assert_eq!(st.rows[1].description, "vdeplug: user=0 pid=7");
+        assert_eq!(
+            st.rows[0].figures.get("in_order", "held"),
+            Some(crate::figures::Value::Count(5))
+        );
+        assert_eq!(st.lost(), 3 + 1 + 3);
         let json = st.json();
-        assert!(json.starts_with("{\"node\":\"bonding:///tmp/x\",\"kind\":\"bonding\""));
-        assert!(json.contains("\"link\":\"port 2\",\"full_now\":true,\"frames_in\":1,"));
-        assert!(st.table(None).contains("port 2"));
+        assert!(json.starts_with(
+            "{\"node\":\"bonding:///tmp/x\",\"kind\":\"bonding\",\"policy\":\"adaptive\",\"host\":\"stdin/stdout\",\"lost\":7,"
+        ));
+        assert!(
+            json.contains("\"link\":\"port 2\",\"port\":2,\"full_now\":true,\"frames_in\":1,"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"path\":{\"rate_bps\":8000000,\"rtt_ms\":1.500,\"silent\":true}"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"in_order\":{\"held\":5,\"dropped\":1}"),
+            "{json}"
+        );
+        let table = st.table(None);
+        assert!(table.contains("port 2"), "{table}");
+        assert!(
+            table.contains("path: rate 8000 kbit/s, rtt 1.5 ms, silent"),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("lost: 7 frames (drop_full 3 on host, in_order dropped 1 on host, drop_full 3 on port 2)"),
+            "{table}"
+        );
+    }
+
+    /// Every row's numbers end where the header's names do, however long
+    /// a label is.
+    #[test]
+    fn long_labels_keep_the_columns_in_line() {
+        let mut t = StatsTable::new();
+        let mut s = LinkStats::default();
+        s.count_in(1234);
+        t.row("bonding:///a/very/long/path/of/a/node/indeed host", &s, "");
+        t.row("  port 0", &LinkStats::default(), "d");
+        let text = t.text();
+        let lines: Vec<&str> = text.lines().collect();
+        for head in ["frames_in", "bytes_in", "age_s"] {
+            let end = lines[0].find(head).unwrap() + head.len();
+            for l in &lines[1..] {
+                let b = l.as_bytes();
+                assert!(
+                    b[end - 1].is_ascii_digit() && b[end] == b' ',
+                    "{head}:\n{text}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -375,6 +455,8 @@ mod tests {
             assert!(Status::parse(&full[..cut]).is_none(), "cut at {cut}");
         }
         assert!(Status::parse("hello\n").is_none());
+        let bad_fig = full.replace("\tus\t", "\tfurlongs\t");
+        assert!(Status::parse(&bad_fig).is_none());
     }
 
     #[test]

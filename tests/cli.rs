@@ -349,9 +349,16 @@ const ROWS: &[Row] = &[
     // The forms, and `=`.
     same(&["{sw}", "null://"]),
     same(&["{sw}", "null://", "null://"]),
-    same(&["-D", "=", "{sw}", "=", "touch", "{d}/made"]),
+    // The command runs before the (mute) switch is joined.
+    differs(
+        &["-D", "=", "{sw}", "=", "touch", "{d}/made"],
+        "A cable's command starts first",
+    ),
     same(&["null://", "=", "touch", "{d}/u"]),
-    same(&["-d", "-p", "{d}/pf", "{sw}", "=", "touch", "{d}/v"]),
+    differs(
+        &["-d", "-p", "{d}/pf", "{sw}", "=", "touch", "{d}/v"],
+        "A cable's command starts first",
+    ),
     differs(
         &["null://", "=", "touch", "{d}/t", "-p", "{d}/pf"],
         "Options after `=` belong to the command",
@@ -522,32 +529,26 @@ fn option_words(text: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// `--help` and vde_plug_rs(1) name the same options, those of the
-/// parser's table, and every module.
-#[test]
-fn help_and_man_page_agree() {
-    let out = Command::new(rs_plug()).arg("--help").output().unwrap();
-    assert_eq!(out.status.code(), Some(255), "as vde_plug -h");
-    let help = String::from_utf8(out.stderr).unwrap();
-    // The option lines: from `Options:` to the first line not indented.
-    let options_part: String = help
-        .lines()
-        .skip_while(|l| *l != "Options:")
-        .skip(1)
-        .take_while(|l| l.starts_with(' '))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let in_help = option_words(&options_part);
-    // The man page: the tags of the OPTIONS section's entries.
-    let man =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/vde_plug_rs.1")).unwrap();
-    let plain = |s: &str| {
-        let mut s = s.replace("\\-", "-");
-        for font in ["\\fB", "\\fI", "\\fR", "\\fP"] {
-            s = s.replace(font, " ");
-        }
-        s
-    };
+/// A man page's text without its font escapes and with plain dashes.
+fn plain(s: &str) -> String {
+    let mut s = s.replace("\\-", "-");
+    for font in ["\\fB", "\\fI", "\\fR", "\\fP"] {
+        s = s.replace(font, " ");
+    }
+    s
+}
+
+/// The man page `man/NAME` and the options its OPTIONS section's entries
+/// name (their tags).
+fn man_options(name: &str) -> (String, std::collections::BTreeSet<String>) {
+    let path = format!("{}/man/{name}", env!("CARGO_MANIFEST_DIR"));
+    let man = std::fs::read_to_string(path).unwrap();
+    // (A `\f` typed where `\\f` was meant once made PATH/status read
+    // `statusR`.)
+    assert!(
+        man.chars().all(|c| c == '\n' || !c.is_control()),
+        "{name}: a control character"
+    );
     let section: Vec<&str> = man
         .lines()
         .skip_while(|l| *l != ".SH OPTIONS")
@@ -560,7 +561,32 @@ fn help_and_man_page_agree() {
         .map(|w| plain(w[1]))
         .collect::<Vec<_>>()
         .join("\n");
-    let in_man = option_words(&tags);
+    let options = option_words(&tags);
+    (man, options)
+}
+
+/// The options a `--help` text names: from the line that starts with
+/// `starts` to the first line not indented.
+fn help_options(help: &str, starts: &str) -> std::collections::BTreeSet<String> {
+    let part: String = help
+        .lines()
+        .skip_while(|l| !l.starts_with(starts))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect::<Vec<_>>()
+        .join("\n");
+    option_words(&part)
+}
+
+/// `--help` and vde_plug_rs(1) name the same options, those of the
+/// parser's table, and every module.
+#[test]
+fn help_and_man_page_agree() {
+    let out = Command::new(rs_plug()).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(255), "as vde_plug -h");
+    let help = String::from_utf8(out.stderr).unwrap();
+    let in_help = help_options(&help, "Options:");
+    let (man, in_man) = man_options("vde_plug_rs.1");
     let in_table: std::collections::BTreeSet<String> = vde_plug_rs::cli::PLUG_OPTIONS
         .iter()
         .flat_map(|o| {
@@ -579,4 +605,30 @@ fn help_and_man_page_agree() {
         assert!(help.contains(&url), "--help names no {url}");
         assert!(plain(&man).contains(&url), "vde_plug_rs(1) names no {url}");
     }
+}
+
+/// The node programs' `--help` and their man pages name the same options,
+/// both ways; bonding_node's does not say frames go out in turn (its
+/// default policy is `path`).
+#[test]
+fn node_programs_help_and_man_pages_agree() {
+    for (prog, page) in [
+        (bonding_node(), "bonding_node.1"),
+        (multi_node(), "multi_node.1"),
+    ] {
+        let out = Command::new(prog).arg("--help").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{prog}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        let in_help = help_options(&help, "Options");
+        let (_, in_man) = man_options(page);
+        assert!(
+            in_help.contains("-g") && in_help.contains("--status"),
+            "{help}"
+        );
+        assert_eq!(in_help, in_man, "{prog} --help against {page} OPTIONS");
+    }
+    let out = Command::new(bonding_node()).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(!help.contains("in turn"), "{help}");
+    assert!(help.contains("--policy path"), "{help}");
 }

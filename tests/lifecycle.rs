@@ -39,6 +39,61 @@ fn open_errors_match_the_c_reference() {
     assert!(Path::new(&existing).join("keep").exists());
 }
 
+/// Where C's reason does not help, a second line says what would: the C
+/// line first, word for word, then ours (issue 25). `udp://PORT` without
+/// `->` is `Invalid argument` here; the C module leaves errno at 0.
+#[test]
+fn unhelpful_open_errors_get_a_hint_line() {
+    require_c_reference();
+    let t = Scratch::new("hint");
+    let x = t.path("x");
+    let modules = format!("there are: {}", vde_plug_rs::open::MODULES.join(", "));
+    let long_tap = "t".repeat(37);
+    let cases = [
+        (
+            format!("bondng://{x}"),
+            "Protocol not supported",
+            modules.clone(),
+        ),
+        ("://abc".to_string(), "Protocol not supported", modules),
+        (
+            format!("bonding:{x}"),
+            "No such file or directory",
+            format!("for the bonding module write bonding://{x}"),
+        ),
+        (
+            format!("tap://{long_tap}"),
+            "Invalid argument",
+            "an interface name has 1 to 15 bytes, this one 37".to_string(),
+        ),
+    ];
+    for (url, reason, hint) in cases {
+        let (code, err) = outcome(rs_plug(), &[&url]);
+        assert_eq!(code, Some(1), "{url}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 2, "{url}: {err}");
+        assert_eq!(lines[0], format!("vde_open {url}: {reason}"), "{err}");
+        assert!(lines[1].contains(&hint), "{url}: {err}");
+        if !url.starts_with("tap:") {
+            // C's line is the same (C makes a tap of a name cut to 15).
+            let (c_code, c_err) = outcome(C_PLUG, &[&url]);
+            assert_eq!(c_code, Some(1), "{url}: {c_err}");
+            assert!(c_err.lines().any(|l| l == lines[0]), "C: {c_err}");
+        }
+    }
+    let (code, err) = outcome(rs_plug(), &["udp://45000"]);
+    assert_eq!(code, Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], "vde_open udp://45000: Invalid argument", "{err}");
+    assert!(
+        lines[1].contains("udp://[LOCAL_ADDRESS:]LOCAL_PORT->"),
+        "{err}"
+    );
+    let (_, c_err) = outcome(C_PLUG, &["udp://45000"]);
+    assert!(c_err.contains("vde_open udp://45000: Success"), "{c_err}");
+    assert!(dir_listing(&t.dir.to_string_lossy()).is_empty());
+}
+
 /// Bad usage exits 255 with the usage text, as vde_plug does.
 #[test]
 fn usage_errors_exit_255() {

@@ -85,7 +85,7 @@ impl Bed {
     fn answering(name: &str) -> Bed {
         let bed = Bed::bonded(name);
         wait_until("both cables' far ends answering", || {
-            (1..=2).all(|n| bed.cable_row(n).contains("[path "))
+            (1..=2).all(|n| bed.cable_row(n).contains("path: "))
         });
         bed
     }
@@ -293,7 +293,7 @@ impl Bed {
             .rows
             .into_iter()
             .find(|r| r.link.starts_with("port ") && r.description.contains(&format!("pid={pid}")))
-            .map(|r| r.description)
+            .map(|r| format!("{}  {}", r.description, r.figures.shown()))
             .unwrap_or_default()
     }
 
@@ -388,7 +388,7 @@ fn fast_path_carries_at_least_twice_the_slow_ones_frames() {
 
 /// Issue 10, part 2: datagrams sent faster than the fast path carries take
 /// both cables, 20 ms apart, and still reach B's host in the order they
-/// were sent: node B holds what overtook until its turn (`in order:` in its
+/// were sent: node B holds what overtook until its turn (`in_order` in its
 /// `--status`), and a datagram arrives out of order only if node B counted
 /// it late (never, on a machine that is not starved).
 #[test]
@@ -444,29 +444,24 @@ fn frames_over_both_paths_arrive_in_the_order_sent() {
     }
     sender.join().unwrap();
     let (d1, d2) = (bed.cable_frames_out(1) - f1, bed.cable_frames_out(2) - f2);
-    let host = node_status(&bed.vm(2)).rows.remove(0).description;
+    let host = node_status(&bed.vm(2)).rows.remove(0).figures;
     let rows = |side| {
         node_status(&bed.vm(side))
             .rows
             .iter()
-            .map(|r| format!("\n  {} {}", r.link, r.description))
+            .map(|r| format!("\n  {} {}  {}", r.link, r.description, r.figures.shown()))
             .collect::<String>()
     };
     eprintln!("A:{}\nB:{}", rows(1), rows(2));
     let out_of_order = got.windows(2).filter(|w| w[1] <= w[0]).count() as u64;
-    // "in order: H held, G given up, L late (up to M ms), D dropped,
-    // T out of turn, C copies"
+    // The in-order figures of B's host side (vde_plug_rs(1), COUNTERS).
     let count_of = |what: &str| -> u64 {
-        let at = host
-            .find(what)
-            .unwrap_or_else(|| panic!("no '{what}' in {host:?}"));
-        let n = host[..at].trim_end().rsplit([' ', ':']).next().unwrap();
-        n.parse().unwrap()
+        host.get("in_order", what)
+            .and_then(|v| v.number())
+            .unwrap_or_else(|| panic!("no in_order {what} in {host:?}"))
     };
-    let (held, late_or_out_of_turn) = (
-        count_of(" held"),
-        count_of(" late") + count_of(" out of turn"),
-    );
+    let (held, late_or_out_of_turn) =
+        (count_of("held"), count_of("late") + count_of("out_of_turn"));
     // Frames that overtook were held (so the cables did reorder them), and
     // the host saw a frame out of order only where node B had given up on
     // one that then came late, or counted one as sent out of its turn:

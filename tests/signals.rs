@@ -217,17 +217,28 @@ fn seqpacket_on_a_non_socket_and_an_empty_module_are_errors() {
         let fd = plain.as_raw_fd();
         let mut cmd = Command::new(rs_plug());
         cmd.arg(url);
-        // SAFETY: only dup2 between fork and exec: the file becomes the
-        // plug's descriptor 3 (stdin stays an open pipe).
+        // SAFETY: only dup2 and fcntl between fork and exec: the file
+        // becomes the plug's descriptor 3 (stdin stays an open pipe); if
+        // it was 3 already, dup2 does nothing and close-on-exec stays set.
         unsafe {
-            cmd.pre_exec(move || match libc::dup2(fd, 3) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 3) == -1 || libc::fcntl(3, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
             });
         }
         let mut plug = Plug::spawn_command(&mut cmd);
         let (st, err) = plug.wait();
         assert_eq!(st.code(), Some(1), "{url}: {st:?} {err}");
-        assert_eq!(err.trim_end(), format!("vde_open {url}: {reason}"));
+        // vdeplug4's line, then ours for a module that is not there.
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines[0], format!("vde_open {url}: {reason}"), "{err}");
+        let hint = usize::from(reason == "Protocol not supported");
+        assert_eq!(lines.len(), 1 + hint, "{err}");
+        assert!(
+            hint == 0 || lines[1].starts_with("no module ''; there are: vde,"),
+            "{err}"
+        );
     }
 }

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use vde_plug_rs::figures::Value;
 
 /// Runs `prog --status ARGS...` to its end: exit code, stdout, stderr.
 fn status_of(prog: &str, args: &[&str]) -> (Option<i32>, String, String) {
@@ -21,12 +22,13 @@ fn status_of(prog: &str, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// The table's rows: link label, then the numbers (the `full` column of
-/// "now" is left out), then the description.
+/// The table's rows: link label, whether it is full now, the numbers,
+/// then the description; up to the line that says what was lost.
 fn rows(table: &str) -> Vec<(String, bool, Vec<u64>, String)> {
     table
         .lines()
         .skip(2)
+        .take_while(|l| !l.starts_with("lost: "))
         .map(|l| {
             let label_end = if l.starts_with("port ") { 2 } else { 1 };
             let toks: Vec<&str> = l.split_whitespace().collect();
@@ -120,8 +122,9 @@ fn status_shows_every_cable_and_counts_exactly() {
     )));
     assert_eq!(json.matches("\"link\":").count(), 3, "{json}");
     assert!(json.contains(&format!(
-        "\"link\":\"host\",\"full_now\":false,\"frames_in\":{n},"
+        "\"link\":\"host\",\"port\":null,\"full_now\":false,\"frames_in\":{n},"
     )));
+    assert!(table.trim_end().ends_with("lost: none"), "{table}");
 }
 
 /// A stopped cable is shown full, with what it skipped; the other carries on.
@@ -194,4 +197,189 @@ fn status_watch_and_errors() {
     assert!(err.contains("no node there"), "{err}");
     let (code, _, err) = status_of(rs_plug(), &[&node, "--watch", "0"]);
     assert_eq!(code, Some(255), "{err}");
+}
+
+/// `--status --json` as its schema in vde_plug_rs(1) (COUNTERS) has it,
+/// read by a JSON parser: two bonding nodes of ours joined by two cables
+/// carry numbered frames from A's host to B's; every counter and figure is
+/// a field of its own, numbers are numbers (rates in bit/s, round trips in
+/// ms), `silent` a boolean, the in-order counters named; the counts are
+/// exact, and the JSON says what the table says.
+#[test]
+fn status_json_has_every_figure_in_its_own_field() {
+    let t = Scratch::new("statusjson");
+    let (a, b) = (t.path("a"), t.path("b"));
+    let mut host_a = Plug::start_node(rs_plug(), &[&format!("bonding://{a}")]);
+    let mut host_b = Plug::start_node(rs_plug(), &[&format!("bonding://{b}")]);
+    let _cables: Vec<Plug> = ["c1", "c2"]
+        .iter()
+        .map(|d| Plug::spawn(rs_plug(), &["-D", d, &a, "=", rs_plug(), "-D", d, &b]))
+        .collect();
+    wait_ports(&a, 2);
+    wait_ports(&b, 2);
+    // The far ends answer (path figures at A) and numbered frames come (in
+    // order figures at B); then a last batch, counted exactly.
+    let answered = |dir: &str, section: &str, links: usize| {
+        node_status(dir)
+            .rows
+            .iter()
+            .filter(|r| r.figures.iter().any(|f| f.section == section))
+            .count()
+            == links
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let mut sent = 0u32;
+    while !(answered(&a, "path", 2) && answered(&b, "in_order", 1)) {
+        assert!(Instant::now() < deadline, "{:?}", node_status(&a));
+        host_a.send(&frame(1, sent, 200));
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..200 {
+        host_a.send(&frame(1, sent, 200));
+        sent += 1;
+    }
+    host_b.wait_frames(sent as usize);
+
+    for (dir, section) in [(&a, "path"), (&b, "in_order")] {
+        let (code, out, err) = status_of(rs_plug(), &[dir, "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let doc = Json::parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(
+            doc.keys(),
+            ["node", "kind", "policy", "host", "lost", "links"],
+            "{out}"
+        );
+        assert_eq!(
+            doc.get("node").unwrap().as_str(),
+            Some(&*format!("bonding://{dir}"))
+        );
+        assert_eq!(doc.get("kind").unwrap().as_str(), Some("bonding"));
+        assert_eq!(doc.get("policy").unwrap().as_str(), Some("path"));
+        assert_eq!(doc.get("lost").unwrap().as_u64(), Some(0), "{out}");
+        let links = doc.get("links").unwrap().as_array().unwrap();
+        assert_eq!(links.len(), 3, "{out}");
+        let st = node_status(dir);
+        for (link, row) in links.iter().zip(&st.rows) {
+            let keys = link.keys();
+            let counters = [
+                "frames_in",
+                "bytes_in",
+                "frames_out",
+                "bytes_out",
+                "drop_full",
+                "runt",
+                "oversize",
+                "nocable",
+                "skipped",
+                "dup",
+                "age_s",
+            ];
+            let fixed: Vec<&str> = ["link", "port", "full_now"]
+                .into_iter()
+                .chain(counters)
+                .chain(["lost", "description"])
+                .collect();
+            assert_eq!(&keys[..fixed.len()], &fixed[..], "{out}");
+            assert_eq!(link.get("link").unwrap().as_str(), Some(row.link.as_str()));
+            assert!(link.get("full_now").unwrap().as_bool().is_some());
+            for name in counters.iter().chain(&["lost"]) {
+                assert!(link.get(name).unwrap().as_u64().is_some(), "{name}: {out}");
+            }
+            assert_eq!(link.get("lost").unwrap().as_u64(), Some(0), "{out}");
+            // Each figure of the node's answer is there with its type; the
+            // counts after the last frame (in order) with their value too
+            // (a path's figures move with every report).
+            for f in row.figures.iter() {
+                let sec = link
+                    .get(&f.section)
+                    .unwrap_or_else(|| panic!("{f:?}: {out}"));
+                let v = sec.get(&f.key()).unwrap_or_else(|| panic!("{f:?}: {out}"));
+                match f.value {
+                    Value::Flag(_) => assert!(v.as_bool().is_some(), "{f:?}: {out}"),
+                    Value::Micros(_) => assert!(v.as_f64().is_some(), "{f:?}: {out}"),
+                    Value::Count(n) if f.section == "in_order" => {
+                        assert_eq!(v.as_u64(), Some(n), "{f:?}: {out}")
+                    }
+                    _ => assert!(v.as_u64().is_some(), "{f:?}: {out}"),
+                }
+            }
+            // Only the sections of its figures follow.
+            assert_eq!(
+                keys.len(),
+                fixed.len() + row.figures.sections().len(),
+                "{out}"
+            );
+        }
+        let host = &links[0];
+        assert_eq!(host.get("link").unwrap().as_str(), Some("host"));
+        assert_eq!(host.get("port"), Some(&Json::Null));
+        let ports = &links[1..];
+        for p in ports {
+            let id = p
+                .get("link")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .strip_prefix("port ")
+                .unwrap();
+            assert_eq!(p.get("port").unwrap().as_u64(), Some(id.parse().unwrap()));
+        }
+        let sum = |name: &str| {
+            ports
+                .iter()
+                .map(|p| p.get(name).unwrap().as_u64().unwrap())
+                .sum::<u64>()
+        };
+        if section == "path" {
+            assert_eq!(
+                host.get("frames_in").unwrap().as_u64(),
+                Some(u64::from(sent))
+            );
+            assert_eq!(sum("frames_out"), u64::from(sent), "{out}");
+            for p in ports {
+                let path = p.get("path").unwrap_or_else(|| panic!("{out}"));
+                assert_eq!(path.keys(), ["rate_bps", "rtt_min_ms", "rtt_ms", "silent"]);
+                assert!(path.get("rate_bps").unwrap().as_u64().unwrap() > 0);
+                assert!(path.get("rtt_ms").unwrap().as_f64().unwrap() >= 0.0);
+                assert_eq!(path.get("silent").unwrap().as_bool(), Some(false), "{out}");
+            }
+        } else {
+            assert_eq!(
+                host.get("frames_out").unwrap().as_u64(),
+                Some(u64::from(sent))
+            );
+            assert_eq!(sum("frames_in"), u64::from(sent), "{out}");
+            let in_order = host.get("in_order").unwrap_or_else(|| panic!("{out}"));
+            assert_eq!(
+                in_order.keys(),
+                [
+                    "held",
+                    "given_up",
+                    "late",
+                    "late_max_ms",
+                    "dropped",
+                    "out_of_turn",
+                    "copies"
+                ]
+            );
+            for name in [
+                "held",
+                "given_up",
+                "late",
+                "dropped",
+                "out_of_turn",
+                "copies",
+            ] {
+                assert!(
+                    in_order.get(name).unwrap().as_u64().is_some(),
+                    "{name}: {out}"
+                );
+            }
+            assert_eq!(in_order.get("dropped").unwrap().as_u64(), Some(0));
+        }
+        // The table says the same: nothing lost.
+        let (_, table, _) = status_of(rs_plug(), &[dir]);
+        assert!(table.trim_end().ends_with("lost: none"), "{table}");
+    }
 }

@@ -135,6 +135,10 @@ impl Endpoint for CommandEndpoint {
         self.stream.as_ref().map(|s| s.label()).unwrap_or_default()
     }
 
+    fn answer_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.stream.as_ref().map(StreamEndpoint::input_fd)
+    }
+
     fn register(&mut self, registry: &Registry, side: usize) -> io::Result<()> {
         self.stream().register(registry, side)
     }

@@ -108,6 +108,12 @@ pub trait Endpoint {
     /// A child process may have exited (SIGCHLD).
     fn on_child_exit(&mut self) {}
 
+    /// Where the far end of a cable speaks first (a command's stdout):
+    /// readable once it has answered or gone.
+    fn answer_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
     /// After the loop: ends a child process the endpoint started and waits
     /// for it; how it ended when it ended the plug by failing (a status
     /// other than 0, or a signal not of our sending), which becomes the

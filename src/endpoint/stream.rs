@@ -123,6 +123,11 @@ impl StreamEndpoint {
         ))
     }
 
+    /// The descriptor frames are read from.
+    pub(crate) fn input_fd(&self) -> RawFd {
+        self.input.raw()
+    }
+
     /// Logs the IP addresses the frames read from this stream carry (`-L`).
     pub fn with_ip_log(mut self) -> Self {
         self.ip_log = Some(IpLog::new());

@@ -35,7 +35,11 @@ pub struct TapEndpoint {
 impl TapEndpoint {
     pub fn open(ifname: &str) -> Result<TapEndpoint, OpenError> {
         if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ {
-            return Err(OpenError::errno(libc::EINVAL));
+            return Err(OpenError::invalid(format!(
+                "tap://{ifname}: an interface name has 1 to {} bytes, this one {}",
+                libc::IFNAMSIZ - 1,
+                ifname.len()
+            )));
         }
         let path = c"/dev/net/tun";
         // SAFETY: open(2) of a constant path.

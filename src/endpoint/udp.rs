@@ -24,8 +24,13 @@ pub(crate) struct Udp {
 
 /// The source and the destination, or the errno the C module gives.
 pub(crate) fn parse(spec: &str) -> Result<(SocketAddr, SocketAddr), OpenError> {
-    // No `->`: the C module fails without setting errno.
-    let (src, dst) = spec.split_once("->").ok_or(OpenError::errno(0))?;
+    // No `->`: the C module fails without setting errno (`Success`);
+    // ours says what is wrong.
+    let (src, dst) = spec.split_once("->").ok_or_else(|| {
+        OpenError::invalid(format!(
+            "udp://{spec}: no `->`: write udp://[LOCAL_ADDRESS:]LOCAL_PORT->REMOTE_ADDRESS:REMOTE_PORT"
+        ))
+    })?;
     let (dhost, dport) = dst.rsplit_once(':').ok_or(OpenError::errno(libc::EINVAL))?;
     let abort = OpenError::errno(libc::ECONNABORTED);
     let dest = resolve(dhost, dport, Family::Any).ok_or(OpenError::errno(libc::ECONNABORTED))?;
@@ -120,7 +125,7 @@ mod tests {
             p(":5000->::1:5001"),
             Ok(("[::]:5000".into(), "[::1]:5001".into()))
         );
-        assert_eq!(p("5000"), Err(0));
+        assert_eq!(p("5000"), Err(libc::EINVAL));
         assert_eq!(p("5000->198.18.0.2"), Err(libc::EINVAL));
         assert_eq!(p("5000->[::1]:5001"), Err(libc::ECONNABORTED));
         assert_eq!(p("abc->198.18.0.2:5001"), Err(libc::ECONNABORTED));

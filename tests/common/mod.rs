@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod files;
 mod frames;
+mod json;
 mod net;
 mod nodes;
 mod procs;
@@ -22,6 +23,8 @@ mod raw;
 pub use files::*;
 #[allow(unused_imports)]
 pub use frames::*;
+#[allow(unused_imports)]
+pub use json::*;
 #[allow(unused_imports)]
 pub use net::*;
 #[allow(unused_imports)]

@@ -18,6 +18,7 @@ use super::multi::Multi;
 use super::ports::{PortId, PortTable};
 use super::switch::Switch;
 use crate::batch::BATCH;
+use crate::figures::Figures;
 use crate::lane::Lane;
 use crate::ring::FrameRing;
 
@@ -75,15 +76,17 @@ pub(crate) trait Kind {
     /// When the kind wants to be looked at again without an event.
     fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration>;
 
-    /// What `--status` says of the host side beyond its counters.
-    fn host_summary(&self) -> Option<String> {
-        None
-    }
+    /// What the kind knows of `link` beyond its counters, as typed, named
+    /// figures (a section per subject, one call per figure): the counters
+    /// table, `--status` and its JSON are made of them.
+    fn figures(&self, _link: Link, _now: Instant, _out: &mut Figures) {}
+}
 
-    /// What `--status` says of port `id` beyond its description.
-    fn port_summary(&self, _id: PortId, _now: Instant) -> Option<String> {
-        None
-    }
+/// One link of a node: its host side, or a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    Host,
+    Port(PortId),
 }
 
 /// The frames just read from a port: the `count` newest in the lane to

@@ -36,7 +36,7 @@ pub use self::bonding::policy::PolicyName;
 use self::config::NodeConfig;
 use self::control::{absolute_node_path, NodeDir};
 use self::host_queues::HostQueues;
-use self::kind::Kind;
+use self::kind::{Kind, Link};
 use self::ports::{PortId, PortTable};
 use super::{
     register_fd, sync_write_interest, token, Endpoint, OpenError, Ready, Stop, SIDE_SHIFT,
@@ -286,14 +286,13 @@ impl NetNode {
 
     /// The counters rows: the host side (as `host`), then every cable.
     fn rows(&self, table: &mut StatsTable, host: &str) {
-        let summary = self.kind.host_summary().unwrap_or_default();
-        table.row(host, &self.host, &summary);
+        let now = Instant::now();
+        let row = table.row(host, &self.host, "");
+        self.kind.figures(Link::Host, now, &mut row.figures);
         for (id, p) in self.ports.iter().filter(|(_, p)| p.is_connected()) {
-            let description = match self.kind.port_summary(id, Instant::now()) {
-                Some(path) => format!("{} [{path}]", p.description),
-                None => p.description.clone(),
-            };
-            table.link_row(&format!("  port {id}"), &p.stats, &description, !p.writable);
+            let row = table.row(&format!("  port {id}"), &p.stats, &p.description);
+            row.full_now = Some(!p.writable);
+            self.kind.figures(Link::Port(id), now, &mut row.figures);
         }
     }
 }

@@ -9,6 +9,7 @@ use super::path::StampClock;
 use super::reorder::{lag_floor, Moment, Reorder};
 use crate::endpoint::node::kind::FromPort;
 use crate::endpoint::node::ports::PortTable;
+use crate::figures::Figures;
 use crate::lane::Lane;
 
 /// How long a frame received is held for a number before it that no
@@ -99,8 +100,8 @@ impl InOrder {
             .due(REORDER_WAIT, moment(ports, cables, clock, now))
     }
 
-    pub(super) fn summary(&self) -> Option<String> {
-        self.reorder.summary()
+    pub(super) fn figures(&self, out: &mut Figures) {
+        self.reorder.figures(out);
     }
 }
 

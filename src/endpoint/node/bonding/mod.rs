@@ -24,8 +24,9 @@ use self::cable::Cables;
 use self::in_order::InOrder;
 use self::path::{PathState, StampClock};
 use self::policy::{Bond, Policy, PolicyName};
-use super::kind::{FromPort, Kind};
+use super::kind::{FromPort, Kind, Link};
 use super::ports::{PortId, PortTable};
+use crate::figures::Figures;
 use crate::lane::Lane;
 use crate::number::{self, BadNumber};
 
@@ -143,11 +144,16 @@ impl Kind for Bonding {
             .map(|t| t.saturating_duration_since(now))
     }
 
-    fn host_summary(&self) -> Option<String> {
-        self.in_order.summary()
-    }
-
-    fn port_summary(&self, id: PortId, now: Instant) -> Option<String> {
-        self.cables.get(id)?.path.summary(now)
+    /// The reorder buffer's figures on the host side; what a cable's path
+    /// delivers on its port.
+    fn figures(&self, link: Link, now: Instant, out: &mut Figures) {
+        match link {
+            Link::Host => self.in_order.figures(out),
+            Link::Port(id) => {
+                if let Some(cable) = self.cables.get(id) {
+                    cable.path.figures(now, out);
+                }
+            }
+        }
     }
 }

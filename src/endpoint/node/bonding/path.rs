@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::figures::Figures;
 use crate::wire::path_report::{PathReport, ReportFields};
 
 /// How often a report goes out on a cable whose far end answers (one that
@@ -369,19 +370,17 @@ impl PathState {
         self.offered += len as u64;
     }
 
-    /// What `--status` shows of the path: rate, smallest and smoothed
-    /// round trip (integers: float formatting would cost the binary 20 kB).
-    pub(crate) fn summary(&self, now: Instant) -> Option<String> {
-        let ms = |us: u64| format!("{}.{}", us / 1000, us % 1000 / 100);
-        self.answered().then(|| {
-            format!(
-                "path {} kbit/s, rtt {}/{} ms{}",
-                self.rate * 8 / 1000,
-                ms(self.base_rtt_us),
-                ms(self.srtt_us),
-                if self.silent(now) { ", silent" } else { "" }
-            )
-        })
+    /// What `--status` shows of the path, once the far end answered: rate,
+    /// smallest and smoothed round trip, whether it fell silent.
+    pub(crate) fn figures(&self, now: Instant, out: &mut Figures) {
+        if !self.answered() {
+            return;
+        }
+        out.section("path")
+            .bit_rate("rate", self.rate * 8)
+            .micros("rtt_min", self.base_rtt_us)
+            .micros("rtt", self.srtt_us)
+            .flag("silent", self.silent(now));
     }
 }
 

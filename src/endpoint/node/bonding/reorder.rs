@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::pace::{self, Pace};
 use super::sequencer::SeqNo;
+use crate::figures::Figures;
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};
 use crate::wire::seq_tag::{self, SeqTagged};
@@ -423,23 +424,21 @@ impl Reorder {
         self.epoch
     }
 
-    /// What `--status` shows: frames held for their turn so far, numbers
-    /// given up on, frames that came after that (and how late at most),
-    /// and the frames counted in the fields' comments.
-    pub(crate) fn summary(&self) -> Option<String> {
-        (self.epoch.is_some()).then(|| {
-            format!(
-                "in order: {} held, {} given up, {} late (up to {} ms), {} dropped, \
-                 {} out of turn, {} copies",
-                self.ever_held,
-                self.given_up,
-                self.late,
-                self.latest.as_millis(),
-                self.dropped,
-                self.out_of_turn,
-                self.copies,
-            )
-        })
+    /// What `--status` shows, once numbered frames came (their meaning:
+    /// the fields' comments, vde_plug_rs(1) COUNTERS); only `dropped` is
+    /// a loss.
+    pub(crate) fn figures(&self, out: &mut Figures) {
+        if self.epoch.is_none() {
+            return;
+        }
+        out.section("in_order")
+            .count("held", self.ever_held)
+            .count("given_up", self.given_up)
+            .count("late", self.late)
+            .time("late_max", self.latest)
+            .loss("dropped", self.dropped)
+            .count("out_of_turn", self.out_of_turn)
+            .count("copies", self.copies);
     }
 }
 
