@@ -17,7 +17,7 @@ use crate::wire::seq_tag::{self, SeqTagged};
 /// How far ahead of the awaited frame one may be and still be held, and
 /// how many are held at most: 100 ms of full-size frames at 100 Mbit/s.
 /// (The store is mapped whole but only what frames touch is resident.)
-const WINDOW: usize = 1024;
+pub(crate) const WINDOW: usize = 1024;
 const EMPTY: Slot = Slot::MAX;
 
 /// Whether `a` comes after `b`, in numbers that wrap.
@@ -218,7 +218,10 @@ impl Reorder {
                 // A new numbering: what is held of the old one goes too.
                 self.flush(ring);
                 self.epoch = Some(epoch);
-                self.next = seq;
+                // A numbering starts at 0: a first frame that came within
+                // a window of it waits for those before it. (One heard
+                // later, after this node restarted, starts where it is.)
+                self.next = if (seq as usize) < WINDOW { 0 } else { seq };
             }
             if cable.epoch != Some(epoch) {
                 // What this cable brought of the old numbering (and by the
@@ -377,10 +380,12 @@ impl Reorder {
         }
     }
 
-    /// The store is three quarters full: the frames that overtook others
-    /// must still find room, so nothing waits for the floor or for pace.
+    /// The store is half full: the frames that overtook others must still
+    /// find room, so nothing waits for the floor or for pace. (Far nodes of
+    /// ours keep what they number within half a window of what they know
+    /// has come: what comes is then never a window ahead of `next`.)
     fn crowded(&self) -> bool {
-        self.store.free_slots() < WINDOW / 4
+        self.store.free_slots() < WINDOW / 2
     }
 
     /// `at`, without its floor when the store is crowded.
@@ -449,6 +454,8 @@ mod tests {
     use crate::wire::seq_tag::{TagFields, SEQ_TAG_LEN, TAG_AT};
 
     const WAIT: Duration = Duration::from_millis(300);
+    /// A number well into a numbering (one heard first starts it there).
+    const MID: u32 = 4 * WINDOW as u32;
 
     /// A 60-byte frame whose payload starts with `id`, tagged `seq` and
     /// stamped `seq` ms.
@@ -507,23 +514,25 @@ mod tests {
     #[test]
     fn frames_in_order_go_at_once() {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
-        let frames: Vec<_> = (0..5).map(|i| tagged(1, 100 + i, i as u8)).collect();
+        let frames: Vec<_> = (0..5).map(|i| tagged(1, MID + i, i as u8)).collect();
         let cable = arrive(&mut r, &mut lane, &frames, now);
         assert_eq!(host_gets(&mut lane), [0, 1, 2, 3, 4]);
         assert_eq!((r.held(), r.ever_held), (0, 0));
-        assert_eq!(cable.highest, Some(104));
+        assert_eq!(cable.highest, Some(MID + 4));
     }
 
     #[test]
     fn frames_that_overtook_wait_for_the_one_before() {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
-        arrive(&mut r, &mut lane, &[tagged(1, 7, 0)], now);
+        arrive(&mut r, &mut lane, &[tagged(1, MID + 7, 0)], now);
         // 9 and 10 came by a quicker cable than 8.
-        arrive(&mut r, &mut lane, &[tagged(1, 9, 2), tagged(1, 10, 3)], now);
+        let (n9, n10) = (tagged(1, MID + 9, 2), tagged(1, MID + 10, 3));
+        arrive(&mut r, &mut lane, &[n9, n10], now);
         assert_eq!(host_gets(&mut lane), [0]);
         assert_eq!(r.held(), 2);
         assert_eq!(r.due(WAIT, at(now)), Some(now + WAIT));
-        arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 11, 4)], now);
+        let (n8, n11) = (tagged(1, MID + 8, 1), tagged(1, MID + 11, 4));
+        arrive(&mut r, &mut lane, &[n8, n11], now);
         assert_eq!(host_gets(&mut lane), [1, 2, 3, 4]);
         assert_eq!((r.held(), r.due(WAIT, at(now))), (0, None));
     }
@@ -531,15 +540,20 @@ mod tests {
     #[test]
     fn a_copy_of_a_held_frame_reaches_the_host_once() {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
-        arrive(&mut r, &mut lane, &[tagged(1, 7, 0)], now);
-        arrive(&mut r, &mut lane, &[tagged(1, 9, 2), tagged(1, 9, 2)], now);
+        let (n7, n8, n9) = (
+            tagged(1, MID + 7, 0),
+            tagged(1, MID + 8, 1),
+            tagged(1, MID + 9, 2),
+        );
+        arrive(&mut r, &mut lane, &[n7], now);
+        arrive(&mut r, &mut lane, &[n9.clone(), n9.clone()], now);
         assert_eq!(host_gets(&mut lane), [0]);
         assert_eq!((r.held(), r.copies), (1, 1));
-        arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 9, 2)], now);
+        arrive(&mut r, &mut lane, &[n8, n9.clone()], now);
         assert_eq!(host_gets(&mut lane), [1, 2]);
         assert_eq!((r.held(), r.copies), (0, 2));
         // Once it went, a copy is late (and goes: as any late frame).
-        arrive(&mut r, &mut lane, &[tagged(1, 9, 2)], now);
+        arrive(&mut r, &mut lane, &[n9], now);
         assert_eq!(host_gets(&mut lane), [2]);
         assert_eq!((r.copies, r.late), (2, 1));
     }
@@ -594,7 +608,8 @@ mod tests {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
         let mut plain = vec![0u8; 60];
         plain[14] = 9;
-        arrive(&mut r, &mut lane, &[tagged(1, 5, 0), tagged(1, 7, 2)], now);
+        let (n5, n7) = (tagged(1, MID + 5, 0), tagged(1, MID + 7, 2));
+        arrive(&mut r, &mut lane, &[n5, n7], now);
         arrive(&mut r, &mut lane, &[plain], now);
         assert_eq!(host_gets(&mut lane), [0, 9]);
         // The far node restarted: the new numbering goes at once, and what
@@ -602,6 +617,16 @@ mod tests {
         arrive(&mut r, &mut lane, &[tagged(2, 0, 3), tagged(2, 1, 4)], now);
         assert_eq!(host_gets(&mut lane), [3, 4, 2]);
         assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn a_numbering_starts_at_0_even_if_its_first_frame_is_overtaken() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 1, 1), tagged(1, 2, 2)], now);
+        assert!(host_gets(&mut lane).is_empty());
+        arrive(&mut r, &mut lane, &[tagged(1, 0, 0)], now);
+        assert_eq!(host_gets(&mut lane), [0, 1, 2]);
+        assert_eq!((r.given_up, r.late), (0, 0));
     }
 
     #[test]

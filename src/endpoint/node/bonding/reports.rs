@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use super::cable::{Cable, Cables};
-use super::path::StampClock;
+use super::path::{StampClock, NO_ECHO};
 use crate::endpoint::node::ports::{Port, PortTable};
 use crate::wire::path_report::{self, PathReport, PATH_REPORT_LEN};
 
@@ -19,8 +19,19 @@ pub(super) fn take(msg: &[u8], port: &Port, cable: &mut Cable, clock: &StampCloc
             .path
             .on_report(&report, now, clock, port.stats.bytes_in);
         cable.seen.note_lag(report.stamp(), clock.ms(now), now);
+        if report.hold() != NO_ECHO {
+            cable.in_flight.heard(report.echo());
+        }
+        cable.heard_since_report = true;
     }
 }
+
+/// Frames in or out on a cable after which a report goes before its
+/// interval is up, and after which one that came is answered at once: the
+/// far node learns soon how far its cables have come, and its numbering is
+/// held back no longer than it must be (`InFlight`).
+const REPORT_AFTER_FRAMES: u64 = 128;
+const ANSWER_AFTER_FRAMES: u64 = 16;
 
 /// Sends the path reports that are due, one datagram each, never waiting:
 /// one that finds the socket full is skipped (the next follows soon).
@@ -29,7 +40,15 @@ pub(super) fn send_due(ports: &PortTable, cables: &mut Cables, clock: &StampCloc
         let (Some(port), Some(cable)) = (ports.get(id), cables.get_mut(id)) else {
             continue;
         };
-        if cable.path.report_due().is_some_and(|t| t > now) {
+        let moved = port.stats.frames_in + port.stats.frames_out;
+        let since = moved.wrapping_sub(cable.moved_at_report);
+        let busy = cable.path.answered()
+            && (since >= REPORT_AFTER_FRAMES
+                || (cable.heard_since_report && since >= ANSWER_AFTER_FRAMES));
+        // A report behind frames pinned to the cable would tell the far
+        // node that the cable has nothing older to bring.
+        if (cable.path.report_due().is_some_and(|t| t > now) && !busy) || !cable.pinned().is_empty()
+        {
             continue;
         }
         let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
@@ -45,5 +64,7 @@ pub(super) fn send_due(ports: &PortTable, cables: &mut Cables, clock: &StampCloc
         let mut buf = [0u8; PATH_REPORT_LEN];
         path_report::emit(&mut buf, &cable.path.report(now, clock));
         let _ = crate::sys::send(fd, &buf);
+        cable.moved_at_report = moved;
+        cable.heard_since_report = false;
     }
 }
