@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::flow::waits_for_floor;
 use super::pace::{self, Pace};
 use super::sequencer::SeqNo;
 use crate::lane::Lane;
@@ -137,8 +138,9 @@ pub(crate) struct Reorder {
     store: FrameRing,
     /// By number (mod [`WINDOW`]): the store slot holding that frame.
     at: Box<[Slot]>,
-    /// When each held frame arrived, and its stamp, by number as `at`.
-    arrived: Box<[Option<(Instant, u16)>]>,
+    /// When each held frame arrived, its stamp, and whether it waits for
+    /// the floor ([`waits_for_floor`]), by number as `at`.
+    arrived: Box<[Option<(Instant, u16, bool)>]>,
     epoch: Option<u8>,
     /// The number whose turn it is.
     next: u32,
@@ -214,6 +216,7 @@ impl Reorder {
             self.pace.came(now);
             let len = seq_tag::strip(ring.frame_mut(slot));
             ring.set_len(slot, len);
+            let floored = waits_for_floor(ring.frame(slot));
             if self.epoch != Some(epoch) {
                 // A new numbering: what is held of the old one goes too.
                 self.flush(ring);
@@ -243,7 +246,7 @@ impl Reorder {
                 }
                 continue;
             }
-            if ahead == 0 && self.held == 0 && moment.floor_wait_ms(stamp) == 0 {
+            if ahead == 0 && self.held == 0 && (!floored || moment.floor_wait_ms(stamp) == 0) {
                 self.next = seq.wrapping_add(1);
                 continue;
             }
@@ -279,7 +282,7 @@ impl Reorder {
             self.store.push(kept, frame.len());
             self.store.set_tag(kept, SeqNo(seq));
             self.at[at] = kept;
-            self.arrived[at] = Some((now, stamp));
+            self.arrived[at] = Some((now, stamp, floored));
             self.held += 1;
             self.ever_held += 1;
             ring.mark_done(slot);
@@ -333,7 +336,7 @@ impl Reorder {
                 self.gave_up_at = Some(now);
                 continue;
             }
-            if self.arrived[at].is_some_and(|(_, stamp)| moment.floor_wait_ms(stamp) > 0) {
+            if self.arrived[at].is_some_and(|(_, stamp, f)| f && moment.floor_wait_ms(stamp) > 0) {
                 break;
             }
             if paced && !self.pace.take() {
@@ -359,7 +362,7 @@ impl Reorder {
     fn first_behind(&self) -> Option<(Instant, u16)> {
         (0..WINDOW)
             .map(|k| Self::index(self.next.wrapping_add(k as u32)))
-            .find_map(|at| self.arrived[at])
+            .find_map(|at| self.arrived[at].map(|(t, stamp, _)| (t, stamp)))
     }
 
     /// When held frames are to be looked at again: when the next in turn
@@ -371,7 +374,8 @@ impl Reorder {
             return None;
         }
         let floor_ms = self.arrived[Self::index(self.next)]
-            .map(|(_, stamp)| self.floor_if_room(at).floor_wait_ms(stamp))
+            .filter(|&(_, _, floored)| floored)
+            .map(|(_, stamp, _)| self.floor_if_room(at).floor_wait_ms(stamp))
             .filter(|&ms| ms > 0);
         match floor_ms {
             Some(ms) => Some(at.now + Duration::from_millis(ms.into())),
@@ -656,35 +660,74 @@ mod tests {
     fn frames_that_came_the_quick_way_wait_out_the_floor() {
         let (mut r, mut lane, t0) = (Reorder::new(), Lane::new(64), Instant::now());
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        // The slow path's own lag is 20 ms: frames stamped 0 and 1 came
-        // the quick way at 5 ms (lags 5 and 4): they wait until 20 and 21 ms.
+        // The slow path's own lag is 20 ms: TCP segments stamped 0 and 1
+        // came the quick way at 5 ms (lags 5 and 4): they wait until 20
+        // and 21 ms.
         let floor = |now, ms| Moment {
             now,
             ms,
             floor: Some(20),
         };
         let mut cable = CableSeen::default();
-        for f in [tagged(1, 0, 0), tagged(1, 1, 1)] {
+        for f in [tcp_data(0, 0), tcp_data(1, 1)] {
             assert!(lane.ring.push_copy(&f));
         }
         r.take(&mut lane, 2, floor(ms(5), 5), &mut cable);
         assert_eq!(cable.base_lag(), Some(4));
-        assert!(host_gets(&mut lane).is_empty());
+        assert!(tcp_host_gets(&mut lane).is_empty());
         assert_eq!(r.due(WAIT, floor(ms(5), 5)), Some(ms(20)));
         r.release(&mut lane.ring, floor(ms(19), 19), WAIT, &nobody_knows);
-        assert!(host_gets(&mut lane).is_empty());
+        assert!(tcp_host_gets(&mut lane).is_empty());
         r.release(&mut lane.ring, floor(ms(20), 20), WAIT, &nobody_knows);
-        assert_eq!(host_gets(&mut lane), [0]);
+        assert_eq!(tcp_host_gets(&mut lane), [0]);
         assert_eq!(r.due(WAIT, floor(ms(20), 20)), Some(ms(21)));
         // Frame 2 came the slow way (lag 20): behind 1, which it finds
         // due at the same time, it goes at once.
-        assert!(lane.ring.push_copy(&tagged(1, 2, 2)));
+        assert!(lane.ring.push_copy(&tcp_data(2, 2)));
         r.take(&mut lane, 1, floor(ms(22), 22), &mut cable);
         r.release(&mut lane.ring, floor(ms(22), 22), WAIT, &nobody_knows);
-        assert_eq!(host_gets(&mut lane), [1, 2]);
-        // Without a floor, an in-order frame is never held.
-        arrive(&mut r, &mut lane, &[tagged(1, 3, 3)], ms(22));
+        assert_eq!(tcp_host_gets(&mut lane), [1, 2]);
+        // Anything but a TCP segment with data, SYN or FIN (here a frame
+        // that is not IP) is not held for the floor: it came the quick way
+        // (stamped 22 ms, lag 0) and goes.
+        assert!(lane.ring.push_copy(&tagged(1, 3, 3)));
+        r.take(&mut lane, 1, floor(ms(22), 22), &mut cable);
         assert_eq!(host_gets(&mut lane), [3]);
+        // Without a floor, an in-order frame is never held.
+        arrive(&mut r, &mut lane, &[tcp_data(4, 4)], ms(22));
+        assert_eq!(tcp_host_gets(&mut lane), [4]);
+    }
+
+    /// An IPv4 TCP segment of 6 data bytes, the last `id`, tagged `seq` in
+    /// numbering 1 and stamped `seq` ms: 60 bytes untagged.
+    fn tcp_data(seq: u32, id: u8) -> Vec<u8> {
+        let mut frame = [0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&46u16.to_be_bytes());
+        frame[14 + 9] = 6;
+        frame[14 + 20 + 12] = 5 << 4;
+        frame[14 + 20 + 13] = 0x18;
+        frame[59] = id;
+        let mut tag = [0u8; SEQ_TAG_LEN];
+        let stamp = seq as u16;
+        seq_tag::emit(
+            &mut tag,
+            &TagFields {
+                epoch: 1,
+                seq,
+                stamp,
+            },
+        );
+        [&frame[..TAG_AT], &tag[..], &frame[TAG_AT..]].concat()
+    }
+
+    /// The ids of the TCP segments of [`tcp_data`] the host gets.
+    fn tcp_host_gets(lane: &mut Lane) -> Vec<u8> {
+        let ring = &mut lane.ring;
+        let ids = ring.queued().iter().map(|&s| ring.frame(s)[59]).collect();
+        ring.consume_front(ring.queued().len());
+        ids
     }
 
     #[test]
