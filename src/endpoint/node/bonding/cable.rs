@@ -208,3 +208,33 @@ impl Cables {
         lit.all(|c| c.path.alike(&first.path))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_frames_are_marked_until_taken_or_given_back() {
+        let mut cables = Cables::default();
+        cables.join(3, 1);
+        cables.join(5, 1);
+        cables.pin(3, &[10, 11, 12]);
+        cables.pin(5, &[700]);
+        assert!([10, 11, 12, 700].iter().all(|&s| cables.is_pinned(s)));
+        assert!(!cables.is_pinned(13));
+        // Cable 3 took the first two: the third waits, first now.
+        cables.took_pinned(3, 2);
+        assert_eq!(cables.get(3).unwrap().pinned(), &[12]);
+        assert!(!cables.is_pinned(10) && !cables.is_pinned(11) && cables.is_pinned(12));
+        // More refused frames queue behind it, no more than a batch.
+        let many: Vec<Slot> = (100..100 + 2 * BATCH as Slot).collect();
+        cables.pin(3, &many);
+        assert_eq!(cables.get(3).unwrap().pinned().len(), BATCH);
+        // A cable that goes gives its frames back; the other keeps its own.
+        cables.leave(3);
+        assert!(!cables.is_pinned(12) && !cables.is_pinned(100));
+        assert!(cables.is_pinned(700));
+        cables.give_back(5);
+        assert!(!cables.is_pinned(700));
+    }
+}
