@@ -224,6 +224,11 @@ impl FrameRing {
         self.done[usize::from(slot)] = true;
     }
 
+    /// Whether a queued frame is finished with (and not swept yet).
+    pub fn is_done(&self, slot: Slot) -> bool {
+        self.done[usize::from(slot)]
+    }
+
     /// Frees every finished frame; the rest stay queued in order.
     pub fn sweep(&mut self) -> usize {
         let mut kept = 0;

@@ -512,9 +512,6 @@ fn median(sorted: &[f64]) -> f64 {
 /// here), leaves room for a machine busy elsewhere and none for a frame
 /// held until the slow path would have brought it.
 #[test]
-#[ignore = "issue 23 goal 1, not met by today's code: the lag floor (src/endpoint/node/reorder.rs) \
-            holds every frame until the slowest live path would have brought it, so a ping takes \
-            the slow path's round trip (docs/multipath.md, where each millisecond waits)"]
 fn an_idle_ping_takes_the_fast_paths_time() {
     let Some(_lock) = ready("an_idle_ping_takes_the_fast_paths_time") else {
         return;
@@ -538,9 +535,10 @@ fn an_idle_ping_takes_the_fast_paths_time() {
 /// e2e-multipath measures it beside us); the margin is for a loaded
 /// 2-core machine.
 #[test]
-#[ignore = "issue 23 goal 2, not met by today's code: under a TCP load the ping waits for the \
-            lag floor and behind the queue the stream builds at node A and on the paths \
-            (docs/multipath.md, where each millisecond waits)"]
+#[ignore = "issue 23 goal 2, not met: under a TCP load the ping waits behind the stream's \
+            frames in the one order of all flows (they wait for the lag floor and for what came \
+            the slow way) and behind the queue the stream builds at node A and on the paths \
+            (docs/multipath.md, issue 23)"]
 fn a_ping_beside_a_tcp_stream_stays_near_the_fast_path() {
     let Some(_lock) = ready("a_ping_beside_a_tcp_stream_stays_near_the_fast_path") else {
         return;

@@ -1,13 +1,19 @@
 //! What a bonding node keeps of each cable beside its port: what its path
 //! delivers ([`PathState`]), what it brought of the far node's numbering
-//! ([`CableSeen`]), its share and credit when cables take turns. A table by
-//! port id ([`Cables`]) that the bonding kind keeps as ports join and leave.
+//! ([`CableSeen`]), what it carried that the far node has not confirmed
+//! ([`InFlight`]), the numbered frames its socket did not take yet (pinned
+//! to it), its share and credit when cables take turns. A table by port id
+//! ([`Cables`]) that the bonding kind keeps as ports join and leave.
 
 use std::time::Instant;
 
+use super::in_flight::InFlight;
 use super::path::PathState;
 use super::reorder::CableSeen;
+use super::sequencer::SeqNo;
+use crate::batch::BATCH;
 use crate::endpoint::node::ports::{PortId, PortTable};
+use crate::ring::{FrameRing, Slot};
 
 pub(crate) struct Cable {
     pub(crate) path: PathState,
@@ -16,12 +22,57 @@ pub(crate) struct Cable {
     /// smooth weighted round robin.
     pub(crate) weight: u32,
     pub(crate) credit: i64,
+    pub(crate) in_flight: InFlight,
+    /// Frames numbered for this cable that its socket did not take, oldest
+    /// first: they keep their numbers and go before anything new on it
+    /// (another cable's later numbers must not become the far node's holes).
+    pinned: Vec<Slot>,
+    /// Frames in and out on the cable when its last path report went, and
+    /// whether one came from the far node since.
+    pub(crate) moved_at_report: u64,
+    pub(crate) heard_since_report: bool,
 }
 
+impl Cable {
+    pub(crate) fn pinned(&self) -> &[Slot] {
+        &self.pinned
+    }
+
+    /// The oldest number the cable may still owe the far node: sent and
+    /// not confirmed, or pinned to it.
+    fn owes(&self, ring: &FrameRing) -> Option<u32> {
+        self.in_flight
+            .oldest()
+            .or_else(|| self.pinned.first().map(|&s| ring.tag::<SeqNo>(s).0))
+    }
+}
+
+fn set_bit(bits: &mut [u64], slot: Slot, on: bool) {
+    let (word, bit) = (usize::from(slot) / 64, 1u64 << (slot % 64));
+    if on {
+        bits[word] |= bit;
+    } else {
+        bits[word] &= !bit;
+    }
+}
+
+/// Slots of the host lane's ring (a `u16`), one bit each.
+const SLOT_WORDS: usize = (Slot::MAX as usize + 1) / 64;
+
 /// The cables by port id: one for every port that joined and is not gone.
-#[derive(Default)]
 pub(crate) struct Cables {
     by_port: Vec<Option<Cable>>,
+    /// The host lane's slots pinned to some cable.
+    pinned: Box<[u64]>,
+}
+
+impl Default for Cables {
+    fn default() -> Self {
+        Cables {
+            by_port: Vec::new(),
+            pinned: vec![0; SLOT_WORDS].into_boxed_slice(),
+        }
+    }
 }
 
 impl Cables {
@@ -36,14 +87,81 @@ impl Cables {
             seen: CableSeen::default(),
             weight,
             credit: 0,
+            in_flight: InFlight::default(),
+            pinned: Vec::with_capacity(BATCH),
+            moved_at_report: 0,
+            heard_since_report: false,
         });
     }
 
-    /// Port `id` is gone.
+    /// Port `id` is gone: its pinned frames are to be dealt anew.
     pub(crate) fn leave(&mut self, id: PortId) {
+        self.give_back(id);
         if let Some(cable) = self.by_port.get_mut(id) {
             *cable = None;
         }
+    }
+
+    /// Whether the host lane's frame in `slot` is pinned to a cable.
+    pub(crate) fn is_pinned(&self, slot: Slot) -> bool {
+        self.pinned[usize::from(slot) / 64] & (1 << (slot % 64)) != 0
+    }
+
+    /// Cable `id`'s socket did not take `slots` (numbered for it, newer
+    /// than what it holds pinned): they wait for it.
+    pub(crate) fn pin(&mut self, id: PortId, slots: &[Slot]) {
+        let Cables { by_port, pinned } = self;
+        let Some(cable) = by_port.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let room = cable.pinned.capacity() - cable.pinned.len();
+        let slots = &slots[..slots.len().min(room)];
+        cable.pinned.extend_from_slice(slots);
+        for &s in slots {
+            set_bit(pinned, s, true);
+        }
+    }
+
+    /// Cable `id` took the first `n` of its pinned frames.
+    pub(crate) fn took_pinned(&mut self, id: PortId, n: usize) {
+        let Cables { by_port, pinned } = self;
+        let Some(cable) = by_port.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let n = n.min(cable.pinned.len());
+        for &s in &cable.pinned[..n] {
+            set_bit(pinned, s, false);
+        }
+        cable.pinned.drain(..n);
+    }
+
+    /// Cable `id`'s pinned frames are dealt anew (it went, or went dark,
+    /// or the frames go unnumbered now): the numbers they had are holes
+    /// the far node gives up on.
+    pub(crate) fn give_back(&mut self, id: PortId) {
+        let n = self.get(id).map_or(0, |c| c.pinned.len());
+        self.took_pinned(id, n);
+    }
+
+    /// How many more frames may be numbered when the next number is
+    /// `next`: the oldest number a cable that answers may still owe the
+    /// far node stays less than `window` behind.
+    pub(crate) fn room_ahead(
+        &self,
+        ports: &PortTable,
+        ring: &FrameRing,
+        next: u32,
+        window: u32,
+        now: Instant,
+    ) -> u32 {
+        let behind = self
+            .answering(ports, now)
+            .filter_map(|c| c.owes(ring))
+            .map(|n| next.wrapping_sub(n))
+            .filter(|&d| d < 1 << 31)
+            .max()
+            .unwrap_or(0);
+        window.saturating_sub(behind)
     }
 
     pub(crate) fn get(&self, id: PortId) -> Option<&Cable> {
@@ -88,5 +206,35 @@ impl Cables {
             return false;
         };
         lit.all(|c| c.path.alike(&first.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_frames_are_marked_until_taken_or_given_back() {
+        let mut cables = Cables::default();
+        cables.join(3, 1);
+        cables.join(5, 1);
+        cables.pin(3, &[10, 11, 12]);
+        cables.pin(5, &[700]);
+        assert!([10, 11, 12, 700].iter().all(|&s| cables.is_pinned(s)));
+        assert!(!cables.is_pinned(13));
+        // Cable 3 took the first two: the third waits, first now.
+        cables.took_pinned(3, 2);
+        assert_eq!(cables.get(3).unwrap().pinned(), &[12]);
+        assert!(!cables.is_pinned(10) && !cables.is_pinned(11) && cables.is_pinned(12));
+        // More refused frames queue behind it, no more than a batch.
+        let many: Vec<Slot> = (100..100 + 2 * BATCH as Slot).collect();
+        cables.pin(3, &many);
+        assert_eq!(cables.get(3).unwrap().pinned().len(), BATCH);
+        // A cable that goes gives its frames back; the other keeps its own.
+        cables.leave(3);
+        assert!(!cables.is_pinned(12) && !cables.is_pinned(100));
+        assert!(cables.is_pinned(700));
+        cables.give_back(5);
+        assert!(!cables.is_pinned(700));
     }
 }

@@ -3,7 +3,8 @@
 //! fragment, whose ports are in its first piece only), the IP addresses
 //! alone for other IP traffic, the two MAC addresses for the rest. Every
 //! frame of one flow hashes alike, so a flow keeps to one cable and is
-//! never reordered by the bond.
+//! never reordered by the bond. And which frames the reorder buffer holds
+//! for the lag floor ([`waits_for_floor`]).
 
 use crate::wire::EthernetFrame;
 
@@ -11,6 +12,7 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
+const PROTO_ICMPV6: u8 = 58;
 
 /// FNV-1a over the flow's fields.
 struct Fnv(u32);
@@ -58,6 +60,52 @@ pub(crate) fn flow_hash(frame: &[u8]) -> u32 {
         }
     }
     mix(h.0)
+}
+
+/// Whether the reorder buffer holds `frame` until the slowest live path
+/// would have brought it (the floor, docs/multipath.md): a TCP segment that
+/// carries data, SYN or FIN, so that a TCP sender measures the slow path's
+/// round trip from its first packet (BBR keeps at most twice its bandwidth
+/// times its least round trip in flight: one that learnt the fast path's
+/// alone would never fill both). Pure ACKs, ICMP, UDP and anything not IP
+/// go as soon as their turn comes. An IPv4 fragment or an IPv6 packet with
+/// extension headers is held, as it may be such a segment.
+pub(crate) fn waits_for_floor(frame: &[u8]) -> bool {
+    const SYN_FIN: u8 = 0x03;
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    let (ethertype, ip) = eth.payload();
+    let (tcp, ip_len, header) = match ethertype {
+        ETHERTYPE_IPV4 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+                return true;
+            }
+            let len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            (ip[9] == PROTO_TCP, len, usize::from(ip[0] & 0x0f) * 4)
+        }
+        ETHERTYPE_IPV6 if ip.len() >= 40 && ip[0] >> 4 == 6 => match ip[6] {
+            PROTO_TCP => (
+                true,
+                40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
+                40,
+            ),
+            PROTO_UDP | PROTO_ICMPV6 => (false, 0, 0),
+            _ => return true,
+        },
+        _ => return false,
+    };
+    if !tcp {
+        return false;
+    }
+    let Some(seg) = ip
+        .get(header..ip_len.min(ip.len()))
+        .filter(|s| s.len() >= 20)
+    else {
+        return true;
+    };
+    let data_at = usize::from(seg[12] >> 4) * 4;
+    seg[13] & SYN_FIN != 0 || ip_len > header + data_at
 }
 
 /// Spreads every input bit over the whole hash (MurmurHash3's finaliser):
@@ -119,6 +167,34 @@ mod tests {
         };
         let odd: Vec<u32> = (0..8).map(|k| on_cable(40001 + 2 * k)).collect();
         assert!(odd.contains(&0) && odd.contains(&1), "{odd:?}");
+    }
+
+    #[test]
+    fn tcp_data_syn_and_fin_wait_for_the_floor_acks_and_pings_do_not() {
+        // An IPv4 TCP segment with `flags` and `data` bytes.
+        let tcp = |flags: u8, data: usize| {
+            let mut f = vec![0u8; 14 + 20 + 20 + data];
+            let head = ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_TCP, 1, 2);
+            let n = head.len().min(f.len());
+            f[..n].copy_from_slice(&head[..n]);
+            let len = (20 + 20 + data) as u16;
+            f[14 + 2..14 + 4].copy_from_slice(&len.to_be_bytes());
+            f[14 + 20 + 12] = 5 << 4;
+            f[14 + 20 + 13] = flags;
+            f
+        };
+        assert!(waits_for_floor(&tcp(0x02, 0))); // SYN
+        assert!(waits_for_floor(&tcp(0x11, 0))); // FIN ACK
+        assert!(waits_for_floor(&tcp(0x18, 100))); // data
+        assert!(!waits_for_floor(&tcp(0x10, 0))); // pure ACK
+                                                  // An ACK padded to Ethernet's minimum is still a pure ACK.
+        let mut padded = tcp(0x10, 0);
+        padded.resize(60, 0);
+        assert!(!waits_for_floor(&padded));
+        let ping = ipv4([198, 18, 0, 1], [198, 18, 0, 2], 1, 0, 0);
+        assert!(!waits_for_floor(&ping));
+        let dns = ipv4([198, 18, 0, 1], [198, 18, 0, 2], PROTO_UDP, 5353, 53);
+        assert!(!waits_for_floor(&dns));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod cable;
 pub(crate) mod flow;
+mod in_flight;
 mod in_order;
 mod pace;
 mod path;

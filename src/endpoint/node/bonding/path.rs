@@ -44,7 +44,7 @@ const MIN_RATE: u64 = 32_000;
 /// Round trips that differ by no more than this are alike.
 const ALIKE_RTT_US: u64 = 4_000;
 /// `hold` of a report that echoes nothing (its sender heard no stamp yet).
-const NO_ECHO: u8 = 0xff;
+pub(crate) const NO_ECHO: u8 = 0xff;
 
 /// The node's clock for stamps: milliseconds since it started, mod 2¹⁶.
 #[derive(Clone, Copy)]

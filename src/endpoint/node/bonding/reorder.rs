@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::flow::waits_for_floor;
 use super::pace::{self, Pace};
 use super::sequencer::SeqNo;
 use crate::figures::Figures;
@@ -18,7 +19,7 @@ use crate::wire::seq_tag::{self, SeqTagged};
 /// How far ahead of the awaited frame one may be and still be held, and
 /// how many are held at most: 100 ms of full-size frames at 100 Mbit/s.
 /// (The store is mapped whole but only what frames touch is resident.)
-const WINDOW: usize = 1024;
+pub(crate) const WINDOW: usize = 1024;
 const EMPTY: Slot = Slot::MAX;
 
 /// Whether `a` comes after `b`, in numbers that wrap.
@@ -138,8 +139,9 @@ pub(crate) struct Reorder {
     store: FrameRing,
     /// By number (mod [`WINDOW`]): the store slot holding that frame.
     at: Box<[Slot]>,
-    /// When each held frame arrived, and its stamp, by number as `at`.
-    arrived: Box<[Option<(Instant, u16)>]>,
+    /// When each held frame arrived, its stamp, and whether it waits for
+    /// the floor ([`waits_for_floor`]), by number as `at`.
+    arrived: Box<[Option<(Instant, u16, bool)>]>,
     epoch: Option<u8>,
     /// The number whose turn it is.
     next: u32,
@@ -215,11 +217,15 @@ impl Reorder {
             self.pace.came(now);
             let len = seq_tag::strip(ring.frame_mut(slot));
             ring.set_len(slot, len);
+            let floored = waits_for_floor(ring.frame(slot));
             if self.epoch != Some(epoch) {
                 // A new numbering: what is held of the old one goes too.
                 self.flush(ring);
                 self.epoch = Some(epoch);
-                self.next = seq;
+                // A numbering starts at 0: a first frame that came within
+                // a window of it waits for those before it. (One heard
+                // later, after this node restarted, starts where it is.)
+                self.next = if (seq as usize) < WINDOW { 0 } else { seq };
             }
             if cable.epoch != Some(epoch) {
                 // What this cable brought of the old numbering (and by the
@@ -241,7 +247,7 @@ impl Reorder {
                 }
                 continue;
             }
-            if ahead == 0 && self.held == 0 && moment.floor_wait_ms(stamp) == 0 {
+            if ahead == 0 && self.held == 0 && (!floored || moment.floor_wait_ms(stamp) == 0) {
                 self.next = seq.wrapping_add(1);
                 continue;
             }
@@ -277,7 +283,7 @@ impl Reorder {
             self.store.push(kept, frame.len());
             self.store.set_tag(kept, SeqNo(seq));
             self.at[at] = kept;
-            self.arrived[at] = Some((now, stamp));
+            self.arrived[at] = Some((now, stamp, floored));
             self.held += 1;
             self.ever_held += 1;
             ring.mark_done(slot);
@@ -331,7 +337,7 @@ impl Reorder {
                 self.gave_up_at = Some(now);
                 continue;
             }
-            if self.arrived[at].is_some_and(|(_, stamp)| moment.floor_wait_ms(stamp) > 0) {
+            if self.arrived[at].is_some_and(|(_, stamp, f)| f && moment.floor_wait_ms(stamp) > 0) {
                 break;
             }
             if paced && !self.pace.take() {
@@ -357,7 +363,7 @@ impl Reorder {
     fn first_behind(&self) -> Option<(Instant, u16)> {
         (0..WINDOW)
             .map(|k| Self::index(self.next.wrapping_add(k as u32)))
-            .find_map(|at| self.arrived[at])
+            .find_map(|at| self.arrived[at].map(|(t, stamp, _)| (t, stamp)))
     }
 
     /// When held frames are to be looked at again: when the next in turn
@@ -369,7 +375,8 @@ impl Reorder {
             return None;
         }
         let floor_ms = self.arrived[Self::index(self.next)]
-            .map(|(_, stamp)| self.floor_if_room(at).floor_wait_ms(stamp))
+            .filter(|&(_, _, floored)| floored)
+            .map(|(_, stamp, _)| self.floor_if_room(at).floor_wait_ms(stamp))
             .filter(|&ms| ms > 0);
         match floor_ms {
             Some(ms) => Some(at.now + Duration::from_millis(ms.into())),
@@ -378,10 +385,12 @@ impl Reorder {
         }
     }
 
-    /// The store is three quarters full: the frames that overtook others
-    /// must still find room, so nothing waits for the floor or for pace.
+    /// The store is half full: the frames that overtook others must still
+    /// find room, so nothing waits for the floor or for pace. (Far nodes of
+    /// ours keep what they number within half a window of what they know
+    /// has come: what comes is then never a window ahead of `next`.)
     fn crowded(&self) -> bool {
-        self.store.free_slots() < WINDOW / 4
+        self.store.free_slots() < WINDOW / 2
     }
 
     /// `at`, without its floor when the store is crowded.
@@ -448,6 +457,8 @@ mod tests {
     use crate::wire::seq_tag::{TagFields, SEQ_TAG_LEN, TAG_AT};
 
     const WAIT: Duration = Duration::from_millis(300);
+    /// A number well into a numbering (one heard first starts it there).
+    const MID: u32 = 4 * WINDOW as u32;
 
     /// A 60-byte frame whose payload starts with `id`, tagged `seq` and
     /// stamped `seq` ms.
@@ -506,23 +517,25 @@ mod tests {
     #[test]
     fn frames_in_order_go_at_once() {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
-        let frames: Vec<_> = (0..5).map(|i| tagged(1, 100 + i, i as u8)).collect();
+        let frames: Vec<_> = (0..5).map(|i| tagged(1, MID + i, i as u8)).collect();
         let cable = arrive(&mut r, &mut lane, &frames, now);
         assert_eq!(host_gets(&mut lane), [0, 1, 2, 3, 4]);
         assert_eq!((r.held(), r.ever_held), (0, 0));
-        assert_eq!(cable.highest, Some(104));
+        assert_eq!(cable.highest, Some(MID + 4));
     }
 
     #[test]
     fn frames_that_overtook_wait_for_the_one_before() {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
-        arrive(&mut r, &mut lane, &[tagged(1, 7, 0)], now);
+        arrive(&mut r, &mut lane, &[tagged(1, MID + 7, 0)], now);
         // 9 and 10 came by a quicker cable than 8.
-        arrive(&mut r, &mut lane, &[tagged(1, 9, 2), tagged(1, 10, 3)], now);
+        let (n9, n10) = (tagged(1, MID + 9, 2), tagged(1, MID + 10, 3));
+        arrive(&mut r, &mut lane, &[n9, n10], now);
         assert_eq!(host_gets(&mut lane), [0]);
         assert_eq!(r.held(), 2);
         assert_eq!(r.due(WAIT, at(now)), Some(now + WAIT));
-        arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 11, 4)], now);
+        let (n8, n11) = (tagged(1, MID + 8, 1), tagged(1, MID + 11, 4));
+        arrive(&mut r, &mut lane, &[n8, n11], now);
         assert_eq!(host_gets(&mut lane), [1, 2, 3, 4]);
         assert_eq!((r.held(), r.due(WAIT, at(now))), (0, None));
     }
@@ -530,15 +543,20 @@ mod tests {
     #[test]
     fn a_copy_of_a_held_frame_reaches_the_host_once() {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
-        arrive(&mut r, &mut lane, &[tagged(1, 7, 0)], now);
-        arrive(&mut r, &mut lane, &[tagged(1, 9, 2), tagged(1, 9, 2)], now);
+        let (n7, n8, n9) = (
+            tagged(1, MID + 7, 0),
+            tagged(1, MID + 8, 1),
+            tagged(1, MID + 9, 2),
+        );
+        arrive(&mut r, &mut lane, &[n7], now);
+        arrive(&mut r, &mut lane, &[n9.clone(), n9.clone()], now);
         assert_eq!(host_gets(&mut lane), [0]);
         assert_eq!((r.held(), r.copies), (1, 1));
-        arrive(&mut r, &mut lane, &[tagged(1, 8, 1), tagged(1, 9, 2)], now);
+        arrive(&mut r, &mut lane, &[n8, n9.clone()], now);
         assert_eq!(host_gets(&mut lane), [1, 2]);
         assert_eq!((r.held(), r.copies), (0, 2));
         // Once it went, a copy is late (and goes: as any late frame).
-        arrive(&mut r, &mut lane, &[tagged(1, 9, 2)], now);
+        arrive(&mut r, &mut lane, &[n9], now);
         assert_eq!(host_gets(&mut lane), [2]);
         assert_eq!((r.copies, r.late), (2, 1));
     }
@@ -593,7 +611,8 @@ mod tests {
         let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
         let mut plain = vec![0u8; 60];
         plain[14] = 9;
-        arrive(&mut r, &mut lane, &[tagged(1, 5, 0), tagged(1, 7, 2)], now);
+        let (n5, n7) = (tagged(1, MID + 5, 0), tagged(1, MID + 7, 2));
+        arrive(&mut r, &mut lane, &[n5, n7], now);
         arrive(&mut r, &mut lane, &[plain], now);
         assert_eq!(host_gets(&mut lane), [0, 9]);
         // The far node restarted: the new numbering goes at once, and what
@@ -601,6 +620,16 @@ mod tests {
         arrive(&mut r, &mut lane, &[tagged(2, 0, 3), tagged(2, 1, 4)], now);
         assert_eq!(host_gets(&mut lane), [3, 4, 2]);
         assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn a_numbering_starts_at_0_even_if_its_first_frame_is_overtaken() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged(1, 1, 1), tagged(1, 2, 2)], now);
+        assert!(host_gets(&mut lane).is_empty());
+        arrive(&mut r, &mut lane, &[tagged(1, 0, 0)], now);
+        assert_eq!(host_gets(&mut lane), [0, 1, 2]);
+        assert_eq!((r.given_up, r.late), (0, 0));
     }
 
     #[test]
@@ -630,35 +659,74 @@ mod tests {
     fn frames_that_came_the_quick_way_wait_out_the_floor() {
         let (mut r, mut lane, t0) = (Reorder::new(), Lane::new(64), Instant::now());
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        // The slow path's own lag is 20 ms: frames stamped 0 and 1 came
-        // the quick way at 5 ms (lags 5 and 4): they wait until 20 and 21 ms.
+        // The slow path's own lag is 20 ms: TCP segments stamped 0 and 1
+        // came the quick way at 5 ms (lags 5 and 4): they wait until 20
+        // and 21 ms.
         let floor = |now, ms| Moment {
             now,
             ms,
             floor: Some(20),
         };
         let mut cable = CableSeen::default();
-        for f in [tagged(1, 0, 0), tagged(1, 1, 1)] {
+        for f in [tcp_data(0, 0), tcp_data(1, 1)] {
             assert!(lane.ring.push_copy(&f));
         }
         r.take(&mut lane, 2, floor(ms(5), 5), &mut cable);
         assert_eq!(cable.base_lag(), Some(4));
-        assert!(host_gets(&mut lane).is_empty());
+        assert!(tcp_host_gets(&mut lane).is_empty());
         assert_eq!(r.due(WAIT, floor(ms(5), 5)), Some(ms(20)));
         r.release(&mut lane.ring, floor(ms(19), 19), WAIT, &nobody_knows);
-        assert!(host_gets(&mut lane).is_empty());
+        assert!(tcp_host_gets(&mut lane).is_empty());
         r.release(&mut lane.ring, floor(ms(20), 20), WAIT, &nobody_knows);
-        assert_eq!(host_gets(&mut lane), [0]);
+        assert_eq!(tcp_host_gets(&mut lane), [0]);
         assert_eq!(r.due(WAIT, floor(ms(20), 20)), Some(ms(21)));
         // Frame 2 came the slow way (lag 20): behind 1, which it finds
         // due at the same time, it goes at once.
-        assert!(lane.ring.push_copy(&tagged(1, 2, 2)));
+        assert!(lane.ring.push_copy(&tcp_data(2, 2)));
         r.take(&mut lane, 1, floor(ms(22), 22), &mut cable);
         r.release(&mut lane.ring, floor(ms(22), 22), WAIT, &nobody_knows);
-        assert_eq!(host_gets(&mut lane), [1, 2]);
-        // Without a floor, an in-order frame is never held.
-        arrive(&mut r, &mut lane, &[tagged(1, 3, 3)], ms(22));
+        assert_eq!(tcp_host_gets(&mut lane), [1, 2]);
+        // Anything but a TCP segment with data, SYN or FIN (here a frame
+        // that is not IP) is not held for the floor: it came the quick way
+        // (stamped 22 ms, lag 0) and goes.
+        assert!(lane.ring.push_copy(&tagged(1, 3, 3)));
+        r.take(&mut lane, 1, floor(ms(22), 22), &mut cable);
         assert_eq!(host_gets(&mut lane), [3]);
+        // Without a floor, an in-order frame is never held.
+        arrive(&mut r, &mut lane, &[tcp_data(4, 4)], ms(22));
+        assert_eq!(tcp_host_gets(&mut lane), [4]);
+    }
+
+    /// An IPv4 TCP segment of 6 data bytes, the last `id`, tagged `seq` in
+    /// numbering 1 and stamped `seq` ms: 60 bytes untagged.
+    fn tcp_data(seq: u32, id: u8) -> Vec<u8> {
+        let mut frame = [0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&46u16.to_be_bytes());
+        frame[14 + 9] = 6;
+        frame[14 + 20 + 12] = 5 << 4;
+        frame[14 + 20 + 13] = 0x18;
+        frame[59] = id;
+        let mut tag = [0u8; SEQ_TAG_LEN];
+        let stamp = seq as u16;
+        seq_tag::emit(
+            &mut tag,
+            &TagFields {
+                epoch: 1,
+                seq,
+                stamp,
+            },
+        );
+        [&frame[..TAG_AT], &tag[..], &frame[TAG_AT..]].concat()
+    }
+
+    /// The ids of the TCP segments of [`tcp_data`] the host gets.
+    fn tcp_host_gets(lane: &mut Lane) -> Vec<u8> {
+        let ring = &mut lane.ring;
+        let ids = ring.queued().iter().map(|&s| ring.frame(s)[59]).collect();
+        ring.consume_front(ring.queued().len());
+        ids
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Instant;
 
 use super::cable::{Cable, Cables};
-use super::path::{self as path_state, StampClock};
+use super::path::{self as path_state, StampClock, NO_ECHO};
 use crate::endpoint::node::ports::{peer_gone, Port, PortTable};
 use crate::wire::path_report::{self, PathReport, ReportFields, PATH_REPORT_LEN};
 
@@ -44,8 +44,19 @@ pub(super) fn take(msg: &[u8], port: &Port, cable: &mut Cable, clock: &StampCloc
             .path
             .on_report(&report, now, clock, port.stats.bytes_in);
         cable.seen.note_lag(report.stamp(), clock.ms(now), now);
+        if report.hold() != NO_ECHO {
+            cable.in_flight.heard(report.echo());
+        }
+        cable.heard_since_report = true;
     }
 }
+
+/// Frames in or out on a cable after which a report goes before its
+/// interval is up, and after which one that came is answered at once: the
+/// far node learns soon how far its cables have come, and its numbering is
+/// held back no longer than it must be (`InFlight`).
+const REPORT_AFTER_FRAMES: u64 = 128;
+const ANSWER_AFTER_FRAMES: u64 = 16;
 
 /// Sends the path reports that are due (on cables whose far end
 /// answers), one datagram each, never waiting: one that finds the socket
@@ -55,7 +66,15 @@ pub(super) fn send_due(ports: &PortTable, cables: &mut Cables, clock: &StampCloc
         let (Some(port), Some(cable)) = (ports.get(id), cables.get_mut(id)) else {
             continue;
         };
-        if cable.path.report_due().is_none_or(|t| t > now) {
+        let moved = port.stats.frames_in + port.stats.frames_out;
+        let since = moved.wrapping_sub(cable.moved_at_report);
+        let busy = since >= REPORT_AFTER_FRAMES
+            || (cable.heard_since_report && since >= ANSWER_AFTER_FRAMES);
+        // None due: the far end never answered (a cable that is not ours
+        // gets nothing but its hello). A report behind frames pinned to the
+        // cable would tell the far node that it has nothing older to bring.
+        let due = cable.path.report_due().is_some_and(|t| t <= now || busy);
+        if !due || !cable.pinned().is_empty() {
             continue;
         }
         let Some(fd) = port.data.as_ref().map(|d| d.as_raw_fd()) else {
@@ -69,5 +88,7 @@ pub(super) fn send_due(ports: &PortTable, cables: &mut Cables, clock: &StampCloc
             continue;
         }
         let _ = send(fd, &cable.path.report(now, clock));
+        cable.moved_at_report = moved;
+        cable.heard_since_report = false;
     }
 }

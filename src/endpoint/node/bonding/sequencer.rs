@@ -50,6 +50,21 @@ impl Sequencer {
         self.stamp = stamp;
     }
 
+    /// The number the next frame dealt gets.
+    pub(crate) fn next(&self) -> u32 {
+        self.next
+    }
+
+    /// The stamp of the deal under way.
+    pub(crate) fn stamp(&self) -> u16 {
+        self.stamp
+    }
+
+    /// The number of the dealt frame in `slot`, if it has one.
+    pub(crate) fn number_of(ring: &FrameRing, slot: Slot) -> Option<u32> {
+        (ring.frame(slot).len() <= MAX_UNTAGGED).then(|| ring.tag::<SeqNo>(slot).0)
+    }
+
     /// The frame in `slot` is being dealt: it gets the next number, in its
     /// ring tag (a frame too long to carry a tag gets none).
     pub(crate) fn number(&mut self, ring: &mut FrameRing, slot: Slot) {
@@ -116,7 +131,7 @@ mod tests {
         assert_eq!(sent(&seq, &ring, q[2]), Some((seq.epoch, 1, 7)));
         // Too long for a tag: it goes as it is.
         assert_eq!(sent(&seq, &ring, q[1]), None);
-        // Dealt again (a full cable did not take it): a new number.
+        // Dealt again (given back by a cable that went): a new number.
         seq.number(&mut ring, q[0]);
         assert_eq!(ring.tag::<SeqNo>(q[0]), SeqNo(2));
         assert_eq!(sent(&seq, &ring, q[0]), Some((seq.epoch, 2, 7)));
