@@ -27,6 +27,8 @@ pub struct NodeOptions {
     /// The node's path (`form.first`) and its host side (`form.other`).
     pub form: Form,
     pub config: NodeConfig,
+    /// `--version`: print [`VERSION`](crate::cli::VERSION), nothing else.
+    pub version: bool,
 }
 
 /// An option of a node program: a row of the node option table (by its
@@ -55,7 +57,7 @@ pub fn getopt_table(kind: KindName) -> Vec<Opt<NodeOpt>> {
         });
     let common = PLUG_OPTIONS
         .iter()
-        .filter(|o| COMMON_OPTIONS.contains(&o.key))
+        .filter(|o| COMMON_OPTIONS.contains(&o.key) || o.key == PlugOpt::Version)
         .map(|o| Opt {
             key: NodeOpt::Common(o.key),
             long: o.long,
@@ -76,6 +78,15 @@ pub fn parse(argv: Vec<OsString>, kind: KindName) -> Result<NodeOptions, CliErro
     for item in family_getopt(&table).items(&argv) {
         match item.map_err(|e| CliError::Usage(Some(e.to_string())))? {
             Item::Operand(word) => operands.push(word),
+            // As vde_plug_rs: it answers at once, whatever follows.
+            Item::Opt(NodeOpt::Common(PlugOpt::Version), _) => {
+                return Ok(NodeOptions {
+                    common: Common::default(),
+                    form: Form::default(),
+                    config,
+                    version: true,
+                })
+            }
             Item::Opt(NodeOpt::Common(opt), value) => {
                 common.take(opt, value)?;
             }
@@ -92,6 +103,7 @@ pub fn parse(argv: Vec<OsString>, kind: KindName) -> Result<NodeOptions, CliErro
         common: common.finish()?,
         form: form_of(&words, command)?,
         config,
+        version: false,
     })
 }
 
@@ -152,6 +164,7 @@ Options (each also a key of the locator {scheme}://PATH[KEY=VALUE/...]):
       --syslog           send log messages to syslog
   -v, --verbose          log more (twice: debug)
   -h, --help             show this summary
+      --version          show the version
 See bonding_node(1), multi_node(1).
 ",
             name = self.name,
@@ -185,6 +198,10 @@ fn main_for(program: &NodeProgram) -> i32 {
         }
         Err(CliError::NotAShell) => return 255,
     };
+    if opts.version {
+        print!("{}", crate::cli::VERSION);
+        return 0;
+    }
     if let Some(req) = &opts.common.status {
         return crate::status::run(req);
     }
@@ -365,7 +382,8 @@ mod tests {
                 .map(|o| (o.flag, o.flag.strip_prefix("--"), o.value.is_some()))
                 .collect();
             assert_eq!(own, expected);
-            assert_eq!(table.len(), own.len() + COMMON_OPTIONS.len());
+            // The common options, and --version.
+            assert_eq!(table.len(), own.len() + COMMON_OPTIONS.len() + 1);
             let group = table.iter().find(|o| o.long == Some("group")).unwrap();
             assert_eq!(group.short, Some(b'g'));
         }
