@@ -44,8 +44,9 @@ impl InOrder {
         got: FromPort,
     ) {
         let at = moment(ports, cables, clock, Instant::now());
-        if let Some(cable) = cables.get_mut(got.port).filter(|c| c.path.answered()) {
-            self.reorder.take(lane, got.count, at, &mut cable.seen);
+        match cables.get_mut(got.port).filter(|c| c.path.answered()) {
+            Some(cable) => self.reorder.take(lane, got.count, at, &mut cable.seen),
+            None => self.reorder.passed_untagged(got.count),
         }
         self.release(ports, cables, lane, at);
     }

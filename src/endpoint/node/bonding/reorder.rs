@@ -152,8 +152,9 @@ pub(crate) struct Reorder {
     /// Frames held for their turn so far; numbers given up on; frames
     /// that came after their number was given up on, and how late at most;
     /// frames held when the far node restarted for which the host had no
-    /// room; frames that went before their turn because they found no
-    /// slot; copies of a frame already held, dropped.
+    /// room; frames that went before frames held for their turn (no
+    /// slot for them, a number more than a window ahead, or untagged);
+    /// copies of a frame already held, dropped.
     ever_held: u64,
     given_up: u64,
     late: u64,
@@ -211,6 +212,7 @@ impl Reorder {
         for i in queued - count..queued {
             let slot = ring.queued()[i];
             let Ok(tagged) = SeqTagged::new_checked(ring.frame(slot)) else {
+                self.passed_untagged(1);
                 continue;
             };
             let (epoch, seq, stamp) = (tagged.epoch(), tagged.seq(), tagged.stamp());
@@ -256,6 +258,7 @@ impl Reorder {
                 // Too far ahead to wait for all before it: it goes now, and
                 // what is missing up to a window behind it counts as lost.
                 self.skip_to = Some(seq.wrapping_sub(WINDOW as u32 - 1));
+                self.out_of_turn += 1;
                 continue;
             }
             let kept = match self.at[at] {
@@ -426,6 +429,14 @@ impl Reorder {
     /// Frames held now.
     pub(crate) fn held(&self) -> usize {
         self.held
+    }
+
+    /// `n` untagged frames went to the host at once (they pass the reorder
+    /// buffer): ahead of their turn if frames are held.
+    pub(crate) fn passed_untagged(&mut self, n: usize) {
+        if self.held > 0 {
+            self.out_of_turn += n as u64;
+        }
     }
 
     /// The far node's numbering being put in order.
@@ -615,6 +626,8 @@ mod tests {
         arrive(&mut r, &mut lane, &[n5, n7], now);
         arrive(&mut r, &mut lane, &[plain], now);
         assert_eq!(host_gets(&mut lane), [0, 9]);
+        // It went before the held frame: out of its turn.
+        assert_eq!(r.out_of_turn, 1);
         // The far node restarted: the new numbering goes at once, and what
         // was held of the old one goes too.
         arrive(&mut r, &mut lane, &[tagged(2, 0, 3), tagged(2, 1, 4)], now);
@@ -642,8 +655,8 @@ mod tests {
         let far = WINDOW as u32 + 5;
         arrive(&mut r, &mut lane, &[tagged(1, far, 3)], now);
         assert_eq!(host_gets(&mut lane), [0, 3, 2]);
-        // 1, then 3 to 5 (2 was held).
-        assert_eq!(r.given_up, 4);
+        // 1, then 3 to 5 (2 was held); the far one went before 2.
+        assert_eq!((r.given_up, r.out_of_turn), (4, 1));
         arrive(&mut r, &mut lane, &[tagged(1, far + 1, 4)], now);
         assert_eq!(host_gets(&mut lane), [4]);
         assert_eq!(r.held(), 0);
