@@ -18,7 +18,7 @@
 //!
 //! [`HOST_STORE_SLOTS`]: crate::lane::HOST_STORE_SLOTS
 
-use super::bonding::flow::flow_hash;
+use super::flow::flow_hash;
 use crate::ring::{FrameRing, Slot};
 
 const BUCKETS: usize = 1024;

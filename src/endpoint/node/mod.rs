@@ -17,6 +17,7 @@ mod bonding;
 pub mod config;
 pub mod control;
 mod fan_out;
+pub(crate) mod flow;
 mod from_ports;
 mod host_queues;
 mod hub;

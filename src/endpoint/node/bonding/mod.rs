@@ -4,10 +4,9 @@
 //! what each path delivers ([`path`]) and the path reports that tell it
 //! ([`reports`]), the numbering of frames dealt ([`sequencer`]) and the
 //! reorder buffer that puts numbered frames back in order for the host
-//! ([`in_order`], [`reorder`], [`pace`]), the flow of a frame ([`flow`]).
+//! ([`in_order`], [`reorder`], [`pace`]), the flow of a frame ([`flow`](crate::endpoint::node::flow), shared with the host-side queues).
 
 mod cable;
-pub(crate) mod flow;
 mod in_flight;
 mod in_order;
 mod pace;

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::flow::waits_for_floor;
 use super::pace::{self, Pace};
 use super::sequencer::SeqNo;
+use crate::endpoint::node::flow::waits_for_floor;
 use crate::figures::Figures;
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};

@@ -4,7 +4,7 @@
 
 use super::deal::{can_take, deal_all};
 use super::{Bond, Policy};
-use crate::endpoint::node::bonding::flow::flow_hash;
+use crate::endpoint::node::flow::flow_hash;
 use crate::lane::Lane;
 
 pub(super) struct ByFlow;
