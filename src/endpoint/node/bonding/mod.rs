@@ -136,10 +136,11 @@ impl Kind for Bonding {
             return None;
         }
         let paths = || self.cables.connected(ports).map(|c| &c.path);
+        let nearest = self.cables.nearest_rtt(ports, now);
         paths()
             .filter_map(PathState::report_due)
             .chain(self.in_order.due(ports, &self.cables, &self.clock, now))
-            .chain(paths().filter_map(|p| p.backlog_ends(now)))
+            .chain(paths().filter_map(|p| p.backlog_ends(now, p.queue_cap(nearest))))
             .min()
             .map(|t| t.saturating_duration_since(now))
     }

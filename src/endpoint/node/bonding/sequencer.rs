@@ -26,6 +26,11 @@ impl SlotTag for SeqNo {
     }
 }
 
+/// A flow none of whose frames are among this many last numbered is
+/// sparse: a flow that fills a bond takes every few numbers (a few flows
+/// served in turn), one that sends now and then far fewer.
+const SPARSE_GAP: u32 = 64;
+
 /// The numbering of the frames a node deals.
 pub(crate) struct Sequencer {
     epoch: u8,
@@ -96,6 +101,13 @@ impl Sequencer {
         self.back_of[Self::index(n)] = (n, back);
         ring.set_tag(slot, SeqNo(n));
         self.next = n.wrapping_add(1);
+    }
+
+    /// Whether `frame`'s flow is sparse: none of its frames among the last
+    /// [`SPARSE_GAP`] numbered (a ping, a keystroke, a DNS query beside a
+    /// bulk transfer; anything while the bond is quiet).
+    pub(crate) fn is_sparse(&self, frame: &[u8]) -> bool {
+        self.last_of_flow[flow_bucket(frame)].is_none_or(|p| self.next.wrapping_sub(p) > SPARSE_GAP)
     }
 
     fn index(n: u32) -> usize {
@@ -190,6 +202,27 @@ mod tests {
         }
         assert_eq!(deal(&mut seq, 1), 0);
         assert_eq!(deal(&mut seq, 3), 2);
+    }
+
+    #[test]
+    fn a_flow_is_sparse_until_it_takes_many_of_the_last_numbers() {
+        let mut seq = Sequencer::new();
+        let mut ring = FrameRing::new(256);
+        let mut deal = |seq: &mut Sequencer, src: u8| {
+            assert!(ring.push_copy(&from(src)));
+            let slot = *ring.queued().last().unwrap();
+            seq.number(&mut ring, slot);
+            ring.consume_front(1);
+        };
+        assert!(seq.is_sparse(&from(1)));
+        deal(&mut seq, 1);
+        assert!(!seq.is_sparse(&from(1)));
+        // Flow 2 takes the next SPARSE_GAP numbers: flow 1 is sparse again.
+        for _ in 0..SPARSE_GAP {
+            deal(&mut seq, 2);
+        }
+        assert!(seq.is_sparse(&from(1)));
+        assert!(!seq.is_sparse(&from(2)));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! `policy=path`, the default. Once every cable's far end answers (bonding
-//! nodes of ours), each frame goes to the cable where it would arrive
-//! first ([`PathState::arrival`]), numbered, and the far node gives its
-//! host the frames in that order ([`Reorder`]), so one flow may take every
-//! cable. Cables whose paths are alike take turns instead (still
-//! numbered); while some far end has not answered (a C peer), the node
-//! deals as `adaptive`, numbering only when every far end is ours.
+//! nodes of ours), each frame goes numbered to the cable where it would
+//! arrive first ([`PathState::arrival`]) — a dense flow's frame, first
+//! among the cables within their queue cap ([`PathState::queue_cap`]) —
+//! and the far node gives its host each flow's frames in that order
+//! ([`Reorder`]), so one flow may take every cable. Cables whose paths are
+//! alike take turns instead (still numbered); while some far end has not
+//! answered (a C peer), the node deals as `adaptive`, numbering only when
+//! every far end is ours.
 //!
 //! [`PathState::arrival`]: crate::endpoint::node::bonding::path::PathState::arrival
+//! [`PathState::queue_cap`]: crate::endpoint::node::bonding::path::PathState::queue_cap
 //! [`Reorder`]: crate::endpoint::node::bonding::reorder::Reorder
 
 use std::time::Duration;
@@ -38,19 +41,27 @@ impl ByArrival {
         }
     }
 
-    /// Each frame to the cable where it would arrive first, or, when that
-    /// one is full, to one where it would arrive at most [`ARRIVAL_SLACK`]
-    /// later; otherwise it waits for room. It waits too while more than
-    /// [`MAX_BACKLOG`] stands queued on the path of the cable it would take
-    /// and in its virtual queue: queues stay short, and what the host sends
-    /// beyond what the paths carry waits at the host (a TCP sender slows
-    /// down). Returns the frames finished.
+    /// A sparse flow's frame (a ping beside a transfer) to the cable where
+    /// it would arrive first, or, when that one is full, to one where it
+    /// would arrive at most [`ARRIVAL_SLACK`] later; otherwise it waits for
+    /// room, as it does while more than [`MAX_BACKLOG`] stands queued on
+    /// the path of the cable it would take and in its virtual queue. A
+    /// dense flow's frame to the cable where it would arrive first among
+    /// those with no more than their cap queued (5 ms on the nearest paths,
+    /// 20 ms on farther ones: `PathState::queue_cap`), else it waits: each
+    /// path's queue stays short (the nearest paths', where the sparse
+    /// flows go, shortest), what the paths do not carry yet waits in the node, where
+    /// sparse flows overtake it, and beyond that at the host (a TCP sender
+    /// slows down). A TCP flow's segments that took a slower path cost it
+    /// nothing: the far node holds them all as long as the slowest path
+    /// takes (the floor). Returns the frames finished.
     fn by_arrival(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
         let now = bond.now;
         deal_all(
             bond,
             lane,
-            &mut |ports, cables, frame| {
+            &mut |ports, cables, frame, sparse| {
+                let nearest = cables.nearest_rtt(ports, now);
                 // The first arrival on any lit cable, and on one with room.
                 let mut first: Option<Duration> = None;
                 let mut open: Option<(usize, Duration)> = None;
@@ -63,13 +74,15 @@ impl ByArrival {
                     }
                     let arrival = c.path.arrival(now, frame.len());
                     first = Some(first.map_or(arrival, |f| f.min(arrival)));
-                    if p.writable && open.is_none_or(|(_, a)| arrival < a) {
+                    let short = sparse || c.path.queued(now) <= c.path.queue_cap(nearest);
+                    if p.writable && short && open.is_none_or(|(_, a)| arrival < a) {
                         open = Some((i, arrival));
                     }
                 }
                 let (at, arrival) = open?;
                 let c = cables.get_mut(ports.active()[at])?;
-                if arrival > first? + ARRIVAL_SLACK || c.path.queued(now) > MAX_BACKLOG {
+                if sparse && (arrival > first? + ARRIVAL_SLACK || c.path.queued(now) > MAX_BACKLOG)
+                {
                     return None;
                 }
                 c.path.take(now, frame.len());
