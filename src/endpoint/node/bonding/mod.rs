@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use self::cable::Cables;
 use self::in_order::InOrder;
-use self::path::{PathState, StampClock};
+use self::path::{PathState, StampClock, MAX_BACKLOG};
 use self::policy::{Bond, Policy, PolicyName};
 use super::kind::{FromPort, Kind, Link};
 use super::ports::{PortId, PortTable};
@@ -140,6 +140,7 @@ impl Kind for Bonding {
         paths()
             .filter_map(PathState::report_due)
             .chain(self.in_order.due(ports, &self.cables, &self.clock, now))
+            .chain(paths().filter_map(|p| p.backlog_ends(now, MAX_BACKLOG)))
             .chain(paths().filter_map(|p| p.backlog_ends(now, p.queue_cap(nearest))))
             .min()
             .map(|t| t.saturating_duration_since(now))
