@@ -26,10 +26,13 @@ impl SlotTag for SeqNo {
     }
 }
 
-/// A flow none of whose frames are among this many last numbered is
-/// sparse: a flow that fills a bond takes every few numbers (a few flows
-/// served in turn), one that sends now and then far fewer.
+/// A flow none of whose frames are among this many last numbered, or
+/// none in this many ms, is sparse: a flow that fills a bond takes every
+/// few numbers (a few flows served in turn) and a frame every ms or so,
+/// one that sends now and then far fewer (a ping every 50 ms beside a
+/// transfer over a slow bond is 45 numbers apart, but 50 ms).
 const SPARSE_GAP: u32 = 64;
+const SPARSE_MS: u16 = 10;
 
 /// The numbering of the frames a node deals.
 pub(crate) struct Sequencer {
@@ -37,8 +40,8 @@ pub(crate) struct Sequencer {
     next: u32,
     /// The stamp the frames of this deal go with.
     stamp: u16,
-    /// By flow bucket: the number of the flow's last frame.
-    last_of_flow: Box<[Option<u32>]>,
+    /// By flow bucket: the number of the flow's last frame, and its stamp.
+    last_of_flow: Box<[Option<(u32, u16)>]>,
     /// By number (mod [`FLOW_SPAN`]): the number and its `back`, from when
     /// it was given until the frame is sent (a number is sent long before
     /// [`FLOW_SPAN`] more are given: the far node's window bounds the
@@ -93,21 +96,24 @@ impl Sequencer {
         }
         let n = self.next;
         let last = &mut self.last_of_flow[flow_bucket(frame)];
-        let back = match last.map(|p| n.wrapping_sub(p)) {
+        let back = match last.map(|(p, _)| n.wrapping_sub(p)) {
             Some(d) if d < u32::from(FLOW_SPAN) => d as u16,
             _ => 0,
         };
-        *last = Some(n);
+        *last = Some((n, self.stamp));
         self.back_of[Self::index(n)] = (n, back);
         ring.set_tag(slot, SeqNo(n));
         self.next = n.wrapping_add(1);
     }
 
     /// Whether `frame`'s flow is sparse: none of its frames among the last
-    /// [`SPARSE_GAP`] numbered (a ping, a keystroke, a DNS query beside a
-    /// bulk transfer; anything while the bond is quiet).
+    /// [`SPARSE_GAP`] numbered or in the last [`SPARSE_MS`] (a ping, a
+    /// keystroke, a DNS query beside a bulk transfer; anything while the
+    /// bond is quiet).
     pub(crate) fn is_sparse(&self, frame: &[u8]) -> bool {
-        self.last_of_flow[flow_bucket(frame)].is_none_or(|p| self.next.wrapping_sub(p) > SPARSE_GAP)
+        self.last_of_flow[flow_bucket(frame)].is_none_or(|(p, ms)| {
+            self.next.wrapping_sub(p) > SPARSE_GAP || self.stamp.wrapping_sub(ms) > SPARSE_MS
+        })
     }
 
     fn index(n: u32) -> usize {
@@ -223,6 +229,12 @@ mod tests {
         }
         assert!(seq.is_sparse(&from(1)));
         assert!(!seq.is_sparse(&from(2)));
+        // Or fewer, but more than SPARSE_MS ago.
+        deal(&mut seq, 1);
+        seq.start_deal(SPARSE_MS);
+        assert!(!seq.is_sparse(&from(1)));
+        seq.start_deal(SPARSE_MS + 1);
+        assert!(seq.is_sparse(&from(1)));
     }
 
     #[test]
