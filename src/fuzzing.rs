@@ -30,8 +30,8 @@ pub fn emit_path_report(f: ReportFields) -> [u8; PATH_REPORT_LEN] {
     buf
 }
 
-/// A sequence tag's fields: `(epoch, seq, stamp)`.
-pub type TagFields = (u8, u32, u16);
+/// A sequence tag's fields: `(epoch, seq, stamp, back)`.
+pub type TagFields = (u8, u32, u16, u16);
 
 pub const SEQ_TAG_LEN: usize = seq_tag::SEQ_TAG_LEN;
 /// Where a tag sits in a frame.
@@ -39,7 +39,7 @@ pub const SEQ_TAG_AT: usize = seq_tag::TAG_AT;
 
 pub fn seq_tag(frame: &[u8]) -> Result<TagFields, WireError> {
     let t = seq_tag::SeqTagged::new_checked(frame)?;
-    Ok((t.epoch(), t.seq(), t.stamp()))
+    Ok((t.epoch(), t.seq(), t.stamp(), t.back()))
 }
 
 pub fn emit_seq_tag(f: TagFields) -> [u8; SEQ_TAG_LEN] {
@@ -48,6 +48,7 @@ pub fn emit_seq_tag(f: TagFields) -> [u8; SEQ_TAG_LEN] {
         epoch: f.0,
         seq: f.1,
         stamp: f.2,
+        back: f.3,
     };
     seq_tag::emit(&mut buf, &fields);
     buf

@@ -360,7 +360,8 @@ fn status_json_has_every_figure_in_its_own_field() {
                     "late_max_ms",
                     "dropped",
                     "out_of_turn",
-                    "copies"
+                    "copies",
+                    "ahead"
                 ]
             );
             for name in [
@@ -370,6 +371,7 @@ fn status_json_has_every_figure_in_its_own_field() {
                 "dropped",
                 "out_of_turn",
                 "copies",
+                "ahead",
             ] {
                 assert!(
                     in_order.get(name).unwrap().as_u64().is_some(),

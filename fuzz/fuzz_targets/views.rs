@@ -55,7 +55,12 @@ fn seq_tags(data: &[u8]) {
     }
     // A frame tagged with fields taken from the input.
     if data.len() >= ETH_HEADER_LEN {
-        let f = (data[0], u32_at(data, 1), u32_at(data, 5) as u16);
+        let f = (
+            data[0],
+            u32_at(data, 1),
+            u32_at(data, 5) as u16,
+            u32_at(data, 7) as u16,
+        );
         let mut tagged = data[..SEQ_TAG_AT].to_vec();
         tagged.extend_from_slice(&emit_seq_tag(f));
         tagged.extend_from_slice(&data[SEQ_TAG_AT..]);

@@ -29,6 +29,16 @@ impl Fnv {
     }
 }
 
+/// How many buckets the node's flows are kept in, where it keeps state
+/// per flow (the host-side queues, the numbering's last frame of each
+/// flow): two flows that share one are served as one.
+pub(crate) const FLOW_BUCKETS: usize = 1024;
+
+/// The bucket of `frame`'s flow, below [`FLOW_BUCKETS`].
+pub(crate) fn flow_bucket(frame: &[u8]) -> usize {
+    flow_hash(frame) as usize % FLOW_BUCKETS
+}
+
 /// The hash of `frame`'s flow.
 pub(crate) fn flow_hash(frame: &[u8]) -> u32 {
     let mut h = Fnv::new();

@@ -3,7 +3,7 @@
 //! sparse flows first, so a ping or an acknowledgement does not wait
 //! behind a bulk flow's backlog. The schedule is FQ-CoDel's (RFC 8290,
 //! section 4): deficit round robin over flow queues (frames of one flow by
-//! [`flow_hash`], 1024 buckets), a flow that was not backlogged joining a
+//! [`flow_bucket`]), a flow that was not backlogged joining a
 //! list of new flows that is served before the old ones, for one quantum.
 //! CoDel's drops are left out: the store is the lane the host's frames
 //! come in (a ring made at start-up, [`HOST_STORE_SLOTS`]) and when it is
@@ -18,10 +18,9 @@
 //!
 //! [`HOST_STORE_SLOTS`]: crate::lane::HOST_STORE_SLOTS
 
-use super::flow::flow_hash;
+use super::flow::{flow_bucket, FLOW_BUCKETS};
 use crate::ring::{FrameRing, Slot};
 
-const BUCKETS: usize = 1024;
 /// Bytes a flow is served per round: a full Ethernet frame, as in RFC 8290.
 const QUANTUM: i32 = 1514;
 /// No frame, no bucket: slots and buckets are below it.
@@ -101,7 +100,7 @@ impl HostQueues {
         HostQueues {
             bucket_of: vec![0; slots].into_boxed_slice(),
             next: vec![NONE; slots].into_boxed_slice(),
-            buckets: vec![Bucket::UNUSED; BUCKETS].into_boxed_slice(),
+            buckets: vec![Bucket::UNUSED; FLOW_BUCKETS].into_boxed_slice(),
             order: vec![0; slots].into_boxed_slice(),
             made: 0,
             left: 0,
@@ -122,7 +121,7 @@ impl HostQueues {
         let known = if self.ordered { left } else { 0 };
         for i in known..queued {
             let slot = ring.queued()[i];
-            let b = flow_hash(ring.frame(slot)) as usize % BUCKETS;
+            let b = flow_bucket(ring.frame(slot));
             self.bucket_of[usize::from(slot)] = b as u16;
         }
         self.schedule(ring, left);

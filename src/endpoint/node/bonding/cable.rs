@@ -5,7 +5,7 @@
 //! to it), its share and credit when cables take turns. A table by port id
 //! ([`Cables`]) that the bonding kind keeps as ports join and leave.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::in_flight::InFlight;
 use super::path::PathState;
@@ -196,6 +196,15 @@ impl Cables {
     /// Every cable's far end has answered, and some cable is not dark.
     pub(crate) fn paths_known(&self, ports: &PortTable, now: Instant) -> bool {
         self.all_answered(ports) && self.connected(ports).any(|c| !c.path.silent(now))
+    }
+
+    /// The least round trip of the paths of the cables that are not dark.
+    pub(crate) fn nearest_rtt(&self, ports: &PortTable, now: Instant) -> Duration {
+        self.connected(ports)
+            .filter(|c| !c.path.silent(now))
+            .map(|c| c.path.base_rtt())
+            .min()
+            .unwrap_or_default()
     }
 
     /// The cables that are not dark have alike paths

@@ -60,7 +60,7 @@ impl InOrder {
         clock: &StampClock,
         lane: &mut Lane,
     ) -> usize {
-        if self.reorder.held() == 0 {
+        if !self.reorder.waiting() {
             return 0;
         }
         let at = moment(ports, cables, clock, Instant::now());

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use self::cable::Cables;
 use self::in_order::InOrder;
-use self::path::{PathState, StampClock};
+use self::path::{PathState, StampClock, MAX_BACKLOG};
 use self::policy::{Bond, Policy, PolicyName};
 use super::kind::{FromPort, Kind, Link};
 use super::ports::{PortId, PortTable};
@@ -136,10 +136,12 @@ impl Kind for Bonding {
             return None;
         }
         let paths = || self.cables.connected(ports).map(|c| &c.path);
+        let nearest = self.cables.nearest_rtt(ports, now);
         paths()
             .filter_map(PathState::report_due)
             .chain(self.in_order.due(ports, &self.cables, &self.clock, now))
-            .chain(paths().filter_map(|p| p.backlog_ends(now)))
+            .chain(paths().filter_map(|p| p.backlog_ends(now, MAX_BACKLOG)))
+            .chain(paths().filter_map(|p| p.backlog_ends(now, p.queue_cap(nearest))))
             .min()
             .map(|t| t.saturating_duration_since(now))
     }

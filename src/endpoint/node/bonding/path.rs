@@ -17,6 +17,17 @@ pub(crate) const REPORT_EVERY: Duration = Duration::from_millis(20);
 /// in the virtual queue): past it, frames wait in the node (and the host is
 /// not read).
 pub(crate) const MAX_BACKLOG: Duration = Duration::from_millis(50);
+/// What a dense flow's frame (a bulk transfer's) may find queued on one
+/// of the nearest paths, those sparse flows take (on the path and in the
+/// virtual queue): past it on every cable, it waits in the node, where a
+/// sparse flow's frame goes before it. CoDel's target (RFC 8289, section
+/// 4.4): a standing queue that keeps a path busy and adds little to what
+/// crosses it.
+pub(crate) const QUEUE_TARGET: Duration = Duration::from_millis(5);
+/// The same on a farther path (least round trip more than [`ALIKE_RTT_US`]
+/// over the nearest one's): no sparse flow waits in its queue, and a longer
+/// one keeps it busy through the pauses of a busy machine.
+const FAR_QUEUE_TARGET: Duration = Duration::from_millis(20);
 /// Silence after which an answering cable counts as dark: about two round
 /// trips and four reports, within these bounds.
 const SILENT_MIN: Duration = Duration::from_millis(300);
@@ -25,6 +36,9 @@ const SILENT_MAX: Duration = Duration::from_millis(800);
 /// its rate drains, and over which a path that was offered enough is full.
 const QUEUE_HIGH_US: u64 = 20_000;
 const QUEUE_SEEN_US: u64 = 5_000;
+/// The window over which the least round trip of a path shows the queue
+/// that stands on it: five reports' worth.
+const STANDING_WINDOW: Duration = Duration::from_millis(100);
 /// Shortest span (ms of the far node's clock) of one delivery sample:
 /// long enough to smooth the bursts in which an ssh connection delivers.
 const SAMPLE_MIN_MS: u16 = 100;
@@ -94,6 +108,11 @@ pub(crate) struct PathState {
     /// The smallest round trip since the last delivery sample: what stands
     /// queued on the path shows in it, passing jitter does not.
     span_rtt_us: Option<u64>,
+    /// The smallest round trip of the window under way and of the one
+    /// before, and when the one under way began ([`STANDING_WINDOW`]).
+    window_rtt_us: Option<u64>,
+    window_before_us: Option<u64>,
+    window_since: Option<Instant>,
     /// Bytes per second dealt: the bandwidth times the gain.
     rate: u64,
     /// The last delivery samples (bytes per second), and the next to replace.
@@ -124,6 +143,9 @@ impl Default for PathState {
             base_rtt_us: 0,
             srtt_us: 0,
             span_rtt_us: None,
+            window_rtt_us: None,
+            window_before_us: None,
+            window_since: None,
             rate: START_RATE,
             delivered: [0; SAMPLES],
             next_sample: 0,
@@ -189,7 +211,7 @@ impl PathState {
         let hold = u16::from(r.hold());
         let elapsed = clock.ms(now).wrapping_sub(r.echo());
         if elapsed >= hold && elapsed - hold < RTT_MAX_MS {
-            self.rtt_sample(u64::from(elapsed - hold) * 1000);
+            self.rtt_sample(u64::from(elapsed - hold) * 1000, now);
         }
         // When our stamp reached the far end, by its clock, and what it
         // had received by then.
@@ -210,7 +232,16 @@ impl PathState {
         }
     }
 
-    fn rtt_sample(&mut self, us: u64) {
+    fn rtt_sample(&mut self, us: u64, now: Instant) {
+        if self
+            .window_since
+            .is_none_or(|t| now.saturating_duration_since(t) >= STANDING_WINDOW)
+        {
+            self.window_before_us = self.window_rtt_us;
+            self.window_rtt_us = None;
+            self.window_since = Some(now);
+        }
+        self.window_rtt_us = Some(self.window_rtt_us.map_or(us, |m| m.min(us)));
         self.srtt_us = if self.srtt_us == 0 {
             us
         } else {
@@ -320,18 +351,46 @@ impl PathState {
         (2 * rtt + 4 * REPORT_EVERY).clamp(SILENT_MIN, SILENT_MAX)
     }
 
+    /// The path's least round trip.
+    pub(crate) fn base_rtt(&self) -> Duration {
+        Duration::from_micros(self.base_rtt_us)
+    }
+
     /// It answered before, and has been quiet too long since.
     pub(crate) fn silent(&self, now: Instant) -> bool {
         self.last_heard
             .is_some_and(|t| now.duration_since(t) > self.silent_after())
     }
 
-    /// When the virtual queue will be back within [`MAX_BACKLOG`] (none
-    /// if it is; a queue on the path shows in the next reports).
-    pub(crate) fn backlog_ends(&self, now: Instant) -> Option<Instant> {
+    /// What a dense flow's frame may find queued on this path, when the
+    /// least round trip of the paths is `nearest`.
+    pub(crate) fn queue_cap(&self, nearest: Duration) -> Duration {
+        if self.base_rtt_us <= nearest.as_micros() as u64 + ALIKE_RTT_US {
+            QUEUE_TARGET
+        } else {
+            FAR_QUEUE_TARGET
+        }
+    }
+
+    /// When what is queued ([`PathState::queued`]) will be back within
+    /// `cap`, if the virtual queue is what keeps it over (none if it is
+    /// within; a queue on the path shows in the next reports).
+    pub(crate) fn backlog_ends(&self, now: Instant, cap: Duration) -> Option<Instant> {
+        let left = cap.checked_sub(self.queued_on_path())?;
         self.busy_until
-            .and_then(|t| t.checked_sub(MAX_BACKLOG))
+            .and_then(|t| t.checked_sub(left))
             .filter(|&t| t > now)
+    }
+
+    /// The queue that stands on the path: its least round trip of late
+    /// over its least ever (what passes in a burst, or jitter, does not
+    /// stand; CoDel's reading of a queue, RFC 8289 section 3.1).
+    fn queued_on_path(&self) -> Duration {
+        let least = match (self.window_rtt_us, self.window_before_us) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(self.base_rtt_us),
+        };
+        Duration::from_micros(least.saturating_sub(self.base_rtt_us))
     }
 
     /// What waits in the virtual queue, as time.
@@ -349,11 +408,11 @@ impl PathState {
         Duration::from_micros(self.srtt_us / 2)
     }
 
-    /// What stands queued ahead of a frame dealt now: on the path (half
-    /// what its smoothed round trip shows over the smallest) and in the
+    /// What stands queued ahead of a frame dealt now: on the path (what
+    /// its least round trip of late shows over its least ever) and in the
     /// virtual queue.
     pub(crate) fn queued(&self, now: Instant) -> Duration {
-        Duration::from_micros(self.srtt_us.saturating_sub(self.base_rtt_us) / 2) + self.backlog(now)
+        self.queued_on_path() + self.backlog(now)
     }
 
     /// When a frame of `len` bytes dealt now would arrive (from now): half
@@ -479,6 +538,63 @@ mod tests {
             near.take(now, 1500);
         }
         assert!(near.arrival(now, 1500) > far.arrival(now, 1500));
+    }
+
+    #[test]
+    fn the_standing_queue_is_the_least_round_trip_of_late() {
+        let clock = StampClock::new();
+        let t0 = clock.epoch;
+        let mut p = PathState::default();
+        let ms = Duration::from_millis;
+        // Round trips of 10 ms (the least ever), then 30 and 25 ms: a burst
+        // does not stand, the least of the two windows does.
+        p.rtt_sample(10_000, t0);
+        p.rtt_sample(30_000, t0 + STANDING_WINDOW);
+        assert_eq!(p.queued_on_path(), ms(0));
+        p.rtt_sample(25_000, t0 + 2 * STANDING_WINDOW);
+        assert_eq!(p.queued_on_path(), ms(15));
+        assert_eq!(p.queued(t0), ms(15));
+        // It drained: the first short round trip says so.
+        p.rtt_sample(12_000, t0 + 2 * STANDING_WINDOW + ms(20));
+        assert_eq!(p.queued_on_path(), ms(2));
+    }
+
+    #[test]
+    fn dense_flows_find_a_short_queue_on_the_nearest_paths() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let p = |rtt_ms: u64| PathState {
+            base_rtt_us: rtt_ms * 1000,
+            rate: 5_000_000,
+            ..PathState::default()
+        };
+        let (near, alike, far) = (p(10), p(13), p(50));
+        assert_eq!(near.queue_cap(ms(10)), QUEUE_TARGET);
+        assert_eq!(alike.queue_cap(ms(10)), QUEUE_TARGET);
+        assert_eq!(far.queue_cap(ms(10)), FAR_QUEUE_TARGET);
+        // 12 ms of frames: back within 5 ms in 7 ms, within 20 ms now.
+        let mut near = near;
+        while near.backlog(now) < ms(12) {
+            near.take(now, 1500);
+        }
+        let over = near.backlog(now) - ms(12);
+        assert_eq!(
+            near.backlog_ends(now, QUEUE_TARGET),
+            Some(now + ms(7) + over)
+        );
+        assert_eq!(near.backlog_ends(now, FAR_QUEUE_TARGET), None);
+        // A queue standing on the path leaves less to the virtual one; one
+        // over the cap leaves it to the reports.
+        near.rtt_sample(10_000, now);
+        near.rtt_sample(13_000, now + STANDING_WINDOW);
+        near.rtt_sample(13_000, now + 2 * STANDING_WINDOW);
+        assert_eq!(
+            near.backlog_ends(now, QUEUE_TARGET),
+            Some(now + ms(10) + over)
+        );
+        near.rtt_sample(16_000, now + 3 * STANDING_WINDOW);
+        near.rtt_sample(16_000, now + 4 * STANDING_WINDOW);
+        assert_eq!(near.backlog_ends(now, QUEUE_TARGET), None);
     }
 
     /// One delivery sample of `delivered` bytes/s, 100 ms after the last,

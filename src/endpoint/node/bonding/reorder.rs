@@ -1,9 +1,12 @@
 //! The reorder buffer (`policy=path`, from far nodes of ours): frames
 //! numbered by the far node ([`crate::wire::seq_tag`]) are given to the
-//! host in the order they were sent, whichever cable they took; a number
-//! that no cable can still bring is given up on; none goes sooner than
-//! the slowest live path would have brought it ([`Moment`]); what waited
-//! behind a late frame goes at a pace ([`Pace`]). How and why:
+//! host in the order they were sent, whichever cable they took, flow by
+//! flow: a frame whose flow's previous frame has gone to the host goes at
+//! once, even if frames of other flows numbered before it have not come;
+//! the rest wait for every number before them. A number that no cable can
+//! still bring is given up on; no frame that waits for the floor goes
+//! sooner than the slowest live path would have brought it ([`Moment`]);
+//! what waited behind a late frame goes at a pace ([`Pace`]). How and why:
 //! docs/multipath.md, "In order" and "As late as the slowest path".
 
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ use crate::wire::seq_tag::{self, SeqTagged};
 /// (The store is mapped whole but only what frames touch is resident.)
 pub(crate) const WINDOW: usize = 1024;
 const EMPTY: Slot = Slot::MAX;
+const _: () = assert!(WINDOW == seq_tag::FLOW_SPAN as usize);
 
 /// Whether `a` comes after `b`, in numbers that wrap.
 fn after32(a: u32, b: u32) -> bool {
@@ -140,12 +144,17 @@ pub(crate) struct Reorder {
     /// By number (mod [`WINDOW`]): the store slot holding that frame.
     at: Box<[Slot]>,
     /// When each held frame arrived, its stamp, and whether it waits for
-    /// the floor ([`waits_for_floor`]), by number as `at`.
+    /// the floor ([`waits_for_floor`]), by number as `at`; also for a
+    /// frame that went ahead of its turn (its flow's previous frame had
+    /// gone), until `next` passes its number: then `at` is [`EMPTY`].
     arrived: Box<[Option<(Instant, u16, bool)>]>,
     epoch: Option<u8>,
     /// The number whose turn it is.
     next: u32,
     held: usize,
+    /// Frames that went ahead of their turn whose numbers `next` has not
+    /// passed yet.
+    went_ahead: usize,
     /// Numbers before this one are given up on at once (a frame came a
     /// window ahead of `next`).
     skip_to: Option<u32>,
@@ -154,7 +163,8 @@ pub(crate) struct Reorder {
     /// frames held when the far node restarted for which the host had no
     /// room; frames that went before frames held for their turn (no
     /// slot for them, a number more than a window ahead, or untagged);
-    /// copies of a frame already held, dropped.
+    /// copies of a frame already held, dropped; frames that went before
+    /// frames of other flows numbered before them.
     ever_held: u64,
     given_up: u64,
     late: u64,
@@ -163,6 +173,7 @@ pub(crate) struct Reorder {
     dropped: u64,
     out_of_turn: u64,
     copies: u64,
+    ahead: u64,
     pace: Pace,
 }
 
@@ -175,6 +186,7 @@ impl Reorder {
             epoch: None,
             next: 0,
             held: 0,
+            went_ahead: 0,
             skip_to: None,
             ever_held: 0,
             given_up: 0,
@@ -184,6 +196,7 @@ impl Reorder {
             dropped: 0,
             out_of_turn: 0,
             copies: 0,
+            ahead: 0,
             pace: Pace::new(),
         }
     }
@@ -216,6 +229,7 @@ impl Reorder {
                 continue;
             };
             let (epoch, seq, stamp) = (tagged.epoch(), tagged.seq(), tagged.stamp());
+            let flow_back = tagged.flow_back();
             self.pace.came(now);
             let len = seq_tag::strip(ring.frame_mut(slot));
             ring.set_len(slot, len);
@@ -249,11 +263,28 @@ impl Reorder {
                 }
                 continue;
             }
-            if ahead == 0 && self.held == 0 && (!floored || moment.floor_wait_ms(stamp) == 0) {
+            let unfloored = !floored || moment.floor_wait_ms(stamp) == 0;
+            if ahead == 0 && self.held == 0 && unfloored {
                 self.next = seq.wrapping_add(1);
+                self.pass_gone_ahead();
                 continue;
             }
             let at = Self::index(seq);
+            if (ahead as usize) < WINDOW && self.is_gone_ahead(at) {
+                // A copy of a frame that went ahead of its turn.
+                self.copies += 1;
+                ring.mark_done(slot);
+                moved = true;
+                continue;
+            }
+            if ahead > 0 && unfloored && self.flow_went_before(seq, flow_back) {
+                // Its flow's frames before it are with the host: it goes
+                // now, ahead of numbers of other flows not come yet.
+                self.arrived[at] = Some((now, stamp, floored));
+                self.went_ahead += 1;
+                self.ahead += 1;
+                continue;
+            }
             if ahead as usize >= WINDOW {
                 // Too far ahead to wait for all before it: it goes now, and
                 // what is missing up to a window behind it counts as lost.
@@ -297,6 +328,40 @@ impl Reorder {
         }
     }
 
+    /// Whether the frame numbered `at` (an index) went to the host ahead
+    /// of its turn and `next` has not passed it yet.
+    fn is_gone_ahead(&self, at: usize) -> bool {
+        self.at[at] == EMPTY && self.arrived[at].is_some()
+    }
+
+    /// Whether the frames of the flow of frame `seq` (within a window of
+    /// `next`), whose previous one is `back` numbers before it, have all
+    /// gone to the host (or been given up on): that previous frame is
+    /// before `next`, or went ahead of its turn.
+    fn flow_went_before(&self, seq: u32, back: Option<u16>) -> bool {
+        let Some(back) = back else {
+            return false; // not known: it waits for every number before it
+        };
+        // 0: none within a window of it, so none at or after `next`.
+        let ahead = seq.wrapping_sub(self.next);
+        back == 0 || u32::from(back) > ahead || {
+            self.is_gone_ahead(Self::index(seq.wrapping_sub(u32::from(back))))
+        }
+    }
+
+    /// `next` moves past the numbers whose frames went ahead of their turn.
+    fn pass_gone_ahead(&mut self) {
+        while self.went_ahead > 0 {
+            let at = Self::index(self.next);
+            if !self.is_gone_ahead(at) {
+                break;
+            }
+            self.arrived[at] = None;
+            self.went_ahead -= 1;
+            self.next = self.next.wrapping_add(1);
+        }
+    }
+
     /// Gives the host (`ring`) the held frames whose turn has come, as far
     /// as it has room: those next in order, and past an awaited number that
     /// no cable can bring any more (`gone(n, stamp)`: the frame after it
@@ -318,9 +383,10 @@ impl Reorder {
         // looked at (the same for every number of the run).
         let mut behind = None;
         while ring.free_slots() > 0 {
+            self.pass_gone_ahead();
             let skip_to = self.skip_to.filter(|&to| after32(to, self.next));
             self.skip_to = skip_to;
-            if self.held == 0 {
+            if !self.waiting() {
                 if let Some(to) = skip_to {
                     self.given_up += u64::from(to.wrapping_sub(self.next));
                     self.next = to;
@@ -330,8 +396,10 @@ impl Reorder {
             }
             let at = Self::index(self.next);
             if self.at[at] == EMPTY {
-                let (since, stamp) =
-                    *behind.get_or_insert_with(|| self.first_behind().expect("something is held"));
+                let (since, stamp) = *behind.get_or_insert_with(|| {
+                    self.first_behind()
+                        .expect("something is held or went ahead")
+                });
                 if skip_to.is_none() && since + wait > now && !gone(self.next, stamp) {
                     break;
                 }
@@ -361,8 +429,8 @@ impl Reorder {
         given
     }
 
-    /// The first held frame after the awaited number: when it arrived, and
-    /// its stamp.
+    /// The first frame after the awaited number (held, or gone ahead of
+    /// its turn): when it arrived, and its stamp.
     fn first_behind(&self) -> Option<(Instant, u16)> {
         (0..WINDOW)
             .map(|k| Self::index(self.next.wrapping_add(k as u32)))
@@ -374,7 +442,7 @@ impl Reorder {
     /// lost for want of news, `wait` after the first held frame behind it
     /// arrived. None while nothing is held.
     pub(crate) fn due(&self, wait: Duration, at: Moment) -> Option<Instant> {
-        if self.held == 0 {
+        if !self.waiting() {
             return None;
         }
         let floor_ms = self.arrived[Self::index(self.next)]
@@ -423,12 +491,20 @@ impl Reorder {
         }
         self.store.sweep();
         self.held = 0;
+        self.went_ahead = 0;
         self.skip_to = None;
     }
 
     /// Frames held now.
+    #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.held
+    }
+
+    /// Whether anything waits to be looked at again: frames held, or
+    /// numbers before frames that went ahead of their turn.
+    pub(crate) fn waiting(&self) -> bool {
+        self.held > 0 || self.went_ahead > 0
     }
 
     /// `n` untagged frames went to the host at once (they pass the reorder
@@ -458,25 +534,38 @@ impl Reorder {
             .time("late_max", self.latest)
             .loss("dropped", self.dropped)
             .count("out_of_turn", self.out_of_turn)
-            .count("copies", self.copies);
+            .count("copies", self.copies)
+            .count("ahead", self.ahead);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::seq_tag::{TagFields, SEQ_TAG_LEN, TAG_AT};
+    use crate::wire::seq_tag::{TagFields, BACK_UNKNOWN, SEQ_TAG_LEN, TAG_AT};
 
     const WAIT: Duration = Duration::from_millis(300);
     /// A number well into a numbering (one heard first starts it there).
     const MID: u32 = 4 * WINDOW as u32;
 
     /// A 60-byte frame whose payload starts with `id`, tagged `seq` and
-    /// stamped `seq` ms.
+    /// stamped `seq` ms, that waits for every number before it (its flow's
+    /// previous frame is not known).
     fn tagged(epoch: u8, seq: u32, id: u8) -> Vec<u8> {
+        tagged_in_flow(epoch, seq, BACK_UNKNOWN, id)
+    }
+
+    /// As [`tagged`], with its flow's previous frame `back` numbers before.
+    fn tagged_in_flow(epoch: u8, seq: u32, back: u16, id: u8) -> Vec<u8> {
         let mut tag = [0u8; SEQ_TAG_LEN];
         let stamp = seq as u16;
-        seq_tag::emit(&mut tag, &TagFields { epoch, seq, stamp });
+        let fields = TagFields {
+            epoch,
+            seq,
+            stamp,
+            back,
+        };
+        seq_tag::emit(&mut tag, &fields);
         let mut frame = [0u8; 60];
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         frame[14] = id;
@@ -549,6 +638,95 @@ mod tests {
         arrive(&mut r, &mut lane, &[n8, n11], now);
         assert_eq!(host_gets(&mut lane), [1, 2, 3, 4]);
         assert_eq!((r.held(), r.due(WAIT, at(now))), (0, None));
+    }
+
+    #[test]
+    fn a_flow_goes_ahead_of_another_flows_missing_frame() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged_in_flow(1, MID + 7, 0, 0)], now);
+        // 8 (flow A) is on a slow cable; 9 and 11 are flow B (9 its first
+        // frame in a window, 11 two after it), 10 is flow A after 8.
+        let frames = [
+            tagged_in_flow(1, MID + 9, 0, 9),
+            tagged_in_flow(1, MID + 10, 2, 10),
+            tagged_in_flow(1, MID + 11, 2, 11),
+        ];
+        arrive(&mut r, &mut lane, &frames, now);
+        assert_eq!(host_gets(&mut lane), [0, 9, 11]);
+        assert_eq!((r.held(), r.ahead), (1, 2));
+        // 12, flow B again: its flow is with the host.
+        arrive(
+            &mut r,
+            &mut lane,
+            &[tagged_in_flow(1, MID + 12, 1, 12)],
+            now,
+        );
+        assert_eq!(host_gets(&mut lane), [12]);
+        // A copy of 11 is dropped.
+        arrive(
+            &mut r,
+            &mut lane,
+            &[tagged_in_flow(1, MID + 11, 2, 11)],
+            now,
+        );
+        assert_eq!((host_gets(&mut lane), r.copies), (vec![], 1));
+        // 8 comes: flow A's two go, and the turn passes 9, 11 and 12.
+        let n13 = tagged_in_flow(1, MID + 13, 3, 13);
+        arrive(
+            &mut r,
+            &mut lane,
+            &[tagged_in_flow(1, MID + 8, 0, 8), n13],
+            now,
+        );
+        assert_eq!(host_gets(&mut lane), [8, 10, 13]);
+        assert_eq!((r.held(), r.waiting(), r.next), (0, false, MID + 14));
+        assert_eq!((r.given_up, r.late, r.out_of_turn), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_number_missing_before_frames_gone_ahead_is_given_up() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged_in_flow(1, MID + 7, 0, 0)], now);
+        // 8 is lost; 9 and 10 are of flows with nothing before them.
+        let frames = [
+            tagged_in_flow(1, MID + 9, 0, 9),
+            tagged_in_flow(1, MID + 10, 0, 10),
+        ];
+        arrive(&mut r, &mut lane, &frames, now);
+        assert_eq!(host_gets(&mut lane), [0, 9, 10]);
+        assert!(r.waiting());
+        assert_eq!(r.due(WAIT, at(now)), Some(now + WAIT));
+        // Nothing came for 8 in the wait: given up on, and the turn moves
+        // past what went ahead.
+        r.release(&mut lane.ring, at(now + WAIT), WAIT, &nobody_knows);
+        assert_eq!((r.waiting(), r.next, r.given_up), (false, MID + 11, 1));
+        assert_eq!(r.due(WAIT, at(now + WAIT)), None);
+        // 8 after all: late.
+        arrive(
+            &mut r,
+            &mut lane,
+            &[tagged_in_flow(1, MID + 8, 0, 8)],
+            now + WAIT,
+        );
+        assert_eq!((host_gets(&mut lane), r.late), (vec![8], 1));
+    }
+
+    #[test]
+    fn a_frame_whose_flow_is_not_known_waits_for_every_number() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged_in_flow(1, MID + 7, 0, 0)], now);
+        arrive(&mut r, &mut lane, &[tagged(1, MID + 9, 9)], now);
+        // Nor does one go whose flow's previous frame waits.
+        arrive(
+            &mut r,
+            &mut lane,
+            &[tagged_in_flow(1, MID + 10, 1, 10)],
+            now,
+        );
+        assert_eq!((host_gets(&mut lane), r.held()), (vec![0], 2));
+        arrive(&mut r, &mut lane, &[tagged_in_flow(1, MID + 8, 0, 8)], now);
+        assert_eq!(host_gets(&mut lane), [8, 9, 10]);
+        assert_eq!(r.ahead, 0);
     }
 
     #[test]
@@ -729,6 +907,7 @@ mod tests {
                 epoch: 1,
                 seq,
                 stamp,
+                back: BACK_UNKNOWN,
             },
         );
         [&frame[..TAG_AT], &tag[..], &frame[TAG_AT..]].concat()

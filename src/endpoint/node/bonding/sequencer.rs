@@ -1,11 +1,15 @@
 //! The numbering of the frames a bonding node deals to far nodes of ours:
 //! each frame dealt gets the next number in its ring tag ([`SeqNo`]), and
-//! goes out with a sequence tag ([`crate::wire::seq_tag`]) that carries it,
-//! put in by the send path from a buffer of its own ([`Insert`]).
+//! goes out with a sequence tag ([`crate::wire::seq_tag`]) that carries it
+//! and how far back its flow's previous frame is, put in by the send path
+//! from a buffer of its own ([`Insert`]).
 
 use crate::batch::{Insert, INSERT_MAX};
+use crate::endpoint::node::flow::{flow_bucket, FLOW_BUCKETS};
 use crate::ring::{FrameRing, Slot, SlotTag};
-use crate::wire::seq_tag::{self, TagFields, MAX_UNTAGGED, SEQ_TAG_LEN, TAG_AT};
+use crate::wire::seq_tag::{
+    self, TagFields, BACK_UNKNOWN, FLOW_SPAN, MAX_UNTAGGED, SEQ_TAG_LEN, TAG_AT,
+};
 
 const _: () = assert!(SEQ_TAG_LEN <= INSERT_MAX);
 
@@ -22,12 +26,27 @@ impl SlotTag for SeqNo {
     }
 }
 
+/// A flow none of whose frames are among this many last numbered, or
+/// none in this many ms, is sparse: a flow that fills a bond takes every
+/// few numbers (a few flows served in turn) and a frame every ms or so,
+/// one that sends now and then far fewer (a ping every 50 ms beside a
+/// transfer over a slow bond is 45 numbers apart, but 50 ms).
+const SPARSE_GAP: u32 = 64;
+const SPARSE_MS: u16 = 10;
+
 /// The numbering of the frames a node deals.
 pub(crate) struct Sequencer {
     epoch: u8,
     next: u32,
     /// The stamp the frames of this deal go with.
     stamp: u16,
+    /// By flow bucket: the number of the flow's last frame, and its stamp.
+    last_of_flow: Box<[Option<(u32, u16)>]>,
+    /// By number (mod [`FLOW_SPAN`]): the number and its `back`, from when
+    /// it was given until the frame is sent (a number is sent long before
+    /// [`FLOW_SPAN`] more are given: the far node's window bounds the
+    /// numbering, see `in_flight.rs`).
+    back_of: Box<[(u32, u16)]>,
 }
 
 impl Sequencer {
@@ -42,6 +61,8 @@ impl Sequencer {
             epoch,
             next: 0,
             stamp: 0,
+            last_of_flow: vec![None; FLOW_BUCKETS].into_boxed_slice(),
+            back_of: vec![(u32::MAX, BACK_UNKNOWN); usize::from(FLOW_SPAN)].into_boxed_slice(),
         }
     }
 
@@ -66,11 +87,45 @@ impl Sequencer {
     }
 
     /// The frame in `slot` is being dealt: it gets the next number, in its
-    /// ring tag (a frame too long to carry a tag gets none).
+    /// ring tag (a frame too long to carry a tag gets none), and becomes its
+    /// flow's last.
     pub(crate) fn number(&mut self, ring: &mut FrameRing, slot: Slot) {
-        if ring.frame(slot).len() <= MAX_UNTAGGED {
-            ring.set_tag(slot, SeqNo(self.next));
-            self.next = self.next.wrapping_add(1);
+        let frame = ring.frame(slot);
+        if frame.len() > MAX_UNTAGGED {
+            return;
+        }
+        let n = self.next;
+        let last = &mut self.last_of_flow[flow_bucket(frame)];
+        let back = match last.map(|(p, _)| n.wrapping_sub(p)) {
+            Some(d) if d < u32::from(FLOW_SPAN) => d as u16,
+            _ => 0,
+        };
+        *last = Some((n, self.stamp));
+        self.back_of[Self::index(n)] = (n, back);
+        ring.set_tag(slot, SeqNo(n));
+        self.next = n.wrapping_add(1);
+    }
+
+    /// Whether `frame`'s flow is sparse: none of its frames among the last
+    /// [`SPARSE_GAP`] numbered or in the last [`SPARSE_MS`] (a ping, a
+    /// keystroke, a DNS query beside a bulk transfer; anything while the
+    /// bond is quiet).
+    pub(crate) fn is_sparse(&self, frame: &[u8]) -> bool {
+        self.last_of_flow[flow_bucket(frame)].is_none_or(|(p, ms)| {
+            self.next.wrapping_sub(p) > SPARSE_GAP || self.stamp.wrapping_sub(ms) > SPARSE_MS
+        })
+    }
+
+    fn index(n: u32) -> usize {
+        n as usize % usize::from(FLOW_SPAN)
+    }
+
+    /// How far back the previous frame of number `n`'s flow is, as the tag
+    /// says it.
+    fn back(&self, n: u32) -> u16 {
+        match self.back_of[Self::index(n)] {
+            (m, back) if m == n => back,
+            _ => BACK_UNKNOWN,
         }
     }
 }
@@ -91,6 +146,7 @@ impl Insert for Sequencer {
             epoch: self.epoch,
             seq,
             stamp: self.stamp,
+            back: self.back(seq),
         };
         seq_tag::emit(buf.first_chunk_mut()?, &fields);
         Some((TAG_AT, SEQ_TAG_LEN))
@@ -104,12 +160,93 @@ mod tests {
 
     /// What goes out for the frame in `slot`: its tag's fields, if tagged.
     fn sent(seq: &Sequencer, ring: &FrameRing, slot: Slot) -> Option<(u8, u32, u16)> {
+        let t = sent_tag(seq, ring, slot)?;
+        Some((t.epoch, t.seq, t.stamp))
+    }
+
+    fn sent_tag(seq: &Sequencer, ring: &FrameRing, slot: Slot) -> Option<TagFields> {
         let mut buf = [0u8; INSERT_MAX];
         let (at, len) = seq.write(ring, slot, &mut buf)?;
         let f = ring.frame(slot);
         let framed = [&f[..at], &buf[..len], &f[at..]].concat();
         let t = SeqTagged::new_checked(&framed[..]).unwrap();
-        Some((t.epoch(), t.seq(), t.stamp()))
+        Some(TagFields {
+            epoch: t.epoch(),
+            seq: t.seq(),
+            stamp: t.stamp(),
+            back: t.back(),
+        })
+    }
+
+    /// A 60-byte frame from MAC address `src` (a flow of its own).
+    fn from(src: u8) -> [u8; 60] {
+        let mut f = [0u8; 60];
+        f[11] = src;
+        f[12..14].copy_from_slice(&[0x88, 0x88]);
+        f
+    }
+
+    #[test]
+    fn each_frame_says_where_its_flow_was_before() {
+        let mut seq = Sequencer::new();
+        let mut ring = FrameRing::new(2048);
+        let mut deal = |seq: &mut Sequencer, src: u8| {
+            assert!(ring.push_copy(&from(src)));
+            let slot = *ring.queued().last().unwrap();
+            seq.number(&mut ring, slot);
+            let back = sent_tag(seq, &ring, slot).unwrap().back;
+            ring.consume_front(1);
+            back
+        };
+        // Flows 1 and 2 interleaved, flow 1 twice in a row: 0 for each
+        // flow's first frame, then the distance.
+        let backs: Vec<u16> = [1, 2, 1, 1, 2].iter().map(|&f| deal(&mut seq, f)).collect();
+        assert_eq!(backs, [0, 0, 2, 1, 3]);
+        // A flow quiet for a whole span starts again at 0.
+        for _ in 0..FLOW_SPAN {
+            deal(&mut seq, 3);
+        }
+        assert_eq!(deal(&mut seq, 1), 0);
+        assert_eq!(deal(&mut seq, 3), 2);
+    }
+
+    #[test]
+    fn a_flow_is_sparse_until_it_takes_many_of_the_last_numbers() {
+        let mut seq = Sequencer::new();
+        let mut ring = FrameRing::new(256);
+        let mut deal = |seq: &mut Sequencer, src: u8| {
+            assert!(ring.push_copy(&from(src)));
+            let slot = *ring.queued().last().unwrap();
+            seq.number(&mut ring, slot);
+            ring.consume_front(1);
+        };
+        assert!(seq.is_sparse(&from(1)));
+        deal(&mut seq, 1);
+        assert!(!seq.is_sparse(&from(1)));
+        // Flow 2 takes the next SPARSE_GAP numbers: flow 1 is sparse again.
+        for _ in 0..SPARSE_GAP {
+            deal(&mut seq, 2);
+        }
+        assert!(seq.is_sparse(&from(1)));
+        assert!(!seq.is_sparse(&from(2)));
+        // Or fewer, but more than SPARSE_MS ago.
+        deal(&mut seq, 1);
+        seq.start_deal(SPARSE_MS);
+        assert!(!seq.is_sparse(&from(1)));
+        seq.start_deal(SPARSE_MS + 1);
+        assert!(seq.is_sparse(&from(1)));
+    }
+
+    #[test]
+    fn a_number_no_longer_known_is_sent_as_unknown() {
+        let mut seq = Sequencer::new();
+        let mut ring = FrameRing::new(4);
+        assert!(ring.push_copy(&from(1)));
+        let slot = ring.queued()[0];
+        seq.number(&mut ring, slot);
+        // The table has moved a whole span on since it was numbered.
+        seq.back_of[0] = (u32::from(FLOW_SPAN), 0);
+        assert_eq!(sent_tag(&seq, &ring, slot).unwrap().back, BACK_UNKNOWN);
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl Adaptive {
         deal_all(
             bond,
             lane,
-            &mut |ports, cables, _| turns.next(ports, cables, |p, c| can_take(p, c, now)),
+            &mut |ports, cables, _, _| turns.next(ports, cables, |p, c| can_take(p, c, now)),
             seq,
         )
     }

@@ -11,8 +11,10 @@ use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};
 
 /// Names the cable for a frame (an index into the port table's active
-/// list), or none to stop dealing.
-pub(crate) type Pick<'a> = dyn FnMut(&PortTable, &mut Cables, &[u8]) -> Option<usize> + 'a;
+/// list), or none to stop dealing. The last argument says whether the
+/// frame's flow is sparse ([`Sequencer::is_sparse`]; false in a deal
+/// without numbers).
+pub(crate) type Pick<'a> = dyn FnMut(&PortTable, &mut Cables, &[u8], bool) -> Option<usize> + 'a;
 
 /// Deals the next batch of `lane` into the ports' outboxes, one frame per
 /// pick, and sends each outbox. With a [`Sequencer`], each frame dealt is
@@ -54,7 +56,9 @@ pub(crate) fn deal(
         if room == 0 {
             break;
         }
-        let Some(at) = pick(ports, cables, ring.frame(slot)) else {
+        let frame = ring.frame(slot);
+        let sparse = seq.as_deref().is_some_and(|s| s.is_sparse(frame));
+        let Some(at) = pick(ports, cables, frame, sparse) else {
             break;
         };
         let id = ports.active()[at];

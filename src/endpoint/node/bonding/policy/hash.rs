@@ -15,7 +15,7 @@ impl Policy for ByFlow {
         deal_all(
             bond,
             lane,
-            &mut |ports, cables, frame| {
+            &mut |ports, cables, frame, _| {
                 let open = |i: &usize| {
                     let id = ports.active()[*i];
                     matches!((ports.get(id), cables.get(id)), (Some(p), Some(c)) if can_take(p, c, now))

@@ -1,15 +1,18 @@
 //! `policy=path`, the default. Once every cable's far end answers (bonding
-//! nodes of ours), each frame goes to the cable where it would arrive
-//! first ([`PathState::arrival`]), numbered, and the far node gives its
-//! host the frames in that order ([`Reorder`]), so one flow may take every
-//! cable. Cables whose paths are alike take turns instead (still
-//! numbered); while some far end has not answered (a C peer), the node
-//! deals as `adaptive`, numbering only when every far end is ours.
+//! nodes of ours), each frame goes numbered to the cable where it would
+//! arrive first ([`PathState::arrival`]) — a dense flow's frame, first
+//! among the cables within their queue cap ([`PathState::queue_cap`]) —
+//! and the far node gives its host each flow's frames in that order
+//! ([`Reorder`]), so one flow may take every cable. Cables whose paths are
+//! alike take turns instead (still numbered); while some far end has not
+//! answered (a C peer), the node deals as `adaptive`, numbering only when
+//! every far end is ours.
 //!
 //! [`PathState::arrival`]: crate::endpoint::node::bonding::path::PathState::arrival
+//! [`PathState::queue_cap`]: crate::endpoint::node::bonding::path::PathState::queue_cap
 //! [`Reorder`]: crate::endpoint::node::bonding::reorder::Reorder
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::adaptive::Adaptive;
 use super::deal::deal_all;
@@ -22,12 +25,18 @@ use crate::lane::Lane;
 /// it is sent to when the best cannot take it now: further, it waits for
 /// the best (the far node would hold everything behind it that long).
 const ARRIVAL_SLACK: Duration = Duration::from_millis(10);
+/// How long after a sparse flow's frame the paths' queues are kept short
+/// for the next one: while none comes, no one waits in them, and longer
+/// queues carry a bulk transfer through the pauses of a busy machine.
+const SPARSE_MEMORY: Duration = Duration::from_secs(1);
 
 pub(super) struct ByArrival {
     /// The numbering of the frames dealt.
     seq: Sequencer,
     /// How it deals while the paths are unknown or alike.
     in_turn: Adaptive,
+    /// When the last frame of a sparse flow was dealt.
+    sparse_at: Option<Instant>,
 }
 
 impl ByArrival {
@@ -35,22 +44,38 @@ impl ByArrival {
         ByArrival {
             seq: Sequencer::new(),
             in_turn: Adaptive::new(weighted),
+            sparse_at: None,
         }
     }
 
-    /// Each frame to the cable where it would arrive first, or, when that
-    /// one is full, to one where it would arrive at most [`ARRIVAL_SLACK`]
-    /// later; otherwise it waits for room. It waits too while more than
+    /// A frame to the cable where it would arrive first, or, when that one
+    /// is full, to one where it would arrive at most [`ARRIVAL_SLACK`]
+    /// later; otherwise it waits for room, as it does while more than
     /// [`MAX_BACKLOG`] stands queued on the path of the cable it would take
-    /// and in its virtual queue: queues stay short, and what the host sends
-    /// beyond what the paths carry waits at the host (a TCP sender slows
-    /// down). Returns the frames finished.
+    /// and in its virtual queue. But within [`SPARSE_MEMORY`] of a sparse
+    /// flow's frame (a ping beside a transfer), a dense flow's frame goes
+    /// to the cable where it would arrive first among those with no more
+    /// than their cap queued (5 ms on the nearest paths, 20 ms on farther
+    /// ones: `PathState::queue_cap`), else it waits: the nearest paths'
+    /// queues, where the sparse flows go, stay short, and what the paths
+    /// do not carry yet waits in the node, where sparse flows overtake it,
+    /// and beyond that at the host (a TCP sender slows down). A TCP flow's
+    /// segments that took a slower path cost it nothing: the far node
+    /// holds them all as long as the slowest path takes (the floor).
+    /// Returns the frames finished.
     fn by_arrival(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
         let now = bond.now;
+        let sparse_at = &mut self.sparse_at;
         deal_all(
             bond,
             lane,
-            &mut |ports, cables, frame| {
+            &mut |ports, cables, frame, sparse| {
+                if sparse {
+                    *sparse_at = Some(now);
+                }
+                let capped = !sparse
+                    && sparse_at.is_some_and(|t| now.saturating_duration_since(t) < SPARSE_MEMORY);
+                let nearest = cables.nearest_rtt(ports, now);
                 // The first arrival on any lit cable, and on one with room.
                 let mut first: Option<Duration> = None;
                 let mut open: Option<(usize, Duration)> = None;
@@ -63,13 +88,15 @@ impl ByArrival {
                     }
                     let arrival = c.path.arrival(now, frame.len());
                     first = Some(first.map_or(arrival, |f| f.min(arrival)));
-                    if p.writable && open.is_none_or(|(_, a)| arrival < a) {
+                    let short = !capped || c.path.queued(now) <= c.path.queue_cap(nearest);
+                    if p.writable && short && open.is_none_or(|(_, a)| arrival < a) {
                         open = Some((i, arrival));
                     }
                 }
                 let (at, arrival) = open?;
                 let c = cables.get_mut(ports.active()[at])?;
-                if arrival > first? + ARRIVAL_SLACK || c.path.queued(now) > MAX_BACKLOG {
+                if !capped && (arrival > first? + ARRIVAL_SLACK || c.path.queued(now) > MAX_BACKLOG)
+                {
                     return None;
                 }
                 c.path.take(now, frame.len());

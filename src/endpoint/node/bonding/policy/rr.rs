@@ -27,7 +27,7 @@ impl Policy for RoundRobin {
             let (dealt, _) = deal(
                 bond,
                 lane,
-                &mut |ports, cables, _| turns.next(ports, cables, |_, _| true),
+                &mut |ports, cables, _, _| turns.next(ports, cables, |_, _| true),
                 None,
                 |p, left| p.stats.drop_full += left as u64,
             );
