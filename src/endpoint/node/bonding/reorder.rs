@@ -277,7 +277,11 @@ impl Reorder {
                 moved = true;
                 continue;
             }
-            if ahead > 0 && unfloored && self.flow_went_before(seq, flow_back) {
+            if ahead > 0
+                && self.at[at] == EMPTY
+                && unfloored
+                && self.flow_went_before(seq, flow_back)
+            {
                 // Its flow's frames before it are with the host: it goes
                 // now, ahead of numbers of other flows not come yet.
                 self.arrived[at] = Some((now, stamp, floored));
@@ -681,6 +685,28 @@ mod tests {
         assert_eq!(host_gets(&mut lane), [8, 10, 13]);
         assert_eq!((r.held(), r.waiting(), r.next), (0, false, MID + 14));
         assert_eq!((r.given_up, r.late, r.out_of_turn), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_copy_of_a_held_frame_does_not_go_ahead() {
+        let (mut r, mut lane, now) = (Reorder::new(), Lane::new(64), Instant::now());
+        arrive(&mut r, &mut lane, &[tagged_in_flow(1, MID + 7, 0, 0)], now);
+        // 10 came before 9, its flow's previous frame: held.
+        let n10 = tagged_in_flow(1, MID + 10, 1, 10);
+        arrive(&mut r, &mut lane, &[n10.clone()], now);
+        assert_eq!((host_gets(&mut lane), r.held()), (vec![0], 1));
+        // 9 (nothing of its flow before it) goes ahead of 8; 10 stays held
+        // for its turn, and a copy of it now is a copy, not a frame ahead.
+        arrive(
+            &mut r,
+            &mut lane,
+            &[tagged_in_flow(1, MID + 9, 0, 9), n10],
+            now,
+        );
+        assert_eq!((host_gets(&mut lane), r.copies), (vec![9], 1));
+        arrive(&mut r, &mut lane, &[tagged_in_flow(1, MID + 8, 0, 8)], now);
+        assert_eq!(host_gets(&mut lane), [8, 10]);
+        assert_eq!((r.waiting(), r.next), (false, MID + 11));
     }
 
     #[test]
