@@ -693,7 +693,7 @@ mod tests {
         arrive(&mut r, &mut lane, &[tagged_in_flow(1, MID + 7, 0, 0)], now);
         // 10 came before 9, its flow's previous frame: held.
         let n10 = tagged_in_flow(1, MID + 10, 1, 10);
-        arrive(&mut r, &mut lane, &[n10.clone()], now);
+        arrive(&mut r, &mut lane, std::slice::from_ref(&n10), now);
         assert_eq!((host_gets(&mut lane), r.held()), (vec![0], 1));
         // 9 (nothing of its flow before it) goes ahead of 8; 10 stays held
         // for its turn, and a copy of it now is a copy, not a frame ahead.
