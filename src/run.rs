@@ -109,10 +109,10 @@ pub struct CableEnds {
 }
 
 /// How long a plug waits for its cable's far end before it joins anyway:
-/// longer than an ssh login on a loaded machine (2 to 6 s were seen here,
-/// where a bound of 2 s let frames wait in ssh's pipe), for a far end of
-/// ours; a C far end with no frame to send joins this late.
-pub const FAR_END_BOUND: Duration = Duration::from_secs(10);
+/// longer than most ssh logins on a loaded machine (2 to 6 s were seen
+/// here, where a bound of 2 s let frames wait in ssh's pipe), for a far
+/// end of ours; a C far end with no frame to send joins this late.
+pub const FAR_END_BOUND: Duration = Duration::from_secs(5);
 
 pub fn run(common: &Common, a: Opener<'_>, b: Opener<'_>) -> i32 {
     run_cable(common, a, b, CableEnds::default())

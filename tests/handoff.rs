@@ -109,7 +109,7 @@ fn a_late_cable_from_the_c_plug_duplicates() {
 
 /// With the C plug at the far end, which says nothing until it has a frame
 /// to send (here never: vm2's host is silent), our near plug joins after
-/// its bound (10 s), by which time the far end is up: nothing waited.
+/// its bound (5 s), by which time the far end is up: nothing waited.
 #[test]
 fn a_late_cable_to_the_c_plug_joins_after_the_bound() {
     require_c_reference();
