@@ -186,18 +186,21 @@ mod tests {
         f
     }
 
+    /// Deals a frame of flow `src` through `ring`: the `back` it goes with.
+    fn deal_one(seq: &mut Sequencer, ring: &mut FrameRing, src: u8) -> u16 {
+        assert!(ring.push_copy(&from(src)));
+        let slot = *ring.queued().last().unwrap();
+        seq.number(ring, slot);
+        let back = sent_tag(seq, ring, slot).unwrap().back;
+        ring.consume_front(1);
+        back
+    }
+
     #[test]
     fn each_frame_says_where_its_flow_was_before() {
         let mut seq = Sequencer::new();
-        let mut ring = FrameRing::new(2048);
-        let mut deal = |seq: &mut Sequencer, src: u8| {
-            assert!(ring.push_copy(&from(src)));
-            let slot = *ring.queued().last().unwrap();
-            seq.number(&mut ring, slot);
-            let back = sent_tag(seq, &ring, slot).unwrap().back;
-            ring.consume_front(1);
-            back
-        };
+        let mut ring = FrameRing::new(4);
+        let mut deal = |seq: &mut Sequencer, src: u8| deal_one(seq, &mut ring, src);
         // Flows 1 and 2 interleaved, flow 1 twice in a row: 0 for each
         // flow's first frame, then the distance.
         let backs: Vec<u16> = [1, 2, 1, 1, 2].iter().map(|&f| deal(&mut seq, f)).collect();
@@ -213,12 +216,9 @@ mod tests {
     #[test]
     fn a_flow_is_sparse_until_it_takes_many_of_the_last_numbers() {
         let mut seq = Sequencer::new();
-        let mut ring = FrameRing::new(256);
+        let mut ring = FrameRing::new(4);
         let mut deal = |seq: &mut Sequencer, src: u8| {
-            assert!(ring.push_copy(&from(src)));
-            let slot = *ring.queued().last().unwrap();
-            seq.number(&mut ring, slot);
-            ring.consume_front(1);
+            deal_one(seq, &mut ring, src);
         };
         assert!(seq.is_sparse(&from(1)));
         deal(&mut seq, 1);
