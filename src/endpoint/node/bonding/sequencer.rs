@@ -5,7 +5,7 @@
 //! from a buffer of its own ([`Insert`]).
 
 use crate::batch::{Insert, INSERT_MAX};
-use crate::endpoint::node::flow::{flow_bucket, FLOW_BUCKETS};
+use crate::endpoint::node::flow::FLOW_BUCKETS;
 use crate::ring::{FrameRing, Slot, SlotTag};
 use crate::wire::seq_tag::{
     self, TagFields, BACK_UNKNOWN, FLOW_SPAN, MAX_UNTAGGED, SEQ_TAG_LEN, TAG_AT,
@@ -86,16 +86,17 @@ impl Sequencer {
         (ring.frame(slot).len() <= MAX_UNTAGGED).then(|| ring.tag::<SeqNo>(slot).0)
     }
 
-    /// The frame in `slot` is being dealt: it gets the next number, in its
-    /// ring tag (a frame too long to carry a tag gets none), and becomes its
-    /// flow's last.
-    pub(crate) fn number(&mut self, ring: &mut FrameRing, slot: Slot) {
-        let frame = ring.frame(slot);
-        if frame.len() > MAX_UNTAGGED {
+    /// The frame in `slot`, of flow bucket `flow` ([`flow_bucket`]), is
+    /// being dealt: it gets the next number, in its ring tag (a frame too
+    /// long to carry a tag gets none), and becomes its flow's last.
+    ///
+    /// [`flow_bucket`]: crate::endpoint::node::flow::flow_bucket
+    pub(crate) fn number(&mut self, ring: &mut FrameRing, slot: Slot, flow: usize) {
+        if ring.frame(slot).len() > MAX_UNTAGGED {
             return;
         }
         let n = self.next;
-        let last = &mut self.last_of_flow[flow_bucket(frame)];
+        let last = &mut self.last_of_flow[flow];
         let back = match last.map(|(p, _)| n.wrapping_sub(p)) {
             Some(d) if d < u32::from(FLOW_SPAN) => d as u16,
             _ => 0,
@@ -106,12 +107,12 @@ impl Sequencer {
         self.next = n.wrapping_add(1);
     }
 
-    /// Whether `frame`'s flow is sparse: none of its frames among the last
-    /// [`SPARSE_GAP`] numbered or in the last [`SPARSE_MS`] (a ping, a
+    /// Whether flow bucket `flow` is sparse: none of its frames among the
+    /// last [`SPARSE_GAP`] numbered or in the last [`SPARSE_MS`] (a ping, a
     /// keystroke, a DNS query beside a bulk transfer; anything while the
     /// bond is quiet).
-    pub(crate) fn is_sparse(&self, frame: &[u8]) -> bool {
-        self.last_of_flow[flow_bucket(frame)].is_none_or(|(p, ms)| {
+    pub(crate) fn is_sparse(&self, flow: usize) -> bool {
+        self.last_of_flow[flow].is_none_or(|(p, ms)| {
             self.next.wrapping_sub(p) > SPARSE_GAP || self.stamp.wrapping_sub(ms) > SPARSE_MS
         })
     }
@@ -156,6 +157,7 @@ impl Insert for Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::node::flow::flow_bucket;
     use crate::wire::seq_tag::SeqTagged;
 
     /// What goes out for the frame in `slot`: its tag's fields, if tagged.
@@ -190,7 +192,7 @@ mod tests {
     fn deal_one(seq: &mut Sequencer, ring: &mut FrameRing, src: u8) -> u16 {
         assert!(ring.push_copy(&from(src)));
         let slot = *ring.queued().last().unwrap();
-        seq.number(ring, slot);
+        seq.number(ring, slot, flow_bucket(&from(src)));
         let back = sent_tag(seq, ring, slot).unwrap().back;
         ring.consume_front(1);
         back
@@ -220,21 +222,21 @@ mod tests {
         let mut deal = |seq: &mut Sequencer, src: u8| {
             deal_one(seq, &mut ring, src);
         };
-        assert!(seq.is_sparse(&from(1)));
+        assert!(seq.is_sparse(flow_bucket(&from(1))));
         deal(&mut seq, 1);
-        assert!(!seq.is_sparse(&from(1)));
+        assert!(!seq.is_sparse(flow_bucket(&from(1))));
         // Flow 2 takes the next SPARSE_GAP numbers: flow 1 is sparse again.
         for _ in 0..SPARSE_GAP {
             deal(&mut seq, 2);
         }
-        assert!(seq.is_sparse(&from(1)));
-        assert!(!seq.is_sparse(&from(2)));
+        assert!(seq.is_sparse(flow_bucket(&from(1))));
+        assert!(!seq.is_sparse(flow_bucket(&from(2))));
         // Or fewer, but more than SPARSE_MS ago.
         deal(&mut seq, 1);
         seq.start_deal(SPARSE_MS);
-        assert!(!seq.is_sparse(&from(1)));
+        assert!(!seq.is_sparse(flow_bucket(&from(1))));
         seq.start_deal(SPARSE_MS + 1);
-        assert!(seq.is_sparse(&from(1)));
+        assert!(seq.is_sparse(flow_bucket(&from(1))));
     }
 
     #[test]
@@ -243,7 +245,7 @@ mod tests {
         let mut ring = FrameRing::new(4);
         assert!(ring.push_copy(&from(1)));
         let slot = ring.queued()[0];
-        seq.number(&mut ring, slot);
+        seq.number(&mut ring, slot, flow_bucket(&from(1)));
         // The table has moved a whole span on since it was numbered.
         seq.back_of[0] = (u32::from(FLOW_SPAN), 0);
         assert_eq!(sent_tag(&seq, &ring, slot).unwrap().back, BACK_UNKNOWN);
@@ -259,7 +261,7 @@ mod tests {
         let q = ring.queued().to_vec();
         seq.start_deal(7);
         for &s in &q {
-            seq.number(&mut ring, s);
+            seq.number(&mut ring, s, 0);
         }
         assert_eq!(
             (ring.tag::<SeqNo>(q[0]), ring.tag::<SeqNo>(q[2])),
@@ -269,7 +271,7 @@ mod tests {
         // Too long for a tag: it goes as it is.
         assert_eq!(sent(&seq, &ring, q[1]), None);
         // Dealt again (given back by a cable that went): a new number.
-        seq.number(&mut ring, q[0]);
+        seq.number(&mut ring, q[0], 0);
         assert_eq!(ring.tag::<SeqNo>(q[0]), SeqNo(2));
         assert_eq!(sent(&seq, &ring, q[0]), Some((seq.epoch, 2, 7)));
     }

@@ -6,6 +6,7 @@ use crate::batch::{BatchIo, Insert, BATCH};
 use crate::endpoint::node::bonding::cable::{Cable, Cables};
 use crate::endpoint::node::bonding::reorder::WINDOW;
 use crate::endpoint::node::bonding::sequencer::Sequencer;
+use crate::endpoint::node::flow::flow_bucket;
 use crate::endpoint::node::ports::{Port, PortId, PortTable, Sent};
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};
@@ -57,7 +58,12 @@ pub(crate) fn deal(
             break;
         }
         let frame = ring.frame(slot);
-        let sparse = seq.as_deref().is_some_and(|s| s.is_sparse(frame));
+        // The frame's flow, once: whether it is sparse, then its number.
+        let flow = seq.as_deref().map(|s| {
+            let bucket = flow_bucket(frame);
+            (bucket, s.is_sparse(bucket))
+        });
+        let sparse = flow.is_some_and(|(_, sparse)| sparse);
         let Some(at) = pick(ports, cables, frame, sparse) else {
             break;
         };
@@ -66,9 +72,9 @@ pub(crate) fn deal(
             // Its pinned frames go first (a policy that picks a full port).
             break;
         }
-        if let Some(seq) = seq.as_deref_mut() {
+        if let (Some(seq), Some((bucket, _))) = (seq.as_deref_mut(), flow) {
             let before = seq.next();
-            seq.number(ring, slot);
+            seq.number(ring, slot, bucket);
             room -= seq.next().wrapping_sub(before);
         }
         ports.nth_active_mut(at).outbox.push(slot);

@@ -68,6 +68,8 @@ impl ByArrival {
     fn by_arrival(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
         let now = bond.now;
         let sparse_at = &mut self.sparse_at;
+        // The paths' least round trip does not change within a deal.
+        let nearest = bond.cables.nearest_rtt(bond.ports, now);
         deal_all(
             bond,
             lane,
@@ -77,7 +79,6 @@ impl ByArrival {
                 }
                 let capped = !sparse
                     && sparse_at.is_some_and(|t| now.saturating_duration_since(t) < SPARSE_MEMORY);
-                let nearest = cables.nearest_rtt(ports, now);
                 // The first arrival on any lit cable, and on one with room.
                 let mut first: Option<Duration> = None;
                 let mut open: Option<(usize, Duration)> = None;
