@@ -79,18 +79,22 @@ fn maps_our_module(pid: i32, name: &str) -> bool {
 
 /// A C vde_plug hosting our `scheme` node at `dir`, then `cables` joined
 /// to it one after the other (each a program: the C plug or ours).
+#[track_caller]
 fn node_with_cables(scheme: &str, dir: &str, params: &str, cables: &[&str]) -> (Plug, Vec<Plug>) {
     let host = c_node_with_path(&plugins_dir(), &[&format!("{scheme}://{dir}{params}")]);
     assert!(
         maps_our_module(host.pid(), scheme),
         "vde_plug did not load our libvdeplug_{scheme}.so"
     );
+    // Each cable is waited for by its process (not by the count of port
+    // sockets, which a killed node's or a vanished client's can pass for).
+    let mut pids = Vec::new();
     let cables = cables
         .iter()
-        .enumerate()
-        .map(|(i, prog)| {
+        .map(|prog| {
             let c = Plug::spawn(prog, &[dir]);
-            wait_ports(dir, i + 1);
+            pids.push(c.pid());
+            wait_cables_of(dir, &pids);
             c
         })
         .collect();
@@ -495,7 +499,7 @@ fn sigkill_leaves_a_stale_node_that_the_next_open_recovers() {
     drop(cables);
     let mut ours = Plug::start_node(rs_plug(), &[&format!("bonding://{dir}")]);
     let mut cable = Plug::spawn(C_PLUG, &[&dir]);
-    wait_ports(&dir, 1);
+    wait_cables_of(&dir, &[cable.pid()]);
     send_windowed(&mut ours, 1, 50, &mut [&mut cable], 1);
 }
 
@@ -736,7 +740,7 @@ fn clients_vanishing_mid_handshake_do_not_kill_the_program() {
         kept.push((sock, RemoveOnDrop(own)));
     }
     let mut cable = Plug::spawn(C_PLUG, &[&dir]);
-    wait_ports(&dir, 1);
+    wait_cables_of(&dir, &[cable.pid()]);
     send_windowed(&mut host, 1, 50, &mut [&mut cable], 1);
     assert!(host.child.try_wait().unwrap().is_none(), "vde_plug died");
 }

@@ -53,6 +53,39 @@ pub fn cables_carried_both_ways(dir: &str) -> bool {
         .all(|r| r.counters[0] > 0 && r.counters[2] > 0)
 }
 
+/// Waits until the node of ours at `dir` has exactly the ports of the
+/// cable processes `pids`, one each, and no other: where clients that
+/// came and went could be counted as cables by their sockets alone.
+#[track_caller]
+pub fn wait_cables_of(dir: &str, pids: &[i32]) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        // A node taking over a killed one's directory answers once it has.
+        let (rows, error) = match vde_plug_rs::status::fetch(Path::new(dir)) {
+            Ok(st) => (st.rows, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let ports: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.link.starts_with("port "))
+            .map(|r| r.description.as_str())
+            .collect();
+        let each_once = pids.iter().all(|pid| {
+            let tag = format!("pid={pid}");
+            ports.iter().filter(|d| d.contains(&tag)).count() == 1
+        });
+        if each_once && ports.len() == pids.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dir}: expected the ports of {pids:?} only, have {ports:?} ({error:?}; {:?})",
+            dir_listing(dir)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Number of port sockets (`fdN`) in a node directory.
 pub fn port_count(dir: &str) -> usize {
     std::fs::read_dir(dir)

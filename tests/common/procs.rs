@@ -213,7 +213,10 @@ impl Drop for Plug {
     }
 }
 
-/// Waits until a process has exited (it may not be our child).
+/// Waits until a process has exited (it may not be our child), every
+/// thread of it: a killed process's leader shows as a zombie while its
+/// other threads (qemu-user has some) still hold its descriptors, so a
+/// node's listening `ctl` can outlive the zombie by a little.
 pub fn wait_gone(pid: i32) -> bool {
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
@@ -226,8 +229,11 @@ pub fn wait_gone(pid: i32) -> bool {
                     .starts_with('Z')
             })
             .unwrap_or(true);
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         // SAFETY: signal 0 only checks for existence.
-        if zombie || unsafe { libc::kill(pid, 0) } != 0 {
+        if (zombie && threads <= 1) || unsafe { libc::kill(pid, 0) } != 0 {
             return true;
         }
         std::thread::sleep(Duration::from_millis(5));
