@@ -7,7 +7,7 @@
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
-//! | 0 | 3 | magic `0xfe 'v' 'f'` |
+//! | 0 | 3 | magic `0xfe 'v' 'g'` |
 //! | 3 | 4 | `rx_at_echo`: data bytes the sender had received on this cable (mod 2³²) when the echoed stamp arrived |
 //! | 7 | 2 | `stamp`: the sender's clock, in ms (mod 2¹⁶) |
 //! | 9 | 2 | `echo`: the last stamp the sender received on this cable |
@@ -15,14 +15,14 @@
 //!
 //! All fields big endian. A report carries no address: it belongs to the
 //! cable it travels on. The magic names the sequence tag the sender puts
-//! on its frames (`'f'`, see [`super::seq_tag`]; reports of the first tag's
-//! nodes, `0xfe 'v' 'r'`, are not reports to ours: such a node is never
-//! answered, and gets untagged frames, as a C peer does).
+//! on its frames (`'g'`, see [`super::seq_tag`]; reports of earlier tags'
+//! nodes, `0xfe 'v' 'r'` and `0xfe 'v' 'f'`, are not reports to ours: such
+//! a node is never answered, and gets untagged frames, as a C peer does).
 
 use super::WireError;
 
 pub(crate) const PATH_REPORT_LEN: usize = 12;
-const MAGIC: [u8; 3] = [0xfe, b'v', b'f'];
+const MAGIC: [u8; 3] = [0xfe, b'v', b'g'];
 const RX_AT_ECHO: std::ops::Range<usize> = 3..7;
 const STAMP: std::ops::Range<usize> = 7..9;
 const ECHO: std::ops::Range<usize> = 9..11;
@@ -106,7 +106,7 @@ mod tests {
         };
         let mut b = [0u8; PATH_REPORT_LEN];
         emit(&mut b, &f);
-        assert_eq!(b, [0xfe, b'v', b'f', 1, 2, 3, 4, 0xbe, 0xef, 0x12, 0x34, 7]);
+        assert_eq!(b, [0xfe, b'v', b'g', 1, 2, 3, 4, 0xbe, 0xef, 0x12, 0x34, 7]);
         let r = PathReport::new_checked(&b[..]).unwrap();
         assert_eq!(r.rx_at_echo(), 0x0102_0304);
         assert_eq!((r.stamp(), r.echo(), r.hold()), (0xbeef, 0x1234, 7));

@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | 0 | 12 | destination and source MAC, as in the frame |
 //! | 12 | 2 | EtherType `0x88b5` (IEEE 802 local experimental) |
-//! | 14 | 1 | magic `'f'` |
+//! | 14 | 1 | magic `'g'` |
 //! | 15 | 1 | `epoch`: chosen by the sending node when it starts |
 //! | 16 | 4 | `seq`: the frame's number in the sending node's order (mod 2³²) |
 //! | 20 | 2 | `stamp`: when it was sent, by the sending node's clock in ms (mod 2¹⁶), the clock of its path reports |
@@ -23,8 +23,9 @@
 //! in the [`FLOW_SPAN`] numbers before this one, the distance to the
 //! previous one when one was (1 to `FLOW_SPAN - 1`), and [`BACK_UNKNOWN`]
 //! when the sender does not know: then the frame waits for every number
-//! before it. (An earlier tag, magic `'s'`, had no `back`; the path reports
-//! changed magic with it, so nodes of the two kinds never answer each other
+//! before it. (Earlier tags: magic `'s'` had no `back`; magic `'f'` had the
+//! same fields over a span and window of 1024. The path reports change
+//! magic with the tag, so nodes of different tags never answer each other
 //! and deal to each other untagged, as to a C peer.)
 
 use super::{WireError, MAX_FRAME};
@@ -34,7 +35,7 @@ pub(crate) const SEQ_TAG_LEN: usize = 12;
 /// Where the tag goes: after the two addresses.
 pub(crate) const TAG_AT: usize = 12;
 const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
-const MAGIC: u8 = b'f';
+const MAGIC: u8 = b'g';
 const EPOCH: usize = 15;
 const SEQ: std::ops::Range<usize> = 16..20;
 const STAMP: std::ops::Range<usize> = 20..22;
@@ -42,7 +43,7 @@ const BACK: std::ops::Range<usize> = 22..24;
 /// How far back `back` can point: a flow's previous frame further back
 /// than this is taken as delivered or given up on by the far node (whose
 /// reorder window is as long).
-pub(crate) const FLOW_SPAN: u16 = 1024;
+pub(crate) const FLOW_SPAN: u16 = 2048;
 /// `back` when the sender does not know the flow's previous frame.
 pub(crate) const BACK_UNKNOWN: u16 = u16::MAX;
 /// A tagged frame has at least the addresses, the tag and an EtherType.

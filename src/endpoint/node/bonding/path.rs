@@ -36,9 +36,9 @@ const SILENT_MAX: Duration = Duration::from_millis(800);
 /// its rate drains, and over which a path that was offered enough is full.
 const QUEUE_HIGH_US: u64 = 20_000;
 const QUEUE_SEEN_US: u64 = 5_000;
-/// The window over which the least round trip of a path shows the queue
-/// that stands on it: five reports' worth.
-const STANDING_WINDOW: Duration = Duration::from_millis(100);
+/// Reports sent that are remembered with what had been dealt by then
+/// (1.28 s of them): a report that comes back later says nothing of now.
+const MARKS: usize = 64;
 /// Shortest span (ms of the far node's clock) of one delivery sample:
 /// long enough to smooth the bursts in which an ssh connection delivers.
 const SAMPLE_MIN_MS: u16 = 100;
@@ -108,11 +108,11 @@ pub(crate) struct PathState {
     /// The smallest round trip since the last delivery sample: what stands
     /// queued on the path shows in it, passing jitter does not.
     span_rtt_us: Option<u64>,
-    /// The smallest round trip of the window under way and of the one
-    /// before, and when the one under way began ([`STANDING_WINDOW`]).
-    window_rtt_us: Option<u64>,
-    window_before_us: Option<u64>,
-    window_since: Option<Instant>,
+    /// Bytes dealt to the cable so far, and for each of the last reports
+    /// sent, its stamp and the bytes dealt by then.
+    dealt: u64,
+    marks: [(u16, u64); MARKS],
+    next_mark: usize,
     /// Bytes per second dealt: the bandwidth times the gain.
     rate: u64,
     /// The last delivery samples (bytes per second), and the next to replace.
@@ -143,9 +143,9 @@ impl Default for PathState {
             base_rtt_us: 0,
             srtt_us: 0,
             span_rtt_us: None,
-            window_rtt_us: None,
-            window_before_us: None,
-            window_since: None,
+            dealt: 0,
+            marks: [(0, 0); MARKS],
+            next_mark: 0,
             rate: START_RATE,
             delivered: [0; SAMPLES],
             next_sample: 0,
@@ -169,6 +169,8 @@ impl PathState {
     /// The report to send now, and when the next is due.
     pub(crate) fn report(&mut self, now: Instant, clock: &StampClock) -> ReportFields {
         self.next_report = self.answered().then(|| now + REPORT_EVERY);
+        self.marks[self.next_mark % MARKS] = (clock.ms(now), self.dealt);
+        self.next_mark += 1;
         match self.heard {
             Some(h) => ReportFields {
                 rx_at_echo: h.rx as u32,
@@ -211,7 +213,9 @@ impl PathState {
         let hold = u16::from(r.hold());
         let elapsed = clock.ms(now).wrapping_sub(r.echo());
         if elapsed >= hold && elapsed - hold < RTT_MAX_MS {
-            self.rtt_sample(u64::from(elapsed - hold) * 1000, now);
+            let rtt_us = u64::from(elapsed - hold) * 1000;
+            self.rtt_sample(rtt_us);
+            self.reckon_queue(r.echo(), rtt_us, elapsed, now);
         }
         // When our stamp reached the far end, by its clock, and what it
         // had received by then.
@@ -232,16 +236,7 @@ impl PathState {
         }
     }
 
-    fn rtt_sample(&mut self, us: u64, now: Instant) {
-        if self
-            .window_since
-            .is_none_or(|t| now.saturating_duration_since(t) >= STANDING_WINDOW)
-        {
-            self.window_before_us = self.window_rtt_us;
-            self.window_rtt_us = None;
-            self.window_since = Some(now);
-        }
-        self.window_rtt_us = Some(self.window_rtt_us.map_or(us, |m| m.min(us)));
+    fn rtt_sample(&mut self, us: u64) {
         self.srtt_us = if self.srtt_us == 0 {
             us
         } else {
@@ -251,6 +246,27 @@ impl PathState {
             self.base_rtt_us = us;
         }
         self.span_rtt_us = Some(self.span_rtt_us.map_or(us, |m| m.min(us)));
+    }
+
+    /// Our report stamped `echo` came back `elapsed_ms` after it went, with
+    /// a round trip of `rtt_us` (less the far end's hold): the queue it
+    /// found on the path (that round trip over the least ever), plus what
+    /// was dealt after it, less what the path carried since, stands queued
+    /// now, and the virtual queue is set to it. A queue read from round
+    /// trips alone is a round trip old: a node that waits for it to shrink
+    /// leaves the path empty that long, and one that deals until it grows
+    /// overfills it (a Smith predictor for the dead time).
+    fn reckon_queue(&mut self, echo: u16, rtt_us: u64, elapsed_ms: u16, now: Instant) {
+        let Some(dealt_then) = (0..MARKS.min(self.next_mark))
+            .map(|k| self.marks[(self.next_mark - 1 - k) % MARKS])
+            .find_map(|(stamp, dealt)| (stamp == echo).then_some(dealt))
+        else {
+            return;
+        };
+        let found = Duration::from_micros(rtt_us.saturating_sub(self.base_rtt_us));
+        let since = self.time_for(self.dealt - dealt_then);
+        let left = (found + since).saturating_sub(Duration::from_millis(elapsed_ms.into()));
+        self.busy_until = Some(now + left);
     }
 
     /// One delivery sample (bytes/s over the last span): the rate follows.
@@ -376,21 +392,9 @@ impl PathState {
     /// `cap`, if the virtual queue is what keeps it over (none if it is
     /// within; a queue on the path shows in the next reports).
     pub(crate) fn backlog_ends(&self, now: Instant, cap: Duration) -> Option<Instant> {
-        let left = cap.checked_sub(self.queued_on_path())?;
         self.busy_until
-            .and_then(|t| t.checked_sub(left))
+            .and_then(|t| t.checked_sub(cap))
             .filter(|&t| t > now)
-    }
-
-    /// The queue that stands on the path: its least round trip of late
-    /// over its least ever (what passes in a burst, or jitter, does not
-    /// stand; CoDel's reading of a queue, RFC 8289 section 3.1).
-    fn queued_on_path(&self) -> Duration {
-        let least = match (self.window_rtt_us, self.window_before_us) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(self.base_rtt_us),
-        };
-        Duration::from_micros(least.saturating_sub(self.base_rtt_us))
     }
 
     /// What waits in the virtual queue, as time.
@@ -399,34 +403,35 @@ impl PathState {
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
 
-    fn time_for(&self, len: usize) -> Duration {
-        Duration::from_nanos(len as u64 * 1_000_000_000 / self.rate)
+    fn time_for(&self, len: u64) -> Duration {
+        Duration::from_nanos(len * 1_000_000_000 / self.rate)
     }
 
-    /// The path's one-way delay, as half its smoothed round trip.
+    /// The path's own one-way delay, as half its least round trip (what
+    /// queues on it is in the virtual queue).
     fn one_way(&self) -> Duration {
-        Duration::from_micros(self.srtt_us / 2)
+        Duration::from_micros(self.base_rtt_us / 2)
     }
 
-    /// What stands queued ahead of a frame dealt now: on the path (what
-    /// its least round trip of late shows over its least ever) and in the
-    /// virtual queue.
+    /// What stands queued ahead of a frame dealt now: the virtual queue,
+    /// as the last report set it ([`PathState::reckon_queue`]) and dealing
+    /// and time moved it since.
     pub(crate) fn queued(&self, now: Instant) -> Duration {
-        self.queued_on_path() + self.backlog(now)
+        self.backlog(now)
     }
 
-    /// When a frame of `len` bytes dealt now would arrive (from now): half
-    /// the smoothed round trip (so a queue on the path that the rate did
-    /// not foresee counts too), then the virtual queue and the frame itself.
+    /// When a frame of `len` bytes dealt now would arrive (from now): the
+    /// path's own delay, the queue ahead of it and the frame itself.
     pub(crate) fn arrival(&self, now: Instant, len: usize) -> Duration {
-        self.one_way() + self.backlog(now) + self.time_for(len)
+        self.one_way() + self.backlog(now) + self.time_for(len as u64)
     }
 
     /// A frame of `len` bytes was dealt to this cable.
     pub(crate) fn take(&mut self, now: Instant, len: usize) {
         let start = self.busy_until.filter(|&t| t > now).unwrap_or(now);
-        self.busy_until = Some(start + self.time_for(len));
+        self.busy_until = Some(start + self.time_for(len as u64));
         self.offered += len as u64;
+        self.dealt += len as u64;
     }
 
     /// What `--status` shows of the path, once the far end answered: rate,
@@ -541,22 +546,44 @@ mod tests {
     }
 
     #[test]
-    fn the_standing_queue_is_the_least_round_trip_of_late() {
+    fn a_report_sets_the_queue_that_stands_now() {
         let clock = StampClock::new();
         let t0 = clock.epoch;
-        let mut p = PathState::default();
         let ms = Duration::from_millis;
-        // Round trips of 10 ms (the least ever), then 30 and 25 ms: a burst
-        // does not stand, the least of the two windows does.
-        p.rtt_sample(10_000, t0);
-        p.rtt_sample(30_000, t0 + STANDING_WINDOW);
-        assert_eq!(p.queued_on_path(), ms(0));
-        p.rtt_sample(25_000, t0 + 2 * STANDING_WINDOW);
-        assert_eq!(p.queued_on_path(), ms(15));
-        assert_eq!(p.queued(t0), ms(15));
-        // It drained: the first short round trip says so.
-        p.rtt_sample(12_000, t0 + 2 * STANDING_WINDOW + ms(20));
-        assert_eq!(p.queued_on_path(), ms(2));
+        // 1 MB/s; the least round trip 10 ms.
+        let mut p = PathState {
+            rate: 1_000_000,
+            base_rtt_us: 10_000,
+            last_heard: Some(t0),
+            ..PathState::default()
+        };
+        // A report goes at 0 ms, then 20 kB (20 ms at the rate) is dealt.
+        let f = p.report(t0, &clock);
+        for _ in 0..20 {
+            p.take(t0, 1000);
+        }
+        assert_eq!(p.queued(t0), ms(20));
+        // It comes back at 30 ms, held 2 ms by the far end: a round trip of
+        // 28 ms, so it found 18 ms queued; 20 ms more came behind it, and
+        // 30 ms went by: 8 ms stand now (the virtual queue said none).
+        let t = t0 + ms(30);
+        assert_eq!(p.queued(t), ms(0));
+        hear(&mut p, &report(500, f.stamp, 2, 0), t, &clock);
+        assert_eq!(p.queued(t), ms(8));
+        // One that found no queue, with nothing dealt since: none stands.
+        let f = p.report(t, &clock);
+        let t = t + ms(12);
+        hear(&mut p, &report(520, f.stamp, 1, 0), t, &clock);
+        assert_eq!(p.queued(t), ms(0));
+        // A report the node has no mark for (too old) changes nothing.
+        p.take(t, 5000);
+        hear(
+            &mut p,
+            &report(540, f.stamp.wrapping_sub(7), 1, 0),
+            t,
+            &clock,
+        );
+        assert_eq!(p.queued(t), ms(5));
     }
 
     #[test]
@@ -583,18 +610,6 @@ mod tests {
             Some(now + ms(7) + over)
         );
         assert_eq!(near.backlog_ends(now, FAR_QUEUE_TARGET), None);
-        // A queue standing on the path leaves less to the virtual one; one
-        // over the cap leaves it to the reports.
-        near.rtt_sample(10_000, now);
-        near.rtt_sample(13_000, now + STANDING_WINDOW);
-        near.rtt_sample(13_000, now + 2 * STANDING_WINDOW);
-        assert_eq!(
-            near.backlog_ends(now, QUEUE_TARGET),
-            Some(now + ms(10) + over)
-        );
-        near.rtt_sample(16_000, now + 3 * STANDING_WINDOW);
-        near.rtt_sample(16_000, now + 4 * STANDING_WINDOW);
-        assert_eq!(near.backlog_ends(now, QUEUE_TARGET), None);
     }
 
     /// One delivery sample of `delivered` bytes/s, 100 ms after the last,

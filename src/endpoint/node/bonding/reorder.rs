@@ -20,9 +20,14 @@ use crate::ring::{FrameRing, Slot};
 use crate::wire::seq_tag::{self, SeqTagged};
 
 /// How far ahead of the awaited frame one may be and still be held, and
-/// how many are held at most: 100 ms of full-size frames at 100 Mbit/s.
-/// (The store is mapped whole but only what frames touch is resident.)
-pub(crate) const WINDOW: usize = 1024;
+/// how many are held at most: 200 ms of full-size frames at 100 Mbit/s.
+/// A sender lets no cable run more than half of it behind the others:
+/// enough for an ssh connection to recover a lost segment on a 50 ms path
+/// without holding up the other cables (1024, half of it 100 ms at 55
+/// Mbit/s, was not). The store is mapped whole, but its free slots are
+/// reused last-in first-out: only as many pages are resident as frames
+/// were ever held at once.
+pub(crate) const WINDOW: usize = 2048;
 const EMPTY: Slot = Slot::MAX;
 const _: () = assert!(WINDOW == seq_tag::FLOW_SPAN as usize);
 

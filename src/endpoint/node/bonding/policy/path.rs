@@ -61,10 +61,10 @@ impl ByArrival {
     /// do not carry yet waits in the node, where sparse flows overtake it,
     /// and beyond that at the host (a TCP sender slows down). A TCP flow's
     /// segments that took a slower path add little to its delay (the far
-    /// node holds them all as long as the slowest path takes: the floor),
-    /// but more of its window then waits at the far node, not on the
-    /// paths (docs/multipath.md: 0.82–0.87× MPTCP's throughput, from
-    /// 0.90–0.94×). Returns the frames finished.
+    /// node holds them all as long as the slowest path takes: the floor).
+    /// The caps hold only because the queue is read as it stands now
+    /// (`PathState::queued`): read a round trip late, they left the paths
+    /// empty for that long. Returns the frames finished.
     fn by_arrival(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
         let now = bond.now;
         let sparse_at = &mut self.sparse_at;
