@@ -389,18 +389,11 @@ impl PathState {
     }
 
     /// When what is queued ([`PathState::queued`]) will be back within
-    /// `cap`, if the virtual queue is what keeps it over (none if it is
-    /// within; a queue on the path shows in the next reports).
+    /// `cap`; none if it is within (a report may set it back sooner).
     pub(crate) fn backlog_ends(&self, now: Instant, cap: Duration) -> Option<Instant> {
         self.busy_until
             .and_then(|t| t.checked_sub(cap))
             .filter(|&t| t > now)
-    }
-
-    /// What waits in the virtual queue, as time.
-    fn backlog(&self, now: Instant) -> Duration {
-        self.busy_until
-            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
 
     fn time_for(&self, len: u64) -> Duration {
@@ -417,13 +410,14 @@ impl PathState {
     /// as the last report set it ([`PathState::reckon_queue`]) and dealing
     /// and time moved it since.
     pub(crate) fn queued(&self, now: Instant) -> Duration {
-        self.backlog(now)
+        self.busy_until
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
 
     /// When a frame of `len` bytes dealt now would arrive (from now): the
     /// path's own delay, the queue ahead of it and the frame itself.
     pub(crate) fn arrival(&self, now: Instant, len: usize) -> Duration {
-        self.one_way() + self.backlog(now) + self.time_for(len as u64)
+        self.one_way() + self.queued(now) + self.time_for(len as u64)
     }
 
     /// A frame of `len` bytes was dealt to this cable.
@@ -539,7 +533,7 @@ mod tests {
         };
         assert!(near.arrival(now, 1500) < far.arrival(now, 1500));
         // 20 ms of frames on the near cable: the far one arrives first now.
-        while near.backlog(now) < Duration::from_millis(21) {
+        while near.queued(now) < Duration::from_millis(21) {
             near.take(now, 1500);
         }
         assert!(near.arrival(now, 1500) > far.arrival(now, 1500));
@@ -601,10 +595,10 @@ mod tests {
         assert_eq!(far.queue_cap(ms(10)), FAR_QUEUE_TARGET);
         // 12 ms of frames: back within 5 ms in 7 ms, within 20 ms now.
         let mut near = near;
-        while near.backlog(now) < ms(12) {
+        while near.queued(now) < ms(12) {
             near.take(now, 1500);
         }
-        let over = near.backlog(now) - ms(12);
+        let over = near.queued(now) - ms(12);
         assert_eq!(
             near.backlog_ends(now, QUEUE_TARGET),
             Some(now + ms(7) + over)
