@@ -72,7 +72,9 @@ pub fn wait_cables_of(dir: &str, pids: &[i32]) {
             .collect();
         let each_once = pids.iter().all(|pid| {
             let tag = format!("pid={pid}");
-            ports.iter().filter(|d| d.contains(&tag)).count() == 1
+            // The whole word: pid=12 is not pid=123's.
+            let is_its = |d: &&&str| d.split_whitespace().any(|w| w == tag);
+            ports.iter().filter(is_its).count() == 1
         });
         if each_once && ports.len() == pids.len() {
             return;

@@ -422,10 +422,11 @@ impl PathState {
 
     /// A frame of `len` bytes was dealt to this cable.
     pub(crate) fn take(&mut self, now: Instant, len: usize) {
+        let len = len as u64;
         let start = self.busy_until.filter(|&t| t > now).unwrap_or(now);
-        self.busy_until = Some(start + self.time_for(len as u64));
-        self.offered += len as u64;
-        self.dealt += len as u64;
+        self.busy_until = Some(start + self.time_for(len));
+        self.offered += len;
+        self.dealt += len;
     }
 
     /// What `--status` shows of the path, once the far end answered: rate,
