@@ -43,7 +43,7 @@ const MARKS: usize = 64;
 /// long enough to smooth the bursts in which an ssh connection delivers.
 const SAMPLE_MIN_MS: u16 = 100;
 /// The same while a cable starts: a report's interval. A starting cable is
-/// dealt half again its best sample, so the sooner samples come the sooner
+/// dealt half again its bandwidth, so the sooner samples come the sooner
 /// it finds its bandwidth: paced by 100-ms samples, a start took 300 ms to
 /// find a 40 Mbit/s path (the kernel's TCP, at a 10 ms round trip, 60 ms).
 const START_SAMPLE_MIN_MS: u16 = 20;
