@@ -439,6 +439,12 @@ impl PathState {
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
 
+    /// How long the path stays busy with what is queued, less `len` bytes
+    /// of it (frames dealt to it that wait in the node).
+    pub(crate) fn busy_without(&self, now: Instant, len: u64) -> Duration {
+        self.queued(now).saturating_sub(self.time_for(len))
+    }
+
     /// When a frame of `len` bytes dealt now would arrive (from now): the
     /// path's own delay, the queue ahead of it and the frame itself.
     pub(crate) fn arrival(&self, now: Instant, len: usize) -> Duration {
