@@ -23,10 +23,15 @@ pub(crate) struct Cable {
     pub(crate) weight: u32,
     pub(crate) credit: i64,
     pub(crate) in_flight: InFlight,
-    /// Frames numbered for this cable that its socket did not take, oldest
-    /// first: they keep their numbers and go before anything new on it
-    /// (another cable's later numbers must not become the far node's holes).
+    /// Frames numbered for this cable that its socket did not take, or that
+    /// wait to go with the next ones ([`Cable::held_since`]), oldest first:
+    /// they keep their numbers and go before anything new on it (another
+    /// cable's later numbers must not become the far node's holes).
     pinned: Vec<Slot>,
+    /// Until when the pinned frames wait by choice (none: they were
+    /// refused): a bulk flow's frames go to a cable a few at a time while
+    /// its path is busy anyway (see `policy::deal::hold_until`).
+    pub(crate) held_until: Option<Instant>,
     /// Frames in and out on the cable when its last path report went, and
     /// whether one came from the far node since.
     pub(crate) moved_at_report: u64,
@@ -88,7 +93,8 @@ impl Cables {
             weight,
             credit: 0,
             in_flight: InFlight::default(),
-            pinned: Vec::with_capacity(BATCH),
+            pinned: Vec::with_capacity(2 * BATCH),
+            held_until: None,
             moved_at_report: 0,
             heard_since_report: false,
         });
@@ -107,9 +113,9 @@ impl Cables {
         self.pinned[usize::from(slot) / 64] & (1 << (slot % 64)) != 0
     }
 
-    /// Cable `id`'s socket did not take `slots` (numbered for it, newer
-    /// than what it holds pinned): they wait for it.
-    pub(crate) fn pin(&mut self, id: PortId, slots: &[Slot]) {
+    /// Cable `id` keeps `slots` (numbered for it, newer than what it holds
+    /// pinned) to send later.
+    fn pin(&mut self, id: PortId, slots: &[Slot]) {
         let Cables { by_port, pinned } = self;
         let Some(cable) = by_port.get_mut(id).and_then(Option::as_mut) else {
             return;
@@ -133,6 +139,27 @@ impl Cables {
             set_bit(pinned, s, false);
         }
         cable.pinned.drain(..n);
+        if cable.pinned.is_empty() {
+            cable.held_until = None;
+        }
+    }
+
+    /// Cable `id`'s socket did not take `slots`, after what it holds
+    /// pinned: they wait for room, and so does everything it held.
+    pub(crate) fn refused(&mut self, id: PortId, slots: &[Slot]) {
+        self.pin(id, slots);
+        if let Some(cable) = self.get_mut(id) {
+            cable.held_until = None;
+        }
+    }
+
+    /// Cable `id` holds `slots` (numbered for it, newer than what it holds
+    /// pinned) until `until`, to send them with the next ones.
+    pub(crate) fn hold(&mut self, id: PortId, slots: &[Slot], until: Instant) {
+        self.pin(id, slots);
+        if let Some(cable) = self.get_mut(id) {
+            cable.held_until = Some(until);
+        }
     }
 
     /// Cable `id`'s pinned frames are dealt anew (it went, or went dark,
@@ -235,10 +262,10 @@ mod tests {
         cables.took_pinned(3, 2);
         assert_eq!(cables.get(3).unwrap().pinned(), &[12]);
         assert!(!cables.is_pinned(10) && !cables.is_pinned(11) && cables.is_pinned(12));
-        // More refused frames queue behind it, no more than a batch.
-        let many: Vec<Slot> = (100..100 + 2 * BATCH as Slot).collect();
+        // More refused frames queue behind it, no more than two batches.
+        let many: Vec<Slot> = (100..100 + 3 * BATCH as Slot).collect();
         cables.pin(3, &many);
-        assert_eq!(cables.get(3).unwrap().pinned().len(), BATCH);
+        assert_eq!(cables.get(3).unwrap().pinned().len(), 2 * BATCH);
         // A cable that goes gives its frames back; the other keeps its own.
         cables.leave(3);
         assert!(!cables.is_pinned(12) && !cables.is_pinned(100));

@@ -129,8 +129,8 @@ impl Kind for Bonding {
         }
     }
 
-    /// A path report due, held frames due, a cable's virtual queue back
-    /// within bounds.
+    /// A path report due, held frames due (for the host, or for a cable),
+    /// a cable's virtual queue back within bounds.
     fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration> {
         if !self.learns_paths {
             return None;
@@ -142,6 +142,7 @@ impl Kind for Bonding {
             .chain(self.in_order.due(ports, &self.cables, &self.clock, now))
             .chain(paths().filter_map(|p| p.backlog_ends(now, MAX_BACKLOG)))
             .chain(paths().filter_map(|p| p.backlog_ends(now, p.queue_cap(nearest))))
+            .chain(self.cables.connected(ports).filter_map(|c| c.held_until))
             .min()
             .map(|t| t.saturating_duration_since(now))
     }

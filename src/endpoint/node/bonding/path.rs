@@ -293,13 +293,19 @@ impl PathState {
             .take()
             .unwrap_or(self.srtt_us)
             .saturating_sub(self.base_rtt_us);
-        // More than it was known to carry: it can at least that. Less: only
-        // if it was offered enough and a queue shows on the path was it
-        // full; otherwise it was merely given less (or the queue is the
-        // other direction's), which says nothing of what it can. Nor does
-        // a cable that carried next to nothing (pings, reports).
+        // More than it was known to carry: it can at least that, unless it
+        // is more than it was offered (after the start): then it is a
+        // burst of what waited, and says nothing of its path (an ssh
+        // connection that recovers a lost segment hands over at once what
+        // it held back behind it). Less: only if it was offered enough and
+        // a queue shows on the path was it full; otherwise it was merely
+        // given less (or the queue is the other direction's), which says
+        // nothing of what it can. Nor does a cable that carried next to
+        // nothing (pings, reports).
         let idle = delivered < IDLE_BELOW;
-        if !idle && (delivered > known || (fed && queue_us > QUEUE_SEEN_US)) {
+        let more = delivered > known;
+        let burst = !self.starting && span > 0 && delivered * span > offered * 1_000_000 * 5 / 4;
+        if !idle && ((more && !burst) || (!more && fed && queue_us > QUEUE_SEEN_US)) {
             self.record(delivered);
         }
         let bw = self.bandwidth();
@@ -437,6 +443,12 @@ impl PathState {
     pub(crate) fn queued(&self, now: Instant) -> Duration {
         self.busy_until
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
+    /// How long the path stays busy with what is queued, less `len` bytes
+    /// of it (frames dealt to it that wait in the node).
+    pub(crate) fn busy_without(&self, now: Instant, len: u64) -> Duration {
+        self.queued(now).saturating_sub(self.time_for(len))
     }
 
     /// When a frame of `len` bytes dealt now would arrive (from now): the
@@ -685,6 +697,27 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_what_waited_is_not_the_paths_bandwidth() {
+        let mut t = Instant::now();
+        let mut p = PathState {
+            base_rtt_us: 50_000,
+            srtt_us: 60_000,
+            starting: false,
+            ..PathState::default()
+        };
+        p.record(1_600_000);
+        p.rate = 1_800_000;
+        // An ssh connection that held frames behind a lost segment hands
+        // them over at once: twice what it was offered. Not its path's.
+        sample(&mut p, &mut t, 3_600_000, true);
+        assert_eq!(p.bandwidth(), 1_600_000);
+        // More than known, and no more than it was offered: it can that.
+        sample(&mut p, &mut t, 1_750_000, true);
+        sample(&mut p, &mut t, 1_750_000, true);
+        assert_eq!(p.bandwidth(), 1_750_000);
+    }
+
+    #[test]
     fn delivery_samples_use_the_far_clock() {
         let clock = StampClock::new();
         let t0 = clock.epoch;
@@ -719,10 +752,11 @@ mod tests {
         hear(&mut p, &report(1022, 20, 2, 25_000), t0 + ms(30), &clock);
         assert_eq!(p.bandwidth(), 1_250_000);
         // Once started, 20 ms is too short a span to say anything: the
-        // next sample spans 100 ms.
+        // next sample spans 100 ms (of a cable dealt as much as it delivers).
         p.starting = false;
         hear(&mut p, &report(1042, 40, 2, 75_000), t0 + ms(50), &clock);
         assert_eq!(p.next_sample, 1);
+        p.take(t0 + ms(60), 200_000);
         hear(&mut p, &report(1122, 120, 2, 225_000), t0 + ms(130), &clock);
         assert_eq!((p.next_sample, p.bandwidth()), (2, 2_000_000));
     }

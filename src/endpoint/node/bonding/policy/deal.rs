@@ -10,6 +10,7 @@ use crate::endpoint::node::flow::flow_bucket;
 use crate::endpoint::node::ports::{Port, PortId, PortTable, Sent};
 use crate::lane::Lane;
 use crate::ring::{FrameRing, Slot};
+use std::time::{Duration, Instant};
 
 /// Names the cable for a frame (an index into the port table's active
 /// list), or none to stop dealing. The last argument says whether the
@@ -46,6 +47,9 @@ pub(crate) fn deal(
         None => u32::MAX,
     };
     let mut dealt = 0;
+    // The cables (by active index) dealt a sparse flow's frame: they hold
+    // nothing back.
+    let mut urgent = 0u128;
     for i in 0..ring.queued().len() {
         if dealt == BATCH {
             break;
@@ -68,9 +72,15 @@ pub(crate) fn deal(
             break;
         };
         let id = ports.active()[at];
-        if cables.get(id).is_some_and(|c| !c.pinned().is_empty()) {
-            // Its pinned frames go first (a policy that picks a full port).
+        if cables
+            .get(id)
+            .is_some_and(|c| !c.pinned().is_empty() && c.held_until.is_none())
+        {
+            // Its refused frames go first (a policy that picks a full port).
             break;
+        }
+        if sparse && at < 128 {
+            urgent |= 1 << at;
         }
         if let (Some(seq), Some((bucket, _))) = (seq.as_deref_mut(), flow) {
             let before = seq.next();
@@ -88,14 +98,35 @@ pub(crate) fn deal(
             continue;
         }
         let outbox = std::mem::take(&mut port.outbox);
-        let sent = send_to(port, id, cables, io, ring, &outbox, seq);
+        let free = i < 128 && urgent & (1 << i) == 0;
+        let hold = match (seq, cables.get(id)) {
+            (Some(_), Some(c)) if free => hold_until(port, c, ring, &outbox, bond.now),
+            _ => None,
+        };
+        if let Some(until) = hold {
+            cables.hold(id, &outbox, until);
+            port.outbox = outbox;
+            continue;
+        }
+        // What it held goes first, in the same send (it held fewer than
+        // HOLD_FRAMES: refused frames stop the deal to it).
+        let held = cables.get(id).map_or(0, |c| c.pinned().len());
+        let mut slots = [0 as Slot; BATCH + HOLD_FRAMES];
+        let n = held + outbox.len();
+        if let Some(c) = cables.get(id) {
+            slots[..held].copy_from_slice(c.pinned());
+        }
+        slots[held..n].copy_from_slice(&outbox);
+        let sent = send_to(port, id, cables, io, ring, &slots[..n], seq);
         let took = sent.unwrap_or(0);
+        cables.took_pinned(id, took.min(held));
+        let took_new = took.saturating_sub(held);
         match seq {
-            Some(_) if sent.is_some() => cables.pin(id, &outbox[took..]),
-            _ => what_is_left(port, outbox.len() - took),
+            Some(_) if sent.is_some() => cables.refused(id, &outbox[took_new..]),
+            _ => what_is_left(port, outbox.len() - took_new),
         }
         port.outbox = outbox;
-        sent_total += took;
+        sent_total += took_new;
         if sent.is_none() {
             ports.mark_gone(id);
         }
@@ -108,6 +139,64 @@ pub(crate) fn deal(
 /// pace until half its window is taken, see `Reorder::crowded`), less a
 /// batch.
 const WINDOW_AHEAD: u32 = (WINDOW / 2 - BATCH) as u32;
+
+/// A bulk flow's frames wait for more to go with them, up to this many
+/// (about 15 kB, less than the 16 kB an ssh client reads at once)...
+const HOLD_FRAMES: usize = 10;
+/// ... or this long...
+const HOLD_MAX: Duration = Duration::from_millis(8);
+/// ... or until their path has no more than this left to carry of what
+/// went before them: held longer, they would leave it idle.
+const HOLD_MARGIN: Duration = Duration::from_millis(1);
+
+/// Until when a cable may hold the frames pinned to it and `more` dealt
+/// to it now, to send them together: none when they must go now. A byte
+/// stream (an ssh cable) makes a packet of each write, and a lone frame's
+/// packet leaves as a full TCP segment and a short one; frames that go
+/// together fill their segments. A sparse flow's frames are never held
+/// (the caller does not ask), nor refused ones, nor frames a path report
+/// due would overtake.
+fn hold_until(
+    port: &Port,
+    cable: &Cable,
+    ring: &FrameRing,
+    more: &[Slot],
+    now: Instant,
+) -> Option<Instant> {
+    let pinned = cable.pinned();
+    let refused = !pinned.is_empty() && cable.held_until.is_none();
+    let report_due = cable.path.report_due().is_some_and(|t| t <= now);
+    if !port.writable || refused || report_due {
+        return None;
+    }
+    let frames = pinned.len() + more.len();
+    let bytes: u64 = pinned
+        .iter()
+        .chain(more)
+        .map(|&s| ring.frame(s).len() as u64)
+        .sum();
+    let busy = cable.path.busy_without(now, bytes);
+    hold_deadline(frames, busy, cable.held_until, now)
+}
+
+/// The deadline of a hold of `frames` frames on a path that stays `busy`
+/// that long with what went before them, held until `held_until` so far:
+/// until fewer than [`HOLD_MARGIN`] of that is left, for at most
+/// [`HOLD_MAX`] in all, and not once [`HOLD_FRAMES`] wait. Holding costs a
+/// frame nothing while its path is busy anyway (as Linux's TCP autocorking
+/// holds small writes while the device still has data queued).
+fn hold_deadline(
+    frames: usize,
+    busy: Duration,
+    held_until: Option<Instant>,
+    now: Instant,
+) -> Option<Instant> {
+    if frames >= HOLD_FRAMES {
+        return None;
+    }
+    let until = (now + busy.checked_sub(HOLD_MARGIN)?).min(held_until.unwrap_or(now + HOLD_MAX));
+    (until > now).then_some(until)
+}
 
 /// Sends `slots` to `port` (cable `id`) with `seq`'s tags; marks the sent
 /// frames done and notes what the cable now carries. Returns how many it
@@ -149,7 +238,7 @@ fn send_pinned(
     io: &mut BatchIo,
     ring: &mut FrameRing,
     seq: Option<&Sequencer>,
-    now: std::time::Instant,
+    now: Instant,
 ) -> usize {
     let mut sent_total = 0;
     for i in 0..ports.active().len() {
@@ -165,6 +254,14 @@ fn send_pinned(
         if !port.writable {
             continue;
         }
+        if cable.held_until.is_some() {
+            if let Some(until) = hold_until(port, cable, ring, &[], now) {
+                if let Some(c) = cables.get_mut(id) {
+                    c.held_until = Some(until);
+                }
+                continue;
+            }
+        }
         let mut slots = [0 as Slot; BATCH];
         let n = cable.pinned().len().min(BATCH);
         slots[..n].copy_from_slice(&cable.pinned()[..n]);
@@ -174,6 +271,9 @@ fn send_pinned(
             continue;
         };
         cables.took_pinned(id, sent);
+        if sent < n {
+            cables.refused(id, &[]);
+        }
         sent_total += sent;
     }
     sent_total
@@ -207,6 +307,44 @@ pub(crate) fn deal_all(
 /// not a dark path (see [`PathState::silent`]).
 ///
 /// [`PathState::silent`]: crate::endpoint::node::bonding::path::PathState::silent
-pub(crate) fn can_take(port: &Port, cable: &Cable, now: std::time::Instant) -> bool {
+pub(crate) fn can_take(port: &Port, cable: &Cable, now: Instant) -> bool {
     port.writable && port.data.is_some() && !cable.path.silent(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn frames_wait_while_their_path_is_busy_with_earlier_ones() {
+        let now = Instant::now();
+        // 5 ms of earlier frames on the path: held until 1 ms is left.
+        assert_eq!(hold_deadline(1, 5 * MS, None, now), Some(now + 4 * MS));
+        // A path about to go idle: they go now.
+        assert_eq!(hold_deadline(1, HOLD_MARGIN, None, now), None);
+        assert_eq!(hold_deadline(1, Duration::ZERO, None, now), None);
+    }
+
+    #[test]
+    fn a_hold_is_short_and_small() {
+        let now = Instant::now();
+        // A long queue ahead: no longer than HOLD_MAX from the first frame.
+        assert_eq!(hold_deadline(1, 50 * MS, None, now), Some(now + HOLD_MAX));
+        let first = now - 2 * MS;
+        let deadline = first + HOLD_MAX;
+        assert_eq!(
+            hold_deadline(3, 50 * MS, Some(deadline), now),
+            Some(deadline)
+        );
+        // A deadline passed, or enough frames for a full write: they go.
+        assert_eq!(hold_deadline(3, 50 * MS, Some(now), now), None);
+        assert_eq!(hold_deadline(HOLD_FRAMES, 50 * MS, None, now), None);
+        // The path drained sooner than the deadline said: sooner.
+        assert_eq!(
+            hold_deadline(2, 2 * MS, Some(deadline), now),
+            Some(now + MS)
+        );
+    }
 }
