@@ -141,7 +141,8 @@ pub(crate) fn deal(
 const WINDOW_AHEAD: u32 = (WINDOW / 2 - BATCH) as u32;
 
 /// A bulk flow's frames wait for more to go with them, up to this many
-/// (about 15 kB, less than the 16 kB an ssh client reads at once)...
+/// (about 15 kB: one packet of an ssh session channel, which takes up to
+/// 32 kB)...
 const HOLD_FRAMES: usize = 10;
 /// ... or this long...
 const HOLD_MAX: Duration = Duration::from_millis(8);
