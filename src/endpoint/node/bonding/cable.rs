@@ -24,7 +24,7 @@ pub(crate) struct Cable {
     pub(crate) credit: i64,
     pub(crate) in_flight: InFlight,
     /// Frames numbered for this cable that its socket did not take, or that
-    /// wait to go with the next ones ([`Cable::held_since`]), oldest first:
+    /// wait to go with the next ones ([`Cable::held_until`]), oldest first:
     /// they keep their numbers and go before anything new on it (another
     /// cable's later numbers must not become the far node's holes).
     pinned: Vec<Slot>,
