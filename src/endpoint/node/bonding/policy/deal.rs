@@ -98,7 +98,7 @@ pub(crate) fn deal(
             continue;
         }
         let outbox = std::mem::take(&mut port.outbox);
-        let free = i < 128 && urgent & (1 << i) == 0;
+        let free = i < 128 && urgent & (1 << i) == 0 && cables.may_hold();
         let hold = match (seq, cables.get(id)) {
             (Some(_), Some(c)) if free => hold_until(port, c, ring, &outbox, bond.now),
             _ => None,
