@@ -326,6 +326,7 @@ impl Drop for HostedNode {
     fn drop(&mut self) {
         // Frames held for a batch go now: a program that only sends may
         // close without polling the data fd again.
+        self.node.closing();
         self.deliver();
         debug!("link counters\n{}", self.report());
     }

@@ -73,6 +73,10 @@ pub(crate) trait Kind {
     /// The loop is about to wait: what is due on the ports goes now.
     fn before_wait(&mut self, _ports: &mut PortTable, _now: Instant) {}
 
+    /// The node closes after one more delivery: nothing waits by choice
+    /// (frames a bonding node holds to send together go with it).
+    fn closing(&mut self) {}
+
     /// When the kind wants to be looked at again without an event.
     fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration>;
 

@@ -94,6 +94,12 @@ pub struct NetNode {
 }
 
 impl NetNode {
+    /// The node closes after one more delivery: what its kind holds back
+    /// by choice goes with it.
+    pub(crate) fn closing(&mut self) {
+        self.kind.closing();
+    }
+
     /// Opens `hub://`, `switch://`, `multi://` or `bonding://` from a
     /// locator. `lane_slots`: the size of the lanes the node is driven with.
     pub fn open(loc: &Locator, lane_slots: usize) -> Result<NetNode, OpenError> {

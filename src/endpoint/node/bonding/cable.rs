@@ -24,7 +24,7 @@ pub(crate) struct Cable {
     pub(crate) credit: i64,
     pub(crate) in_flight: InFlight,
     /// Frames numbered for this cable that its socket did not take, or that
-    /// wait to go with the next ones ([`Cable::held_since`]), oldest first:
+    /// wait to go with the next ones ([`Cable::held_until`]), oldest first:
     /// they keep their numbers and go before anything new on it (another
     /// cable's later numbers must not become the far node's holes).
     pinned: Vec<Slot>,
@@ -69,6 +69,8 @@ pub(crate) struct Cables {
     by_port: Vec<Option<Cable>>,
     /// The host lane's slots pinned to some cable.
     pinned: Box<[u64]>,
+    /// The node closes: nothing is held.
+    closing: bool,
 }
 
 impl Default for Cables {
@@ -76,6 +78,7 @@ impl Default for Cables {
         Cables {
             by_port: Vec::new(),
             pinned: vec![0; SLOT_WORDS].into_boxed_slice(),
+            closing: false,
         }
     }
 }
@@ -116,7 +119,9 @@ impl Cables {
     /// Cable `id` keeps `slots` (numbered for it, newer than what it holds
     /// pinned) to send later.
     fn pin(&mut self, id: PortId, slots: &[Slot]) {
-        let Cables { by_port, pinned } = self;
+        let Cables {
+            by_port, pinned, ..
+        } = self;
         let Some(cable) = by_port.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
@@ -130,7 +135,9 @@ impl Cables {
 
     /// Cable `id` took the first `n` of its pinned frames.
     pub(crate) fn took_pinned(&mut self, id: PortId, n: usize) {
-        let Cables { by_port, pinned } = self;
+        let Cables {
+            by_port, pinned, ..
+        } = self;
         let Some(cable) = by_port.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
@@ -160,6 +167,20 @@ impl Cables {
         if let Some(cable) = self.get_mut(id) {
             cable.held_until = Some(until);
         }
+    }
+
+    /// The node closes: every cable's held frames go as soon as it has
+    /// room, and no more are held.
+    pub(crate) fn stop_holding(&mut self) {
+        self.closing = true;
+        for cable in self.by_port.iter_mut().flatten() {
+            cable.held_until = None;
+        }
+    }
+
+    /// Whether frames may wait on a cable to go with the next ones.
+    pub(crate) fn may_hold(&self) -> bool {
+        !self.closing
     }
 
     /// Cable `id`'s pinned frames are dealt anew (it went, or went dark,
@@ -248,6 +269,22 @@ impl Cables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closing_node_holds_nothing() {
+        let mut cables = Cables::default();
+        cables.join(2, 1);
+        let later = Instant::now() + Duration::from_millis(8);
+        cables.hold(2, &[40, 41], later);
+        assert_eq!(cables.get(2).unwrap().held_until, Some(later));
+        assert!(cables.may_hold());
+        // Closing: what it held goes at once (as refused frames do), and
+        // nothing more waits.
+        cables.stop_holding();
+        assert_eq!(cables.get(2).unwrap().held_until, None);
+        assert_eq!(cables.get(2).unwrap().pinned(), &[40, 41]);
+        assert!(!cables.may_hold());
+    }
 
     #[test]
     fn pinned_frames_are_marked_until_taken_or_given_back() {

@@ -129,6 +129,10 @@ impl Kind for Bonding {
         }
     }
 
+    fn closing(&mut self) {
+        self.cables.stop_holding();
+    }
+
     /// A path report due, held frames due (for the host, or for a cable),
     /// a cable's virtual queue back within bounds.
     fn wake_in(&self, ports: &PortTable, now: Instant) -> Option<Duration> {

@@ -98,7 +98,7 @@ pub(crate) fn deal(
             continue;
         }
         let outbox = std::mem::take(&mut port.outbox);
-        let free = i < 128 && urgent & (1 << i) == 0;
+        let free = i < 128 && urgent & (1 << i) == 0 && cables.may_hold();
         let hold = match (seq, cables.get(id)) {
             (Some(_), Some(c)) if free => hold_until(port, c, ring, &outbox, bond.now),
             _ => None,
@@ -113,6 +113,12 @@ pub(crate) fn deal(
         let held = cables.get(id).map_or(0, |c| c.pinned().len());
         let mut slots = [0 as Slot; BATCH + HOLD_FRAMES];
         let n = held + outbox.len();
+        if n > slots.len() {
+            // Not reached (see above); if it were, they would wait their turn.
+            cables.refused(id, &outbox);
+            port.outbox = outbox;
+            continue;
+        }
         if let Some(c) = cables.get(id) {
             slots[..held].copy_from_slice(c.pinned());
         }
@@ -126,7 +132,7 @@ pub(crate) fn deal(
             _ => what_is_left(port, outbox.len() - took_new),
         }
         port.outbox = outbox;
-        sent_total += took_new;
+        sent_total += took;
         if sent.is_none() {
             ports.mark_gone(id);
         }
