@@ -263,9 +263,7 @@ fn send_pinned(
         }
         if cable.held_until.is_some() {
             if let Some(until) = hold_until(port, cable, ring, &[], now) {
-                if let Some(c) = cables.get_mut(id) {
-                    c.held_until = Some(until);
-                }
+                cables.hold(id, &[], until);
                 continue;
             }
         }
