@@ -43,9 +43,10 @@ const MARKS: usize = 64;
 /// long enough to smooth the bursts in which an ssh connection delivers.
 const SAMPLE_MIN_MS: u16 = 100;
 /// The same while a cable starts: a report's interval. A starting cable is
-/// dealt half again its bandwidth, so the sooner samples come the sooner
-/// it finds its bandwidth: paced by 100-ms samples, a start took 300 ms to
-/// find a 40 Mbit/s path (the kernel's TCP, at a 10 ms round trip, 60 ms).
+/// dealt more than its bandwidth (see `adjust`), so the sooner samples
+/// come the sooner it finds its bandwidth: paced by 100-ms samples, a
+/// start took 300 ms to find a 40 Mbit/s path (the kernel's TCP, at a
+/// 10 ms round trip, 60 ms).
 const START_SAMPLE_MIN_MS: u16 = 20;
 /// Longest span: older anchors are from before a pause and say nothing.
 const SAMPLE_MAX_MS: u16 = 5_000;
@@ -53,14 +54,18 @@ const SAMPLE_MAX_MS: u16 = 5_000;
 const RTT_MAX_MS: u16 = 30_000;
 /// Delivery samples the bandwidth is taken from (see `bandwidth`).
 const SAMPLES: usize = 6;
-/// How long a cable's bandwidth may go without growing by a quarter
-/// before its start is over.
+/// How long a cable's bandwidth may go without growing by a quarter,
+/// while it is dealt enough to show more, before its start is over.
 const START_PLATEAU: Duration = Duration::from_millis(300);
 /// Delivery below this (bytes/s) is an idle cable's, not a measure.
 const IDLE_BELOW: u64 = 50_000;
 /// Rate of a cable before it is measured (10 Mbit/s), and the floor.
 const START_RATE: u64 = 1_250_000;
 const MIN_RATE: u64 = 32_000;
+/// A path whose least round trip is no longer than this is near: dealt
+/// twice what it carries while it starts, it hears of the queue that
+/// builds within that round trip.
+const NEAR_RTT_US: u64 = 20_000;
 /// Round trips that differ by no more than this are alike.
 const ALIKE_RTT_US: u64 = 4_000;
 /// `hold` of a report that echoes nothing (its sender heard no stamp yet).
@@ -317,7 +322,13 @@ impl PathState {
         // direction's or others' traffic, is not ours to drain).
         let queueing = fed && queue_us > QUEUE_HIGH_US;
         if self.starting {
-            if bw >= self.start_best * 5 / 4 {
+            // A cable offered less than a quarter more than it carries,
+            // with no queue on its path, cannot show that it carries more:
+            // that span is no plateau (as BBR looks for one only in
+            // samples not limited by the sending application).
+            let full = fed && queue_us > QUEUE_SEEN_US;
+            let pushed = full || (span > 0 && offered * 1_000_000 / span >= known * 5 / 4);
+            if bw >= self.start_best * 5 / 4 || !pushed {
                 self.start_best = bw;
                 self.start_best_at = Some(now);
             }
@@ -326,11 +337,14 @@ impl PathState {
                 .map_or(Duration::ZERO, |t| now.duration_since(t));
             self.starting = !queueing && flat < START_PLATEAU;
         }
-        // Half again while starting, not twice as slow start does: a
-        // path's queue shows a round trip late, and a path of 50 ms dealt
-        // twice what it carried overfilled its 50-ms queue meanwhile.
+        // While starting, twice its bandwidth, as slow start does, on a
+        // near path; half again on a far one. A path's queue shows a round
+        // trip late: a path of 50 ms dealt twice what it carried overfilled
+        // its 50-ms queue meanwhile, and one of 10 ms dealt half again
+        // spilled a bulk flow's first frames onto a farther path.
         let eighths = match self.starting {
             _ if queueing => 7,
+            true if self.base_rtt_us <= NEAR_RTT_US => 16,
             true => 12,
             false => 9,
         };
@@ -657,8 +671,8 @@ mod tests {
     fn start_grows_by_half_then_probes_an_eighth_and_a_full_path_drains() {
         let mut t = Instant::now();
         let mut p = PathState {
-            base_rtt_us: 10_000,
-            srtt_us: 11_000,
+            base_rtt_us: 50_000,
+            srtt_us: 51_000,
             ..PathState::default()
         };
         // Next to nothing (an idle cable): says nothing.
@@ -684,16 +698,57 @@ mod tests {
         // Less delivered with no queue on the path, or by a cable given
         // little: it was given less than it can carry. Nothing changes.
         sample(&mut p, &mut t, 2_000_000, true);
-        p.span_rtt_us = Some(40_000);
+        p.span_rtt_us = Some(80_000);
         sample(&mut p, &mut t, 10_000, false);
         assert_eq!(p.rate, 4_275_000);
         // Offered enough, and a queue on the path: it is full, what it
         // delivered counts, and the virtual queue drains an eighth below it.
         for _ in 0..SAMPLES {
-            p.span_rtt_us = Some(40_000);
+            p.span_rtt_us = Some(80_000);
             sample(&mut p, &mut t, 3_200_000, true);
         }
         assert_eq!(p.rate, 2_800_000);
+    }
+
+    #[test]
+    fn a_start_ends_only_on_a_plateau_of_a_cable_pushed_for_more() {
+        let mut t = Instant::now();
+        let mut p = PathState {
+            base_rtt_us: 50_000,
+            srtt_us: 51_000,
+            ..PathState::default()
+        };
+        sample(&mut p, &mut t, 2_000_000, true);
+        sample(&mut p, &mut t, 2_000_000, true);
+        assert_eq!(p.rate, 3_000_000);
+        // Given only what it delivers (a nearer path takes the rest), with
+        // no queue on it: a second without growth is no plateau.
+        for _ in 0..10 {
+            p.offered_since = Some(t);
+            t += Duration::from_millis(100);
+            p.offered = 200_000;
+            p.adjust(2_000_000, t);
+        }
+        assert!(p.starting);
+        // Dealt half again, and no more delivered: 300 ms of that is.
+        for _ in 0..3 {
+            sample(&mut p, &mut t, 2_000_000, true);
+        }
+        assert!(!p.starting);
+        assert_eq!(p.rate, 2_250_000);
+    }
+
+    #[test]
+    fn a_near_path_starts_at_twice_its_bandwidth() {
+        let mut t = Instant::now();
+        let mut p = PathState {
+            base_rtt_us: NEAR_RTT_US,
+            srtt_us: NEAR_RTT_US + 1_000,
+            ..PathState::default()
+        };
+        sample(&mut p, &mut t, 2_000_000, true);
+        sample(&mut p, &mut t, 2_000_000, true);
+        assert_eq!(p.rate, 4_000_000);
     }
 
     #[test]
@@ -724,7 +779,8 @@ mod tests {
         let mut p = PathState::default();
         // Far clock 1000 then 1200 (200 ms), 500 kB received between:
         // 2.5 MB/s delivered by a cable offered nothing (from our side):
-        // it can do at least that (and while starting, half again as much).
+        // it can do at least that (and while starting on a near path, 8 ms
+        // here, twice as much).
         hear(
             &mut p,
             &report(1002, 0, 2, 0),
@@ -737,7 +793,7 @@ mod tests {
             t0 + Duration::from_millis(30),
             &clock,
         );
-        assert_eq!((p.bandwidth(), p.rate), (2_500_000, 3_750_000));
+        assert_eq!((p.bandwidth(), p.rate), (2_500_000, 5_000_000));
     }
 
     #[test]
