@@ -30,10 +30,21 @@ impl Adaptive {
     ) -> usize {
         let now = bond.now;
         let turns = &mut self.turns;
+        // Numbered (`policy=path` on paths alike), each cable's virtual
+        // queue follows what it is dealt, as when frames go by arrival: its
+        // rate is learnt from it, and a bulk flow's frames wait to go
+        // together while the path is busy.
+        let learn = seq.is_some();
         deal_all(
             bond,
             lane,
-            &mut |ports, cables, _, _| turns.next(ports, cables, |p, c| can_take(p, c, now)),
+            &mut |ports, cables, frame, _| {
+                let at = turns.next(ports, cables, |p, c| can_take(p, c, now))?;
+                if let Some(c) = cables.get_mut(ports.active()[at]).filter(|_| learn) {
+                    c.path.take(now, frame.len());
+                }
+                Some(at)
+            },
             seq,
         )
     }
