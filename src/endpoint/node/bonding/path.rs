@@ -658,6 +658,16 @@ mod tests {
         assert_eq!(near.backlog_ends(now, FAR_QUEUE_TARGET), None);
     }
 
+    /// A new cable's path of least round trip `base_rtt_us`, with no
+    /// queue on it.
+    fn path_of(base_rtt_us: u64) -> PathState {
+        PathState {
+            base_rtt_us,
+            srtt_us: base_rtt_us + 1_000,
+            ..PathState::default()
+        }
+    }
+
     /// One delivery sample of `delivered` bytes/s, 100 ms after the last,
     /// of a cable that was offered its rate over them (`busy`) or nothing.
     fn sample(p: &mut PathState, t: &mut Instant, delivered: u64, busy: bool) {
@@ -670,11 +680,7 @@ mod tests {
     #[test]
     fn start_grows_by_half_then_probes_an_eighth_and_a_full_path_drains() {
         let mut t = Instant::now();
-        let mut p = PathState {
-            base_rtt_us: 50_000,
-            srtt_us: 51_000,
-            ..PathState::default()
-        };
+        let mut p = path_of(50_000);
         // Next to nothing (an idle cable): says nothing.
         sample(&mut p, &mut t, 20_000, true);
         assert_eq!((p.rate, p.bandwidth()), (START_RATE, 0));
@@ -713,11 +719,7 @@ mod tests {
     #[test]
     fn a_start_ends_only_on_a_plateau_of_a_cable_pushed_for_more() {
         let mut t = Instant::now();
-        let mut p = PathState {
-            base_rtt_us: 50_000,
-            srtt_us: 51_000,
-            ..PathState::default()
-        };
+        let mut p = path_of(50_000);
         sample(&mut p, &mut t, 2_000_000, true);
         sample(&mut p, &mut t, 2_000_000, true);
         assert_eq!(p.rate, 3_000_000);
@@ -741,11 +743,7 @@ mod tests {
     #[test]
     fn a_near_path_starts_at_twice_its_bandwidth() {
         let mut t = Instant::now();
-        let mut p = PathState {
-            base_rtt_us: NEAR_RTT_US,
-            srtt_us: NEAR_RTT_US + 1_000,
-            ..PathState::default()
-        };
+        let mut p = path_of(NEAR_RTT_US);
         sample(&mut p, &mut t, 2_000_000, true);
         sample(&mut p, &mut t, 2_000_000, true);
         assert_eq!(p.rate, 4_000_000);
