@@ -290,14 +290,18 @@ impl PathState {
             .replace(now)
             .map_or(0, |t| now.duration_since(t).as_micros() as u64);
         let known = self.bandwidth();
+        // Bytes/s offered over the span (none without a span).
+        let offered_rate = (span > 0).then(|| offered * 1_000_000 / span);
         // Offered much of what it is known to carry (at least what it is
         // dealt while it drains a queue).
-        let fed = span > 0 && offered * 1_000_000 / span >= known * 5 / 8;
+        let fed = offered_rate.is_some_and(|r| r >= known * 5 / 8);
         let queue_us = self
             .span_rtt_us
             .take()
             .unwrap_or(self.srtt_us)
             .saturating_sub(self.base_rtt_us);
+        // Offered enough, and a queue shows on the path: it was full.
+        let full = fed && queue_us > QUEUE_SEEN_US;
         // More than it was known to carry: it can at least that, unless it
         // is more than it was offered (after the start): then it is a
         // burst of what waited, and says nothing of its path (an ssh
@@ -310,7 +314,7 @@ impl PathState {
         let idle = delivered < IDLE_BELOW;
         let more = delivered > known;
         let burst = !self.starting && span > 0 && delivered * span > offered * 1_000_000 * 5 / 4;
-        if !idle && ((more && !burst) || (!more && fed && queue_us > QUEUE_SEEN_US)) {
+        if !idle && ((more && !burst) || (!more && full)) {
             self.record(delivered);
         }
         let bw = self.bandwidth();
@@ -326,8 +330,7 @@ impl PathState {
             // with no queue on its path, cannot show that it carries more:
             // that span is no plateau (as BBR looks for one only in
             // samples not limited by the sending application).
-            let full = fed && queue_us > QUEUE_SEEN_US;
-            let pushed = full || (span > 0 && offered * 1_000_000 / span >= known * 5 / 4);
+            let pushed = full || offered_rate.is_some_and(|r| r >= known * 5 / 4);
             if bw >= self.start_best * 5 / 4 || !pushed {
                 self.start_best = bw;
                 self.start_best_at = Some(now);
