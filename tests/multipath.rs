@@ -370,16 +370,19 @@ fn a_blackholed_path_is_left_out_and_taken_back() {
 
 /// Issue 10: on unequal paths (8 Mbit/s 5 ms + 3 Mbit/s 25 ms) the fast
 /// cable carries at least twice the slow one's frames (the C module and
-/// `policy=adaptive` deal them about evenly).
+/// `policy=adaptive` deal them about evenly). Measured 2.4-2.7 times in
+/// 4 MiB (their rates are 2.7 times); 2 MiB, much of it the flow's start,
+/// gave 2.3-2.6 times here but under twice in 2 CI runs (962 against 490).
 #[test]
 fn fast_path_carries_at_least_twice_the_slow_ones_frames() {
     let Some(_lock) = ready("fast_path_carries_at_least_twice_the_slow_ones_frames") else {
         return;
     };
-    let mut bed = Bed::bonded("mp-unequal");
+    let mut bed = Bed::answering("mp-unequal");
     let (f1, f2) = (bed.cable_frames_out(1), bed.cable_frames_out(2));
-    bed.tcp_send(2 << 20);
+    bed.tcp_send(4 << 20);
     let (d1, d2) = (bed.cable_frames_out(1) - f1, bed.cable_frames_out(2) - f2);
+    eprintln!("frames into the fast cable {d1}, the slow one {d2}");
     assert!(
         d1 >= 2 * d2,
         "frames into the fast cable {d1}, the slow one {d2}"
