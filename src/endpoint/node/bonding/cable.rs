@@ -202,8 +202,12 @@ impl Cables {
         window: u32,
         now: Instant,
     ) -> u32 {
+        // Not a cable back from dark that the far end has not heard since:
+        // what it owed from before, the far node gave up on, and the echo
+        // that makes it dealt to again says so.
         let behind = self
             .answering(ports, now)
+            .filter(|c| c.path.dealable(now))
             .filter_map(|c| c.owes(ring))
             .map(|n| next.wrapping_sub(n))
             .filter(|&d| d < 1 << 31)
@@ -241,24 +245,25 @@ impl Cables {
         self.connected(ports).all(|c| c.path.answered())
     }
 
-    /// Every cable's far end has answered, and some cable is not dark.
+    /// Every cable's far end has answered, and some cable may be dealt to
+    /// ([`PathState::dealable`]).
     pub(crate) fn paths_known(&self, ports: &PortTable, now: Instant) -> bool {
-        self.all_answered(ports) && self.connected(ports).any(|c| !c.path.silent(now))
+        self.all_answered(ports) && self.connected(ports).any(|c| c.path.dealable(now))
     }
 
-    /// The least round trip of the paths of the cables that are not dark.
+    /// The least round trip of the paths of the cables that may be dealt to.
     pub(crate) fn nearest_rtt(&self, ports: &PortTable, now: Instant) -> Duration {
         self.connected(ports)
-            .filter(|c| !c.path.silent(now))
+            .filter(|c| c.path.dealable(now))
             .map(|c| c.path.base_rtt())
             .min()
             .unwrap_or_default()
     }
 
-    /// The cables that are not dark have alike paths
+    /// The cables that may be dealt to have alike paths
     /// ([`PathState::alike`]): taking turns serves them best.
     pub(crate) fn paths_alike(&self, ports: &PortTable, now: Instant) -> bool {
-        let mut lit = self.connected(ports).filter(|c| !c.path.silent(now));
+        let mut lit = self.connected(ports).filter(|c| c.path.dealable(now));
         let Some(first) = lit.next() else {
             return false;
         };

@@ -144,6 +144,9 @@ pub(crate) struct PathState {
     offered_since: Option<Instant>,
     /// End of the virtual queue.
     busy_until: Option<Instant>,
+    /// Heard again after it went dark, at this stamp of ours: it is dealt
+    /// nothing until the far end echoes a stamp of ours from then on.
+    revived: Option<u16>,
 }
 
 impl Default for PathState {
@@ -168,6 +171,7 @@ impl Default for PathState {
             offered: 0,
             offered_since: None,
             busy_until: None,
+            revived: None,
         }
     }
 }
@@ -210,6 +214,9 @@ impl PathState {
         rx: u64,
     ) {
         let first = self.last_heard.is_none();
+        if self.silent(now) {
+            self.revived = Some(clock.ms(now));
+        }
         self.last_heard = Some(now);
         self.heard = Some(Heard {
             stamp: r.stamp(),
@@ -222,6 +229,13 @@ impl PathState {
         }
         if r.hold() == NO_ECHO {
             return;
+        }
+        // An echo of what we sent since it came back: our way works too.
+        if self
+            .revived
+            .is_some_and(|at| (r.echo().wrapping_sub(at) as i16) >= 0)
+        {
+            self.revived = None;
         }
         let hold = u16::from(r.hold());
         let elapsed = clock.ms(now).wrapping_sub(r.echo());
@@ -426,6 +440,15 @@ impl PathState {
             .is_some_and(|t| now.duration_since(t) > self.silent_after())
     }
 
+    /// Frames may be dealt to it: it is not dark, and if it was, the far
+    /// end has since heard us. A path that comes back after a blackhole
+    /// may carry the far end's reports long before ours: our side's TCP (an
+    /// ssh cable's) waits out a retransmission timer backed off for
+    /// seconds, and frames dealt to it meanwhile would hold up every flow.
+    pub(crate) fn dealable(&self, now: Instant) -> bool {
+        !self.silent(now) && self.revived.is_none()
+    }
+
     /// What a dense flow's frame may find queued on this path, when the
     /// least round trip of the paths is `nearest`.
     pub(crate) fn queue_cap(&self, nearest: Duration) -> Duration {
@@ -555,6 +578,28 @@ mod tests {
         assert!(!p(10, 40).alike(&p(50, 15)));
         assert!(!p(10, 40).alike(&p(10, 15)));
         assert!(!p(10, 40).alike(&p(20, 40)));
+    }
+
+    #[test]
+    fn a_path_back_from_dark_is_dealt_to_once_the_far_end_hears_us() {
+        let clock = StampClock::new();
+        let t0 = clock.epoch;
+        let ms = Duration::from_millis;
+        let mut p = PathState::default();
+        hear(&mut p, &report(1000, 0, 4, 0), t0 + ms(30), &clock);
+        assert!(p.dealable(t0 + ms(30)));
+        // Dark for 5 s, then the far end's report comes again, echoing
+        // what it heard of us before: our way is not known to work.
+        let back = t0 + ms(5_030);
+        assert!(!p.dealable(back));
+        hear(&mut p, &report(6000, 20, 4, 0), back, &clock);
+        assert!(!p.silent(back) && !p.dealable(back));
+        // An echo of a stamp of ours from before it came back: still not.
+        hear(&mut p, &report(6020, 5_000, 4, 0), back + ms(20), &clock);
+        assert!(!p.dealable(back + ms(20)));
+        // An echo of one sent since: it is.
+        hear(&mut p, &report(6040, 5_040, 4, 0), back + ms(60), &clock);
+        assert!(p.dealable(back + ms(60)));
     }
 
     #[test]

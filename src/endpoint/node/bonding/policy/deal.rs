@@ -253,7 +253,7 @@ fn send_pinned(
         let Some(cable) = cables.get(id).filter(|c| !c.pinned().is_empty()) else {
             continue;
         };
-        if seq.is_none() || cable.path.silent(now) {
+        if seq.is_none() || !cable.path.dealable(now) {
             cables.give_back(id);
             continue;
         }
@@ -313,7 +313,7 @@ pub(crate) fn deal_all(
 ///
 /// [`PathState::silent`]: crate::endpoint::node::bonding::path::PathState::silent
 pub(crate) fn can_take(port: &Port, cable: &Cable, now: Instant) -> bool {
-    port.writable && port.data.is_some() && !cable.path.silent(now)
+    port.writable && port.data.is_some() && cable.path.dealable(now)
 }
 
 #[cfg(test)]

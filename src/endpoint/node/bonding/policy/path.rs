@@ -86,7 +86,7 @@ impl ByArrival {
                     let (Some(p), Some(c)) = (ports.get(id), cables.get(id)) else {
                         continue;
                     };
-                    if p.data.is_none() || c.path.silent(now) {
+                    if p.data.is_none() || !c.path.dealable(now) {
                         continue;
                     }
                     let arrival = c.path.arrival(now, frame.len());
