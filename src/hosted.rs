@@ -51,8 +51,12 @@ pub const BATCH: usize = 60;
 /// Room for frames from the host: a batch held, and three more that wait
 /// for full cables (a bonding node's host-side flow queues order them).
 /// A receiver descheduled for two milliseconds at 100k frames/s costs no
-/// frame; only the slots used become resident.
-const FROM_HOST_SLOTS: usize = HOST_STORE_SLOTS;
+/// frame; only the slots used become resident. Fewer than a node under
+/// `vde_plug_rs` keeps ([`HOST_STORE_SLOTS`]): the program is not made to
+/// wait, so what does not fit is dropped, and a TCP sender in it learns
+/// of a full bond no later than here.
+const FROM_HOST_SLOTS: usize = 4 * LANE_SLOTS;
+const _: () = assert!(FROM_HOST_SLOTS <= HOST_STORE_SLOTS);
 
 pub struct HostedNode {
     // The node is dropped first: its directory goes before the poll.
