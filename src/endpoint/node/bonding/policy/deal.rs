@@ -309,9 +309,10 @@ pub(crate) fn deal_all(
 }
 
 /// A cable a frame may be dealt to now: connected, room in its socket, and
-/// not a dark path (see [`PathState::silent`]).
+/// neither a dark path nor one back from dark that the far end has not
+/// heard us on since (see [`PathState::dealable`]).
 ///
-/// [`PathState::silent`]: crate::endpoint::node::bonding::path::PathState::silent
+/// [`PathState::dealable`]: crate::endpoint::node::bonding::path::PathState::dealable
 pub(crate) fn can_take(port: &Port, cable: &Cable, now: Instant) -> bool {
     port.writable && port.data.is_some() && cable.path.dealable(now)
 }
