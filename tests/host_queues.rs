@@ -63,7 +63,7 @@ fn a_sparse_flow_overtakes_a_bulk_backlog() {
     let first = sent;
     let writer = std::thread::spawn(move || {
         for s in first..first + 1000 {
-            stdin.write_all(&encode(&frame(1, s, 1000))).ok()?;
+            stdin.write_all(&encode(&bulk(s))).ok()?;
         }
         Some(stdin)
     });
