@@ -4,6 +4,7 @@
 //! is not read until a cable drains.
 
 use super::deal::{can_take, deal_all};
+use super::path::SparseMemory;
 use super::turns::Turns;
 use super::{Bond, Policy};
 use crate::endpoint::node::bonding::sequencer::Sequencer;
@@ -20,26 +21,34 @@ impl Adaptive {
         }
     }
 
-    /// Deals as `adaptive` does, numbering the frames with `seq` if given
-    /// (`policy=path` while it deals this way).
+    /// Deals as `adaptive` does, numbering the frames with the sequencer
+    /// if given (`policy=path` on paths alike, with its memory of sparse
+    /// flows).
     pub(super) fn deal_numbered(
         &mut self,
         bond: &mut Bond<'_>,
         lane: &mut Lane,
-        seq: Option<&mut Sequencer>,
+        numbered: Option<(&mut Sequencer, &mut SparseMemory)>,
     ) -> usize {
         let now = bond.now;
         let turns = &mut self.turns;
-        // Numbered (`policy=path` on paths alike), each cable's virtual
-        // queue follows what it is dealt, as when frames go by arrival: its
-        // rate is learnt from it, and a bulk flow's frames wait to go
-        // together while the path is busy.
+        let nearest = bond.cables.nearest_rtt(bond.ports, now);
+        // Numbered, each cable's virtual queue follows what it is dealt, as
+        // when frames go by arrival: its rate is learnt from it, a bulk
+        // flow's frames wait to go together while the path is busy, and
+        // near a sparse flow they keep to the queue caps, so that its
+        // frames find short queues here too.
+        let (seq, mut memory) = numbered.unzip();
         let learn = seq.is_some();
         deal_all(
             bond,
             lane,
-            &mut |ports, cables, frame, _| {
-                let at = turns.next(ports, cables, |p, c| can_take(p, c, now))?;
+            &mut |ports, cables, frame, sparse| {
+                let capped = memory.as_mut().is_some_and(|m| m.capped(sparse, now));
+                let at = turns.next(ports, cables, |p, c| {
+                    can_take(p, c, now)
+                        && (!capped || c.path.queued(now) <= c.path.queue_cap(nearest))
+                })?;
                 if let Some(c) = cables.get_mut(ports.active()[at]).filter(|_| learn) {
                     c.path.take(now, frame.len());
                 }

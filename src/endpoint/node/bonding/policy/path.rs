@@ -4,7 +4,8 @@
 //! among the cables within their queue cap ([`PathState::queue_cap`]) —
 //! and the far node gives its host each flow's frames in that order
 //! ([`Reorder`]), so one flow may take every cable. Cables whose paths are
-//! alike take turns instead (still numbered); while some far end has not
+//! alike take turns instead (still numbered, and within the same queue
+//! caps near a sparse flow: [`SparseMemory`]); while some far end has not
 //! answered (a C peer), the node deals as `adaptive`, numbering only when
 //! every far end is ours.
 //!
@@ -36,7 +37,26 @@ pub(super) struct ByArrival {
     /// How it deals while the paths are unknown or alike.
     in_turn: Adaptive,
     /// When the last frame of a sparse flow was dealt.
-    sparse_at: Option<Instant>,
+    sparse: SparseMemory,
+}
+
+/// When the last frame of a sparse flow was dealt: for [`SPARSE_MEMORY`]
+/// after it, a dense flow's frames keep to the paths' queue caps.
+#[derive(Default)]
+pub(super) struct SparseMemory(Option<Instant>);
+
+impl SparseMemory {
+    /// A frame is dealt at `now` (of a sparse flow or not): whether it is
+    /// held to the paths' queue caps.
+    pub(super) fn capped(&mut self, sparse: bool, now: Instant) -> bool {
+        if sparse {
+            self.0 = Some(now);
+        }
+        !sparse
+            && self
+                .0
+                .is_some_and(|t| now.saturating_duration_since(t) < SPARSE_MEMORY)
+    }
 }
 
 impl ByArrival {
@@ -44,7 +64,7 @@ impl ByArrival {
         ByArrival {
             seq: Sequencer::new(),
             in_turn: Adaptive::new(weighted),
-            sparse_at: None,
+            sparse: SparseMemory::default(),
         }
     }
 
@@ -67,18 +87,14 @@ impl ByArrival {
     /// empty for that long. Returns the frames finished.
     fn by_arrival(&mut self, bond: &mut Bond<'_>, lane: &mut Lane) -> usize {
         let now = bond.now;
-        let sparse_at = &mut self.sparse_at;
+        let memory = &mut self.sparse;
         // The paths' least round trip does not change within a deal.
         let nearest = bond.cables.nearest_rtt(bond.ports, now);
         deal_all(
             bond,
             lane,
             &mut |ports, cables, frame, sparse| {
-                if sparse {
-                    *sparse_at = Some(now);
-                }
-                let capped = !sparse
-                    && sparse_at.is_some_and(|t| now.saturating_duration_since(t) < SPARSE_MEMORY);
+                let capped = memory.capped(sparse, now);
                 // The first arrival on any lit cable, and on one with room.
                 let mut first: Option<Duration> = None;
                 let mut open: Option<(usize, Duration)> = None;
@@ -119,11 +135,35 @@ impl Policy for ByArrival {
         }
         // Numbered only while every far end is ours (a far node of ours
         // puts them in order).
-        let seq = cables.all_answered(ports).then_some(&mut self.seq);
-        self.in_turn.deal_numbered(bond, lane, seq)
+        match cables.all_answered(ports) {
+            true => self
+                .in_turn
+                .deal_numbered(bond, lane, Some((&mut self.seq, &mut self.sparse))),
+            false => self.in_turn.deal_numbered(bond, lane, None),
+        }
     }
 
     fn learns_paths(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_frames_keep_to_the_caps_for_a_second_after_a_sparse_one() {
+        let mut memory = SparseMemory::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // No sparse flow yet: nothing is capped, and a sparse frame never.
+        assert!(!memory.capped(false, t0));
+        assert!(!memory.capped(true, t0));
+        assert!(memory.capped(false, t0 + ms(999)));
+        assert!(!memory.capped(false, t0 + SPARSE_MEMORY));
+        // Each sparse frame starts the second again.
+        assert!(!memory.capped(true, t0 + ms(1500)));
+        assert!(memory.capped(false, t0 + ms(2400)));
     }
 }
