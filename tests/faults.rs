@@ -239,12 +239,7 @@ fn cables_killed_while_joining_leave_nothing() {
     // At most the base: a connection of the first, killed plug that the
     // node had not closed yet when the base was counted can only make
     // the base higher (CI: 13 against 14).
-    let deadline = Instant::now() + PATIENCE;
-    let mut left = fd_count(host.pid());
-    while left > base && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        left = fd_count(host.pid());
-    }
+    let left = wait_fd_count_at_most(host.pid(), base);
     assert!(
         left <= base,
         "descriptors left behind: {left} against {base}"

@@ -513,10 +513,19 @@ pub fn fd_count(pid: i32) -> usize {
 /// Waits (bounded) until a process has exactly `n` open descriptors;
 /// returns the count it has then, for the caller to assert on.
 pub fn wait_fd_count(pid: i32, n: usize) -> usize {
+    wait_fds(pid, |have| have == n)
+}
+
+/// The same for at most `n` open descriptors.
+pub fn wait_fd_count_at_most(pid: i32, n: usize) -> usize {
+    wait_fds(pid, |have| have <= n)
+}
+
+fn wait_fds(pid: i32, done: impl Fn(usize) -> bool) -> usize {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let have = fd_count(pid);
-        if have == n || Instant::now() > deadline {
+        if done(have) || Instant::now() > deadline {
             return have;
         }
         std::thread::sleep(Duration::from_millis(5));
