@@ -135,12 +135,10 @@ impl Policy for ByArrival {
         }
         // Numbered only while every far end is ours (a far node of ours
         // puts them in order).
-        match cables.all_answered(ports) {
-            true => self
-                .in_turn
-                .deal_numbered(bond, lane, Some((&mut self.seq, &mut self.sparse))),
-            false => self.in_turn.deal_numbered(bond, lane, None),
-        }
+        let numbered = cables
+            .all_answered(ports)
+            .then_some((&mut self.seq, &mut self.sparse));
+        self.in_turn.deal_numbered(bond, lane, numbered)
     }
 
     fn learns_paths(&self) -> bool {
