@@ -14,6 +14,7 @@ mod path;
 pub(crate) mod policy;
 mod reorder;
 mod reports;
+mod rescue;
 pub(crate) mod sequencer;
 
 use std::io;
@@ -93,6 +94,9 @@ impl Kind for Bonding {
         }
         if let (Some(port), Some(cable)) = (ports.get(from), self.cables.get_mut(from)) {
             reports::take(msg, port, cable, &self.clock, now);
+            if let Some(echo) = cable.path.stalled() {
+                rescue::stalled(ports, &mut self.cables, from, echo, now);
+            }
         }
     }
 
@@ -155,7 +159,10 @@ impl Kind for Bonding {
     /// delivers on its port.
     fn figures(&self, link: Link, now: Instant, out: &mut Figures) {
         match link {
-            Link::Host => self.in_order.figures(out),
+            Link::Host => {
+                self.in_order.figures(out);
+                self.cables.rescue.figures(out);
+            }
             Link::Port(id) => {
                 if let Some(cable) = self.cables.get(id) {
                     cable.path.figures(now, out);

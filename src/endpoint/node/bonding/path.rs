@@ -68,6 +68,14 @@ const MIN_RATE: u64 = 32_000;
 const NEAR_RTT_US: u64 = 20_000;
 /// Round trips that differ by no more than this are alike.
 const ALIKE_RTT_US: u64 = 4_000;
+/// A report whose sender had heard no stamp of ours for this long (ms;
+/// ours go every [`REPORT_EVERY`]): our way to it has stopped, an ssh
+/// cable's TCP waiting to send a lost segment again or holding back for a
+/// while (BBR's ProbeRTT: docs/multipath.md). The round trips of the
+/// stamps that did arrive do not show it yet.
+const STALL_HOLD_MS: u8 = 40;
+/// Added to a sparse flow's arrival on such a path: it goes last.
+const STALLED_LAST: Duration = Duration::from_secs(10);
 /// `hold` of a report that echoes nothing (its sender heard no stamp yet).
 pub(crate) const NO_ECHO: u8 = 0xff;
 
@@ -147,6 +155,9 @@ pub(crate) struct PathState {
     /// Heard again after it went dark, at this stamp of ours: it is dealt
     /// nothing until the far end echoes a stamp of ours from then on.
     revived: Option<u16>,
+    /// The far end's last report said it had heard nothing of us for
+    /// [`STALL_HOLD_MS`] or more since our stamp it echoed (that stamp).
+    stalled: Option<u16>,
 }
 
 impl Default for PathState {
@@ -172,6 +183,7 @@ impl Default for PathState {
             offered_since: None,
             busy_until: None,
             revived: None,
+            stalled: None,
         }
     }
 }
@@ -230,6 +242,7 @@ impl PathState {
         if r.hold() == NO_ECHO {
             return;
         }
+        self.stalled = (r.hold() >= STALL_HOLD_MS).then_some(r.echo());
         // An echo of what we sent since it came back: our way works too.
         if self
             .revived
@@ -497,6 +510,23 @@ impl PathState {
         self.one_way() + self.queued(now) + self.time_for(len as u64)
     }
 
+    /// When a sparse flow's frame (a ping beside a transfer) of `len` bytes
+    /// dealt now would arrive, to choose its cable: [`PathState::arrival`],
+    /// but after every path the far end still hears us on.
+    pub(crate) fn sparse_arrival(&self, now: Instant, len: usize) -> Duration {
+        let last = match self.stalled {
+            Some(_) => STALLED_LAST,
+            None => Duration::ZERO,
+        };
+        self.arrival(now, len) + last
+    }
+
+    /// The far end has heard nothing of us since our stamp it echoes, for
+    /// long: that stamp.
+    pub(crate) fn stalled(&self) -> Option<u16> {
+        self.stalled
+    }
+
     /// A frame of `len` bytes was dealt to this cable.
     pub(crate) fn take(&mut self, now: Instant, len: usize) {
         let len = len as u64;
@@ -600,6 +630,28 @@ mod tests {
         // An echo of one sent since: it is.
         hear(&mut p, &report(6040, 5_040, 4, 0), back + ms(60), &clock);
         assert!(p.dealable(back + ms(60)));
+    }
+
+    #[test]
+    fn a_sparse_frame_goes_last_to_a_path_the_far_end_stopped_hearing_us_on() {
+        let clock = StampClock::new();
+        let t0 = clock.epoch;
+        let ms = Duration::from_millis;
+        let mut p = PathState::default();
+        hear(&mut p, &report(1000, 0, 4, 0), t0 + ms(30), &clock);
+        let now = t0 + ms(40);
+        assert_eq!(p.sparse_arrival(now, 100), p.arrival(now, 100));
+        assert_eq!(p.stalled(), None);
+        // The far end had heard nothing of us since our stamp 20, 80 ms.
+        hear(&mut p, &report(1100, 20, 80, 0), t0 + ms(130), &clock);
+        let now = t0 + ms(140);
+        assert!(p.sparse_arrival(now, 100) >= p.arrival(now, 100) + STALLED_LAST);
+        assert_eq!(p.stalled(), Some(20));
+        // It hears us again.
+        hear(&mut p, &report(1120, 120, 5, 0), t0 + ms(150), &clock);
+        let now = t0 + ms(160);
+        assert_eq!(p.sparse_arrival(now, 100), p.arrival(now, 100));
+        assert_eq!(p.stalled(), None);
     }
 
     #[test]

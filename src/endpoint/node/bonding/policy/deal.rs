@@ -225,6 +225,13 @@ fn send_to(
     for &slot in &slots[..sent] {
         ring.mark_done(slot);
     }
+    if let Some(seq) = seq {
+        for &s in &slots[..sent] {
+            if let Some(n) = Sequencer::number_of(ring, s) {
+                cables.rescue.sent(ring, s, n, seq, id);
+            }
+        }
+    }
     if let (Some(seq), Some(cable)) = (seq, cables.get_mut(id)) {
         if let Some(first) = slots[..sent]
             .iter()
