@@ -149,3 +149,45 @@ pub(crate) fn stalled(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::node::flow::flow_bucket;
+    use crate::wire::seq_tag::SeqTagged;
+
+    /// A 60-byte frame from MAC address `src` (a flow of its own).
+    fn from(src: u8) -> [u8; 60] {
+        let mut f = [0u8; 60];
+        f[11] = src;
+        f[12..14].copy_from_slice(&[0x88, 0x88]);
+        f
+    }
+
+    #[test]
+    fn only_sparse_flows_frames_are_kept_tag_and_all() {
+        let (mut seq, mut ring, mut rescue) =
+            (Sequencer::new(), FrameRing::new(8), Rescue::default());
+        seq.start_deal(700);
+        // Flow 1's first frame (sparse), then its second right behind it
+        // (dense), then flow 2's first (sparse).
+        for (src, port) in [(1, 3), (1, 3), (2, 4)] {
+            assert!(ring.push_copy(&from(src)));
+            let slot = *ring.queued().last().unwrap();
+            seq.number(&mut ring, slot, flow_bucket(&from(src)));
+            let n = Sequencer::number_of(&ring, slot).unwrap();
+            rescue.sent(&ring, slot, n, &seq, port);
+        }
+        let kept: Vec<(PortId, u16)> = rescue.kept[..3].iter().map(|e| (e.port, e.len)).collect();
+        assert_eq!(kept, [(3, 72), (4, 72), (0, 0)]);
+        let mut second = rescue.frames.slice(KEPT_BYTES, 72).to_vec();
+        let tagged = SeqTagged::new_checked(&second[..]).unwrap();
+        assert_eq!(
+            (tagged.seq(), tagged.stamp(), rescue.kept[1].stamp),
+            (2, 700, 700)
+        );
+        // Without its tag, it is the frame as it came.
+        let len = crate::wire::seq_tag::strip(&mut second);
+        assert_eq!(&second[..len], &from(2)[..]);
+    }
+}
