@@ -4,7 +4,8 @@
 //! what each path delivers ([`path`]) and the path reports that tell it
 //! ([`reports`]), the numbering of frames dealt ([`sequencer`]) and the
 //! reorder buffer that puts numbered frames back in order for the host
-//! ([`in_order`], [`reorder`], [`pace`]), the flow of a frame ([`flow`](crate::endpoint::node::flow), shared with the host-side queues).
+//! ([`in_order`], [`reorder`], [`pace`]), a sparse flow's frames sent again
+//! past a cable that stalls ([`rescue`]), the flow of a frame ([`flow`](crate::endpoint::node::flow), shared with the host-side queues).
 
 mod cable;
 mod in_flight;
