@@ -399,6 +399,23 @@ fn in_order_figure(node: &str, what: &str) -> Option<u64> {
     host.get("in_order", what).and_then(|v| v.number())
 }
 
+/// Frames of flow 9 one at a time from `sender` until the far node (on
+/// `far`, its host `receiver`) puts numbered frames in order (each node
+/// has heard the other on every cable). Returns how many went.
+fn probe_until_numbered(sender: &mut LivePlug, receiver: &mut LivePlug, far: &str) -> u32 {
+    let mut probes = 0u32;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        sender.send(&frame(9, probes, 60));
+        probes += 1;
+        receiver.wait_frames(probes as usize);
+        if in_order_figure(far, "held").is_some() {
+            return probes;
+        }
+        assert!(std::time::Instant::now() < deadline, "never numbered");
+    }
+}
+
 /// Two bonding nodes of ours joined by two cables (the seed's example, as
 /// `scripts/demo` runs it): a burst that fills the cables reaches the far
 /// host complete and in order, and the far node gave up on no number and
@@ -419,19 +436,7 @@ fn a_burst_between_two_nodes_of_ours_arrives_in_order_with_nothing_given_up() {
             c
         })
         .collect();
-    // Frames one at a time until the far node puts numbered frames in
-    // order (each node has heard the other on both cables).
-    let mut probes = 0u32;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        sender.send(&frame(9, probes, 60));
-        probes += 1;
-        receiver.wait_frames(probes as usize);
-        if in_order_figure(&b, "held").is_some() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never numbered");
-    }
+    let probes = probe_until_numbered(&mut sender, &mut receiver, &b);
     let n = 30_000u32;
     let mut stdin = sender.take_stdin();
     let writer = std::thread::spawn(move || {
@@ -523,19 +528,7 @@ fn sparse_frames_held_up_on_a_stalled_cable_come_by_the_other() {
         wait_ports(&a, i);
         wait_ports(&b, i);
     }
-    // Frames one at a time until the far node puts numbered frames in
-    // order (each node has heard the other on both cables).
-    let mut probes = 0u32;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        sender.send(&frame(9, probes, 60));
-        probes += 1;
-        receiver.wait_frames(probes as usize);
-        if in_order_figure(&b, "held").is_some() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never numbered");
-    }
+    let probes = probe_until_numbered(&mut sender, &mut receiver, &b);
     // SAFETY: a plain signal to our own child.
     assert_eq!(unsafe { libc::kill(relays[1], libc::SIGSTOP) }, 0);
     // Each of its own flow: sparse, dealt in turn to both cables, long

@@ -80,6 +80,11 @@ const STALLED_LAST: Duration = Duration::from_secs(10);
 /// `hold` of a report that echoes nothing (its sender heard no stamp yet).
 pub(crate) const NO_ECHO: u8 = 0xff;
 
+/// Whether stamp `a` is later than `b` (ms that wrap).
+pub(crate) fn after16(a: u16, b: u16) -> bool {
+    (a.wrapping_sub(b) as i16) > 0
+}
+
 /// The node's clock for stamps: milliseconds since it started, mod 2¹⁶.
 #[derive(Clone, Copy)]
 pub(crate) struct StampClock {

@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use super::pace::{self, Pace};
+use super::path::after16;
 use super::sequencer::SeqNo;
 use crate::endpoint::node::flow::waits_for_floor;
 use crate::figures::Figures;
@@ -34,11 +35,6 @@ const _: () = assert!(WINDOW == seq_tag::FLOW_SPAN as usize);
 /// Whether `a` comes after `b`, in numbers that wrap.
 fn after32(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
-}
-
-/// Whether stamp `a` is later than `b` (ms that wrap).
-fn after16(a: u16, b: u16) -> bool {
-    (a.wrapping_sub(b) as i16) > 0
 }
 
 /// How long lag minima are kept: a path's own delay shows in its least

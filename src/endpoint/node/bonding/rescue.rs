@@ -18,6 +18,7 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use super::cable::Cables;
+use super::path::after16;
 use super::policy::deal::can_take;
 use super::sequencer::Sequencer;
 use crate::batch::{Insert, INSERT_MAX};
@@ -60,11 +61,6 @@ impl Default for Rescue {
             sent: 0,
         }
     }
-}
-
-/// Whether stamp `a` is later than `b` (ms that wrap).
-fn after16(a: u16, b: u16) -> bool {
-    (a.wrapping_sub(b) as i16) > 0
 }
 
 impl Rescue {
