@@ -399,6 +399,23 @@ fn in_order_figure(node: &str, what: &str) -> Option<u64> {
     host.get("in_order", what).and_then(|v| v.number())
 }
 
+/// Frames of flow 9 one at a time from `sender` until the far node (on
+/// `far`, its host `receiver`) puts numbered frames in order (each node
+/// has heard the other on every cable). Returns how many went.
+fn probe_until_numbered(sender: &mut LivePlug, receiver: &mut LivePlug, far: &str) -> u32 {
+    let mut probes = 0u32;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        sender.send(&frame(9, probes, 60));
+        probes += 1;
+        receiver.wait_frames(probes as usize);
+        if in_order_figure(far, "held").is_some() {
+            return probes;
+        }
+        assert!(std::time::Instant::now() < deadline, "never numbered");
+    }
+}
+
 /// Two bonding nodes of ours joined by two cables (the seed's example, as
 /// `scripts/demo` runs it): a burst that fills the cables reaches the far
 /// host complete and in order, and the far node gave up on no number and
@@ -419,19 +436,7 @@ fn a_burst_between_two_nodes_of_ours_arrives_in_order_with_nothing_given_up() {
             c
         })
         .collect();
-    // Frames one at a time until the far node puts numbered frames in
-    // order (each node has heard the other on both cables).
-    let mut probes = 0u32;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        sender.send(&frame(9, probes, 60));
-        probes += 1;
-        receiver.wait_frames(probes as usize);
-        if in_order_figure(&b, "held").is_some() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never numbered");
-    }
+    let probes = probe_until_numbered(&mut sender, &mut receiver, &b);
     let n = 30_000u32;
     let mut stdin = sender.take_stdin();
     let writer = std::thread::spawn(move || {
@@ -457,4 +462,105 @@ fn a_burst_between_two_nodes_of_ours_arrives_in_order_with_nothing_given_up() {
         .map(|r| r.frames_out)
         .collect();
     assert!(sent.len() == 2 && sent.iter().all(|&f| f > 0), "{sent:?}");
+}
+
+/// Children killed on drop (a stopped one is let go on first).
+struct Reap(Vec<std::process::Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SAFETY: plain signals to our own children.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A stream cable between nodes `a` and `b` whose way from `a` to `b`
+/// passes a relay (`cat`) that can be stopped: our plug on `a`, the relay,
+/// our plug on `b`, which writes straight back to the first. Returns its
+/// processes and the relay's pid.
+fn relayed_cable(a: &str, b: &str) -> (Vec<std::process::Child>, i32) {
+    use std::process::{Command, Stdio};
+    let mut near = Command::new(rs_plug())
+        .arg(a)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut relay = Command::new("cat")
+        .stdin(Stdio::from(near.stdout.take().unwrap()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let far = Command::new(rs_plug())
+        .arg(b)
+        .stdin(Stdio::from(relay.stdout.take().unwrap()))
+        .stdout(Stdio::from(near.stdin.take().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = relay.id() as i32;
+    (vec![near, relay, far], pid)
+}
+
+/// Two bonding nodes of ours joined by two cables alike, one of which
+/// stops carrying anything one way (its relay is stopped: an ssh cable
+/// whose TCP waits) while the far node's reports still come back on it.
+/// The sparse flows' frames that went into it reach the far host by the
+/// other cable while it is still stopped, each once; when it goes on, the
+/// far node drops what it held up as copies.
+#[test]
+fn sparse_frames_held_up_on_a_stalled_cable_come_by_the_other() {
+    let t = Scratch::new("rescue");
+    let (a, b) = (t.path("a"), t.path("b"));
+    let mut sender = LivePlug::start_node(rs_plug(), &[&format!("bonding://{a}")]);
+    let mut receiver = LivePlug::start_node(rs_plug(), &[&format!("bonding://{b}")]);
+    let mut reap = Reap(Vec::new());
+    let mut relays = Vec::new();
+    for i in 1..=2 {
+        let (children, relay) = relayed_cable(&a, &b);
+        reap.0.extend(children);
+        relays.push(relay);
+        wait_ports(&a, i);
+        wait_ports(&b, i);
+    }
+    let probes = probe_until_numbered(&mut sender, &mut receiver, &b);
+    // SAFETY: a plain signal to our own child.
+    assert_eq!(unsafe { libc::kill(relays[1], libc::SIGSTOP) }, 0);
+    // Each of its own flow: sparse, dealt in turn to both cables, long
+    // before the far node's reports say that it stopped hearing us on one.
+    let n = 16u32;
+    for s in 0..n {
+        sender.send(&frame(10 + s as u8, s, 60));
+    }
+    let got = receiver.wait_frames((probes + n) as usize)[probes as usize..].to_vec();
+    let mut seqs: Vec<u32> = got.iter().map(|f| seq_of(f)).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "each once");
+    let rescued = node_status(&a)
+        .rows
+        .remove(0)
+        .figures
+        .get("rescue", "sent_again");
+    let rescued = rescued.and_then(|v| v.number()).unwrap_or(0);
+    assert!(rescued >= 1, "none went into the stopped cable?");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(relays[1], libc::SIGCONT) }, 0);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while in_order_figure(&b, "copies").unwrap_or(0) < rescued {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the originals never came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(in_order_figure(&b, "late"), Some(0));
+    // A frame after them all: the host gets it next, nothing before it.
+    sender.send(&frame(9, probes, 60));
+    let all = receiver.wait_frames((probes + n + 1) as usize);
+    assert_eq!(seq_of(&all[(probes + n) as usize]), probes);
 }

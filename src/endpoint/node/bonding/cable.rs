@@ -3,13 +3,15 @@
 //! ([`CableSeen`]), what it carried that the far node has not confirmed
 //! ([`InFlight`]), the numbered frames its socket did not take yet (pinned
 //! to it), its share and credit when cables take turns. A table by port id
-//! ([`Cables`]) that the bonding kind keeps as ports join and leave.
+//! ([`Cables`]) that the bonding kind keeps as ports join and leave, with
+//! the last sparse frames they carried ([`Rescue`]).
 
 use std::time::{Duration, Instant};
 
 use super::in_flight::InFlight;
 use super::path::PathState;
 use super::reorder::CableSeen;
+use super::rescue::Rescue;
 use super::sequencer::SeqNo;
 use crate::batch::BATCH;
 use crate::endpoint::node::ports::{PortId, PortTable};
@@ -71,6 +73,8 @@ pub(crate) struct Cables {
     pinned: Box<[u64]>,
     /// The node closes: nothing is held.
     closing: bool,
+    /// The last sparse frames the cables carried, to send again.
+    pub(crate) rescue: Rescue,
 }
 
 impl Default for Cables {
@@ -79,6 +83,7 @@ impl Default for Cables {
             by_port: Vec::new(),
             pinned: vec![0; SLOT_WORDS].into_boxed_slice(),
             closing: false,
+            rescue: Rescue::default(),
         }
     }
 }
@@ -226,7 +231,18 @@ impl Cables {
 
     /// The cables of the connected ports, in the order of the port table.
     pub(crate) fn connected<'a>(&'a self, ports: &'a PortTable) -> impl Iterator<Item = &'a Cable> {
-        ports.active().iter().filter_map(|&id| self.get(id))
+        self.connected_ids(ports).map(|(_, c)| c)
+    }
+
+    /// The same, with their port ids.
+    pub(crate) fn connected_ids<'a>(
+        &'a self,
+        ports: &'a PortTable,
+    ) -> impl Iterator<Item = (PortId, &'a Cable)> {
+        ports
+            .active()
+            .iter()
+            .filter_map(|&id| self.get(id).map(|c| (id, c)))
     }
 
     /// The cables whose far end answers (a node of ours) and that are not

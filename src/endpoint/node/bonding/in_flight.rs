@@ -9,14 +9,11 @@
 //! "BLEST: Blocking estimation-based MPTCP scheduler for heterogeneous
 //! networks", IFIP Networking 2016).
 
+use super::path::after16;
+
 /// Marks kept per cable; past that, the newest stands for more ms (its
 /// number the oldest of them: the bound only gets stricter).
 const MARKS: usize = 64;
-
-/// Whether stamp `a` is later than `b` (ms that wrap).
-fn after16(a: u16, b: u16) -> bool {
-    (a.wrapping_sub(b) as i16) > 0
-}
 
 #[derive(Debug, Clone)]
 pub(crate) struct InFlight {

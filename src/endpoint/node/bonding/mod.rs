@@ -4,7 +4,8 @@
 //! what each path delivers ([`path`]) and the path reports that tell it
 //! ([`reports`]), the numbering of frames dealt ([`sequencer`]) and the
 //! reorder buffer that puts numbered frames back in order for the host
-//! ([`in_order`], [`reorder`], [`pace`]), the flow of a frame ([`flow`](crate::endpoint::node::flow), shared with the host-side queues).
+//! ([`in_order`], [`reorder`], [`pace`]), a sparse flow's frames sent again
+//! past a cable that stalls ([`rescue`]), the flow of a frame ([`flow`](crate::endpoint::node::flow), shared with the host-side queues).
 
 mod cable;
 mod in_flight;
@@ -14,6 +15,7 @@ mod path;
 pub(crate) mod policy;
 mod reorder;
 mod reports;
+mod rescue;
 pub(crate) mod sequencer;
 
 use std::io;
@@ -93,6 +95,9 @@ impl Kind for Bonding {
         }
         if let (Some(port), Some(cable)) = (ports.get(from), self.cables.get_mut(from)) {
             reports::take(msg, port, cable, &self.clock, now);
+            if let Some(echo) = cable.path.stalled() {
+                rescue::stalled(ports, &mut self.cables, from, echo, now);
+            }
         }
     }
 
@@ -155,7 +160,10 @@ impl Kind for Bonding {
     /// delivers on its port.
     fn figures(&self, link: Link, now: Instant, out: &mut Figures) {
         match link {
-            Link::Host => self.in_order.figures(out),
+            Link::Host => {
+                self.in_order.figures(out);
+                self.cables.rescue.figures(out);
+            }
             Link::Port(id) => {
                 if let Some(cable) = self.cables.get(id) {
                     cable.path.figures(now, out);

@@ -68,8 +68,22 @@ const MIN_RATE: u64 = 32_000;
 const NEAR_RTT_US: u64 = 20_000;
 /// Round trips that differ by no more than this are alike.
 const ALIKE_RTT_US: u64 = 4_000;
+/// A report of ours that reached the far end at least this much later than
+/// the one before it would have (ms, by the one before, what the far end
+/// says it waited since, and when we sent it): our way to it has stopped,
+/// an ssh cable's TCP waiting to send a lost segment again or holding back
+/// for a while (BBR's ProbeRTT: docs/multipath.md). The round trips of the
+/// reports that did arrive do not show it yet.
+const STALL_MS: i16 = 30;
+/// Added to a sparse flow's arrival on such a path: it goes last.
+const STALLED_LAST: Duration = Duration::from_secs(10);
 /// `hold` of a report that echoes nothing (its sender heard no stamp yet).
 pub(crate) const NO_ECHO: u8 = 0xff;
+
+/// Whether stamp `a` is later than `b` (ms that wrap).
+pub(crate) fn after16(a: u16, b: u16) -> bool {
+    (a.wrapping_sub(b) as i16) > 0
+}
 
 /// The node's clock for stamps: milliseconds since it started, mod 2¹⁶.
 #[derive(Clone, Copy)]
@@ -147,6 +161,10 @@ pub(crate) struct PathState {
     /// Heard again after it went dark, at this stamp of ours: it is dealt
     /// nothing until the far end echoes a stamp of ours from then on.
     revived: Option<u16>,
+    /// The far end's last report said it had heard nothing of us since our
+    /// report it echoed (that report's stamp), [`STALL_MS`] or more past
+    /// when our next would have come.
+    stalled: Option<u16>,
 }
 
 impl Default for PathState {
@@ -172,6 +190,7 @@ impl Default for PathState {
             offered_since: None,
             busy_until: None,
             revived: None,
+            stalled: None,
         }
     }
 }
@@ -230,6 +249,10 @@ impl PathState {
         if r.hold() == NO_ECHO {
             return;
         }
+        self.stalled = self.sent_after(r.echo()).and_then(|next| {
+            let late = r.echo().wrapping_add(r.hold().into()).wrapping_sub(next) as i16;
+            (late >= STALL_MS).then_some(r.echo())
+        });
         // An echo of what we sent since it came back: our way works too.
         if self
             .revived
@@ -261,6 +284,16 @@ impl PathState {
             }
             None => self.anchor = Some((far_at, far_rx)),
         }
+    }
+
+    /// The stamp of the report we sent after the one stamped `stamp`, if
+    /// we remember both.
+    fn sent_after(&self, stamp: u16) -> Option<u16> {
+        let sent = self.next_mark.min(MARKS);
+        let newest = |k: usize| self.marks[(self.next_mark - 1 - k) % MARKS].0;
+        (1..sent)
+            .find(|&k| newest(k) == stamp)
+            .map(|k| newest(k - 1))
     }
 
     fn rtt_sample(&mut self, us: u64) {
@@ -497,6 +530,20 @@ impl PathState {
         self.one_way() + self.queued(now) + self.time_for(len as u64)
     }
 
+    /// When a sparse flow's frame (a ping beside a transfer) of `len` bytes
+    /// dealt now would arrive, to choose its cable: [`PathState::arrival`],
+    /// but after every path the far end still hears us on.
+    pub(crate) fn sparse_arrival(&self, now: Instant, len: usize) -> Duration {
+        let last = self.stalled.map_or(Duration::ZERO, |_| STALLED_LAST);
+        self.arrival(now, len) + last
+    }
+
+    /// The far end has heard nothing of us since our stamp it echoes, for
+    /// long: that stamp.
+    pub(crate) fn stalled(&self) -> Option<u16> {
+        self.stalled
+    }
+
     /// A frame of `len` bytes was dealt to this cable.
     pub(crate) fn take(&mut self, now: Instant, len: usize) {
         let len = len as u64;
@@ -600,6 +647,34 @@ mod tests {
         // An echo of one sent since: it is.
         hear(&mut p, &report(6040, 5_040, 4, 0), back + ms(60), &clock);
         assert!(p.dealable(back + ms(60)));
+    }
+
+    #[test]
+    fn a_sparse_frame_goes_last_to_a_path_the_far_end_stopped_hearing_us_on() {
+        let clock = StampClock::new();
+        let t0 = clock.epoch;
+        let ms = Duration::from_millis;
+        let mut p = PathState::default();
+        hear(&mut p, &report(1000, 0, 4, 0), t0 + ms(10), &clock);
+        // Ours went at 20 and 40 ms.
+        p.report(t0 + ms(20), &clock);
+        p.report(t0 + ms(40), &clock);
+        // The far end heard our 20 and, 45 ms after, not yet our 40: that
+        // one is 5 ms later than the 20 was (ours can wait in the node).
+        hear(&mut p, &report(1060, 20, 45, 0), t0 + ms(70), &clock);
+        let now = t0 + ms(70);
+        assert_eq!(p.stalled(), None);
+        assert_eq!(p.sparse_arrival(now, 100), p.arrival(now, 100));
+        // 80 ms after: our 40 is 60 ms late.
+        hear(&mut p, &report(1100, 20, 80, 0), t0 + ms(110), &clock);
+        let now = t0 + ms(110);
+        assert_eq!(p.stalled(), Some(20));
+        assert!(p.sparse_arrival(now, 100) >= p.arrival(now, 100) + STALLED_LAST);
+        // It heard our 40, and has had nothing later to wait for.
+        hear(&mut p, &report(1120, 40, 70, 0), t0 + ms(130), &clock);
+        assert_eq!(p.stalled(), None);
+        let now = t0 + ms(130);
+        assert_eq!(p.sparse_arrival(now, 100), p.arrival(now, 100));
     }
 
     #[test]

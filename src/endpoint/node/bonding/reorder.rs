@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use super::pace::{self, Pace};
+use super::path::after16;
 use super::sequencer::SeqNo;
 use crate::endpoint::node::flow::waits_for_floor;
 use crate::figures::Figures;
@@ -34,11 +35,6 @@ const _: () = assert!(WINDOW == seq_tag::FLOW_SPAN as usize);
 /// Whether `a` comes after `b`, in numbers that wrap.
 fn after32(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
-}
-
-/// Whether stamp `a` is later than `b` (ms that wrap).
-fn after16(a: u16, b: u16) -> bool {
-    (a.wrapping_sub(b) as i16) > 0
 }
 
 /// How long lag minima are kept: a path's own delay shows in its least
@@ -180,6 +176,10 @@ pub(crate) struct Reorder {
     copies: u64,
     ahead: u64,
     pace: Pace,
+    /// By number (mod [`WINDOW`]), one bit each: of the numbers `next` has
+    /// passed, those whose frame went to the host (not given up on). A
+    /// copy of one that comes later is dropped.
+    passed: Box<[u64]>,
 }
 
 impl Reorder {
@@ -203,7 +203,26 @@ impl Reorder {
             copies: 0,
             ahead: 0,
             pace: Pace::new(),
+            passed: vec![0; WINDOW / 64].into_boxed_slice(),
         }
+    }
+
+    /// `next` passes number `seq`: its frame went to the host, or not.
+    fn pass(&mut self, seq: u32, went: bool) {
+        let at = Self::index(seq);
+        let bit = 1u64 << (at % 64);
+        if went {
+            self.passed[at / 64] |= bit;
+        } else {
+            self.passed[at / 64] &= !bit;
+        }
+    }
+
+    /// Whether number `seq`, which `next` passed less than a window ago,
+    /// went to the host.
+    fn went(&self, seq: u32) -> bool {
+        let at = Self::index(seq);
+        self.passed[at / 64] & (1 << (at % 64)) != 0
     }
 
     fn index(seq: u32) -> usize {
@@ -242,6 +261,7 @@ impl Reorder {
             if self.epoch != Some(epoch) {
                 // A new numbering: what is held of the old one goes too.
                 self.flush(ring);
+                self.passed.fill(0);
                 self.epoch = Some(epoch);
                 // A numbering starts at 0: a first frame that came within
                 // a window of it waits for those before it. (One heard
@@ -262,6 +282,15 @@ impl Reorder {
             cable.note_lag(stamp, moment.ms, now);
             let ahead = seq.wrapping_sub(self.next) as i32;
             if ahead < 0 {
+                if -(ahead as i64) <= WINDOW as i64 && self.went(seq) {
+                    // A copy of a frame the host had: one its sender sent
+                    // again on another cable came first (`resend.rs`), or
+                    // a duplicating hop.
+                    self.copies += 1;
+                    ring.mark_done(slot);
+                    moved = true;
+                    continue;
+                }
                 self.late += 1;
                 if let Some(t) = self.gave_up_at {
                     self.latest = self.latest.max(now.saturating_duration_since(t));
@@ -270,6 +299,7 @@ impl Reorder {
             }
             let unfloored = !floored || moment.floor_wait_ms(stamp) == 0;
             if ahead == 0 && self.held == 0 && unfloored {
+                self.pass(seq, true);
                 self.next = seq.wrapping_add(1);
                 self.pass_gone_ahead();
                 continue;
@@ -367,6 +397,7 @@ impl Reorder {
             }
             self.arrived[at] = None;
             self.went_ahead -= 1;
+            self.pass(self.next, true);
             self.next = self.next.wrapping_add(1);
         }
     }
@@ -397,7 +428,11 @@ impl Reorder {
             self.skip_to = skip_to;
             if !self.waiting() {
                 if let Some(to) = skip_to {
-                    self.given_up += u64::from(to.wrapping_sub(self.next));
+                    let skipped = to.wrapping_sub(self.next);
+                    self.given_up += u64::from(skipped);
+                    for n in 0..skipped.min(WINDOW as u32) {
+                        self.pass(to.wrapping_sub(1 + n), false);
+                    }
                     self.next = to;
                     self.skip_to = None;
                 }
@@ -412,6 +447,7 @@ impl Reorder {
                 if skip_to.is_none() && since + wait > now && !gone(self.next, stamp) {
                     break;
                 }
+                self.pass(self.next, false);
                 self.next = self.next.wrapping_add(1);
                 self.given_up += 1;
                 self.gave_up_at = Some(now);
@@ -428,6 +464,7 @@ impl Reorder {
             ring.push_copy(self.store.frame(kept));
             self.store.mark_done(kept);
             self.held -= 1;
+            self.pass(self.next, true);
             self.next = self.next.wrapping_add(1);
             given += 1;
             behind = None;
@@ -775,10 +812,11 @@ mod tests {
         arrive(&mut r, &mut lane, &[n8, n9.clone()], now);
         assert_eq!(host_gets(&mut lane), [1, 2]);
         assert_eq!((r.held(), r.copies), (0, 2));
-        // Once it went, a copy is late (and goes: as any late frame).
+        // Once it went, a copy that comes later is dropped too (the frame
+        // sent again on another cable, and then the one held up).
         arrive(&mut r, &mut lane, &[n9], now);
-        assert_eq!(host_gets(&mut lane), [2]);
-        assert_eq!((r.copies, r.late), (2, 1));
+        assert_eq!(host_gets(&mut lane), [] as [u8; 0]);
+        assert_eq!((r.copies, r.late), (3, 0));
     }
 
     #[test]

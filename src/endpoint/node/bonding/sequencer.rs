@@ -121,6 +121,13 @@ impl Sequencer {
         n as usize % usize::from(FLOW_SPAN)
     }
 
+    /// Whether number `n` (given, not sent yet) is a sparse flow's: its
+    /// flow's previous frame is none of the [`SPARSE_GAP`] numbers before.
+    pub(crate) fn sparse_number(&self, n: u32) -> bool {
+        let back = self.back(n);
+        back != BACK_UNKNOWN && (back == 0 || u32::from(back) > SPARSE_GAP)
+    }
+
     /// How far back the previous frame of number `n`'s flow is, as the tag
     /// says it.
     fn back(&self, n: u32) -> u16 {

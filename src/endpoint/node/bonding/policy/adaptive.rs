@@ -7,7 +7,9 @@ use super::deal::{can_take, deal_all};
 use super::path::SparseMemory;
 use super::turns::Turns;
 use super::{Bond, Policy};
+use crate::endpoint::node::bonding::cable::Cable;
 use crate::endpoint::node::bonding::sequencer::Sequencer;
+use crate::endpoint::node::ports::Port;
 use crate::lane::Lane;
 
 pub(super) struct Adaptive {
@@ -45,10 +47,20 @@ impl Adaptive {
             lane,
             &mut |ports, cables, frame, sparse| {
                 let capped = memory.as_mut().is_some_and(|m| m.capped(sparse, now));
-                let at = turns.next(ports, cables, |p, c| {
+                let open = |p: &Port, c: &Cable| {
                     can_take(p, c, now)
                         && (!capped || c.path.queued(now) <= c.path.queue_cap(nearest))
-                })?;
+                };
+                // A sparse flow's frame skips a path the far end has stopped
+                // hearing us on, while another is open.
+                let at = match sparse && learn {
+                    true => turns
+                        .next(ports, cables, |p, c| {
+                            open(p, c) && c.path.stalled().is_none()
+                        })
+                        .or_else(|| turns.next(ports, cables, open)),
+                    false => turns.next(ports, cables, open),
+                }?;
                 if let Some(c) = cables.get_mut(ports.active()[at]).filter(|_| learn) {
                     c.path.take(now, frame.len());
                 }

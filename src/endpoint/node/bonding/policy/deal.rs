@@ -206,7 +206,8 @@ fn hold_deadline(
 }
 
 /// Sends `slots` to `port` (cable `id`) with `seq`'s tags; marks the sent
-/// frames done and notes what the cable now carries. Returns how many it
+/// frames done and notes what the cable now carries (and keeps the sparse
+/// flows' frames, to send again: `rescue.rs`). Returns how many it
 /// took, none if its peer is gone.
 fn send_to(
     port: &mut Port,
@@ -225,11 +226,15 @@ fn send_to(
     for &slot in &slots[..sent] {
         ring.mark_done(slot);
     }
-    if let (Some(seq), Some(cable)) = (seq, cables.get_mut(id)) {
-        if let Some(first) = slots[..sent]
-            .iter()
-            .find_map(|&s| Sequencer::number_of(ring, s))
-        {
+    if let Some(seq) = seq {
+        let mut first = None;
+        for &s in &slots[..sent] {
+            if let Some(n) = Sequencer::number_of(ring, s) {
+                first.get_or_insert(n);
+                cables.rescue.sent(ring, s, n, seq, id);
+            }
+        }
+        if let (Some(first), Some(cable)) = (first, cables.get_mut(id)) {
             cable.in_flight.sent(seq.stamp(), first);
         }
     }

@@ -105,7 +105,10 @@ impl ByArrival {
                     if p.data.is_none() || !c.path.dealable(now) {
                         continue;
                     }
-                    let arrival = c.path.arrival(now, frame.len());
+                    let arrival = match sparse {
+                        true => c.path.sparse_arrival(now, frame.len()),
+                        false => c.path.arrival(now, frame.len()),
+                    };
                     first = Some(first.map_or(arrival, |f| f.min(arrival)));
                     let short = !capped || c.path.queued(now) <= c.path.queue_cap(nearest);
                     if p.writable && short && open.is_none_or(|(_, a)| arrival < a) {

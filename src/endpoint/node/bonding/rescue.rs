@@ -1,0 +1,189 @@
+//! A sparse flow's frame (a ping, a keystroke beside a transfer) held up
+//! on a cable that has stopped goes again on another. A node keeps the
+//! last sparse frames it sent, tag and all; when a far end's path report
+//! says it has heard nothing of us on a cable for a while
+//! ([`PathState::stalled`]: an ssh cable's TCP waiting to send a lost
+//! segment again, or holding back for BBR's ProbeRTT), the frames sent on
+//! that cable since the stamp it echoes go again on the cable where they
+//! arrive first among those it still hears us on. The far node gives its
+//! host whichever copy comes first and drops the other (`reorder.rs`).
+//! This is MPTCP's opportunistic retransmission (Raiciu et al., "How hard
+//! can it be? Designing and implementing a deployable multipath TCP", NSDI
+//! 2012) for the frames that wait most for it: a bulk flow's would take
+//! the other cable's room, and gain less (docs/multipath.md).
+//!
+//! [`PathState::stalled`]: super::path::PathState::stalled
+
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use super::cable::Cables;
+use super::path::after16;
+use super::policy::deal::can_take;
+use super::sequencer::Sequencer;
+use crate::batch::{Insert, INSERT_MAX};
+use crate::endpoint::node::ports::{PortId, PortTable};
+use crate::figures::Figures;
+use crate::ring::{FrameRing, PageBuf, Slot};
+
+/// Sparse frames kept: the last this many sent (a ping every 10 ms is 640
+/// ms of them).
+const KEPT: usize = 64;
+/// Room for each: a frame of a 1500-byte MTU with its tag. Larger ones
+/// are not kept.
+const KEPT_BYTES: usize = 2048;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    /// 0: nothing kept here.
+    len: u16,
+    /// The cable it went on, and the stamp of its deal.
+    port: PortId,
+    stamp: u16,
+    resent: bool,
+}
+
+pub(crate) struct Rescue {
+    frames: PageBuf,
+    kept: [Entry; KEPT],
+    /// Where the next one is kept.
+    next: usize,
+    sent: u64,
+}
+
+impl Default for Rescue {
+    fn default() -> Self {
+        Rescue {
+            // Mapped at once, resident only once used.
+            frames: PageBuf::new(KEPT * KEPT_BYTES),
+            kept: [Entry::default(); KEPT],
+            next: 0,
+            sent: 0,
+        }
+    }
+}
+
+impl Rescue {
+    /// The frame in `slot` of `ring`, numbered `n` by `seq`, went on cable
+    /// `port`: kept if its flow is sparse.
+    pub(crate) fn sent(
+        &mut self,
+        ring: &FrameRing,
+        slot: Slot,
+        n: u32,
+        seq: &Sequencer,
+        port: PortId,
+    ) {
+        if !seq.sparse_number(n) {
+            return;
+        }
+        let frame = ring.frame(slot);
+        let mut tag = [0u8; INSERT_MAX];
+        let Some((at, tag_len)) = seq.write(ring, slot, &mut tag) else {
+            return;
+        };
+        let len = frame.len() + tag_len;
+        if len > KEPT_BYTES || at > frame.len() {
+            return;
+        }
+        let i = self.next;
+        self.next = (i + 1) % KEPT;
+        let buf = self.frames.slice_mut(i * KEPT_BYTES, len);
+        buf[..at].copy_from_slice(&frame[..at]);
+        buf[at..at + tag_len].copy_from_slice(&tag[..tag_len]);
+        buf[at + tag_len..].copy_from_slice(&frame[at..]);
+        self.kept[i] = Entry {
+            len: len as u16,
+            port,
+            stamp: seq.stamp(),
+            resent: false,
+        };
+    }
+
+    pub(crate) fn figures(&self, out: &mut Figures) {
+        if self.sent > 0 {
+            out.section("rescue").count("sent_again", self.sent);
+        }
+    }
+}
+
+/// The far end said on cable `from` that it has heard nothing of us there
+/// since our stamp `echo`: the sparse frames sent on it since go again, each
+/// once, on the cable where they arrive first among those that can take
+/// them and whose far end still hears us.
+pub(crate) fn stalled(
+    ports: &PortTable,
+    cables: &mut Cables,
+    from: PortId,
+    echo: u16,
+    now: Instant,
+) {
+    for i in 0..KEPT {
+        let e = cables.rescue.kept[i];
+        if e.len == 0 || e.resent || e.port != from || !after16(e.stamp, echo) {
+            continue;
+        }
+        let len = usize::from(e.len);
+        let to = cables
+            .connected_ids(ports)
+            .filter(|&(id, c)| id != from && c.path.stalled().is_none())
+            .filter_map(|(id, c)| Some((ports.get(id)?, id, c)))
+            .filter(|&(port, _, c)| can_take(port, c, now))
+            .min_by_key(|&(_, _, c)| c.path.arrival(now, len))
+            .and_then(|(port, id, _)| Some((id, port.data.as_ref()?.as_raw_fd())));
+        let Some((to, fd)) = to else {
+            return;
+        };
+        let frame = cables.rescue.frames.slice(i * KEPT_BYTES, len);
+        if crate::sys::send(fd, frame).is_err() {
+            return;
+        }
+        cables.rescue.kept[i].resent = true;
+        cables.rescue.sent += 1;
+        if let Some(c) = cables.get_mut(to) {
+            c.path.take(now, len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::node::flow::flow_bucket;
+    use crate::wire::seq_tag::SeqTagged;
+
+    /// A 60-byte frame from MAC address `src` (a flow of its own).
+    fn from(src: u8) -> [u8; 60] {
+        let mut f = [0u8; 60];
+        f[11] = src;
+        f[12..14].copy_from_slice(&[0x88, 0x88]);
+        f
+    }
+
+    #[test]
+    fn only_sparse_flows_frames_are_kept_tag_and_all() {
+        let (mut seq, mut ring, mut rescue) =
+            (Sequencer::new(), FrameRing::new(8), Rescue::default());
+        seq.start_deal(700);
+        // Flow 1's first frame (sparse), then its second right behind it
+        // (dense), then flow 2's first (sparse).
+        for (src, port) in [(1, 3), (1, 3), (2, 4)] {
+            assert!(ring.push_copy(&from(src)));
+            let slot = *ring.queued().last().unwrap();
+            seq.number(&mut ring, slot, flow_bucket(&from(src)));
+            let n = Sequencer::number_of(&ring, slot).unwrap();
+            rescue.sent(&ring, slot, n, &seq, port);
+        }
+        let kept: Vec<(PortId, u16)> = rescue.kept[..3].iter().map(|e| (e.port, e.len)).collect();
+        assert_eq!(kept, [(3, 72), (4, 72), (0, 0)]);
+        let mut second = rescue.frames.slice(KEPT_BYTES, 72).to_vec();
+        let tagged = SeqTagged::new_checked(&second[..]).unwrap();
+        assert_eq!(
+            (tagged.seq(), tagged.stamp(), rescue.kept[1].stamp),
+            (2, 700, 700)
+        );
+        // Without its tag, it is the frame as it came.
+        let len = crate::wire::seq_tag::strip(&mut second);
+        assert_eq!(&second[..len], &from(2)[..]);
+    }
+}
