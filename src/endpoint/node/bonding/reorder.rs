@@ -284,7 +284,7 @@ impl Reorder {
             if ahead < 0 {
                 if -(ahead as i64) <= WINDOW as i64 && self.went(seq) {
                     // A copy of a frame the host had: one its sender sent
-                    // again on another cable came first (`resend.rs`), or
+                    // again on another cable came first (`rescue.rs`), or
                     // a duplicating hop.
                     self.copies += 1;
                     ring.mark_done(slot);
