@@ -528,7 +528,17 @@ fn sparse_frames_held_up_on_a_stalled_cable_come_by_the_other() {
         wait_ports(&a, i);
         wait_ports(&b, i);
     }
-    let probes = probe_until_numbered(&mut sender, &mut receiver, &b);
+    let mut probes = probe_until_numbered(&mut sender, &mut receiver, &b);
+    // Past a numbering's first window (the first frames are not sent
+    // again: the far node may still be putting away the numbering before).
+    let window = 2100;
+    let mut bytes = Vec::new();
+    for s in probes..probes + window {
+        bytes.extend_from_slice(&encode(&frame(9, s, 60)));
+    }
+    sender.send_raw(&bytes);
+    probes += window;
+    receiver.wait_frames(probes as usize);
     // SAFETY: a plain signal to our own child.
     assert_eq!(unsafe { libc::kill(relays[1], libc::SIGSTOP) }, 0);
     // Each of its own flow: sparse, dealt in turn to both cables, long

@@ -15,11 +15,12 @@
 //! [`PathState::stalled`]: super::path::PathState::stalled
 
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::cable::Cables;
 use super::path::after16;
 use super::policy::deal::can_take;
+use super::reorder::WINDOW;
 use super::sequencer::Sequencer;
 use crate::batch::{Insert, INSERT_MAX};
 use crate::endpoint::node::ports::{PortId, PortTable};
@@ -32,14 +33,25 @@ const KEPT: usize = 64;
 /// Room for each: a frame of a 1500-byte MTU with its tag. Larger ones
 /// are not kept.
 const KEPT_BYTES: usize = 2048;
+/// A frame sent longer ago than this goes again no more: it is no longer
+/// a ping's to rescue, and its stamp, which wraps after 65 s, would be
+/// compared with others' for half of them.
+const KEPT_FOR: Duration = Duration::from_secs(1);
+/// Nor one numbered this far behind the last number sent: the far node
+/// tells a copy from a new frame only within its reorder window, and the
+/// other cables run no further behind than half of it (`deal.rs`).
+const KEPT_NUMBERS: u32 = (WINDOW / 2) as u32;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
-    /// 0: nothing kept here.
+    /// Its number, and its length, tag and all.
+    n: u32,
     len: u16,
-    /// The cable it went on, and the stamp of its deal.
+    /// The cable it went on, and when: the stamp of its deal, and the
+    /// time (none: nothing kept here).
     port: PortId,
     stamp: u16,
+    at: Option<Instant>,
     resent: bool,
 }
 
@@ -48,6 +60,8 @@ pub(crate) struct Rescue {
     kept: [Entry; KEPT],
     /// Where the next one is kept.
     next: usize,
+    /// The number of the last frame sent.
+    latest: u32,
     sent: u64,
 }
 
@@ -58,6 +72,7 @@ impl Default for Rescue {
             frames: PageBuf::new(KEPT * KEPT_BYTES),
             kept: [Entry::default(); KEPT],
             next: 0,
+            latest: 0,
             sent: 0,
         }
     }
@@ -65,7 +80,7 @@ impl Default for Rescue {
 
 impl Rescue {
     /// The frame in `slot` of `ring`, numbered `n` by `seq`, went on cable
-    /// `port`: kept if its flow is sparse.
+    /// `port` just now: kept if its flow is sparse.
     pub(crate) fn sent(
         &mut self,
         ring: &FrameRing,
@@ -74,6 +89,7 @@ impl Rescue {
         seq: &Sequencer,
         port: PortId,
     ) {
+        self.latest = n;
         if !seq.sparse_number(n) {
             return;
         }
@@ -93,9 +109,11 @@ impl Rescue {
         buf[at..at + tag_len].copy_from_slice(&tag[..tag_len]);
         buf[at + tag_len..].copy_from_slice(&frame[at..]);
         self.kept[i] = Entry {
+            n,
             len: len as u16,
             port,
             stamp: seq.stamp(),
+            at: Some(Instant::now()),
             resent: false,
         };
     }
@@ -110,7 +128,10 @@ impl Rescue {
 /// The far end said on cable `from` that it has heard nothing of us there
 /// since our stamp `echo`: the sparse frames sent on it since go again, each
 /// once, on the cable where they arrive first among those that can take
-/// them and whose far end still hears us.
+/// them and whose far end still hears us. Not the first window of a
+/// numbering: a far node that took this one up lately may still get
+/// frames of the one before, and starts its memory of what it gave its
+/// host anew with each.
 pub(crate) fn stalled(
     ports: &PortTable,
     cables: &mut Cables,
@@ -118,9 +139,17 @@ pub(crate) fn stalled(
     echo: u16,
     now: Instant,
 ) {
+    let latest = cables.rescue.latest;
     for i in 0..KEPT {
         let e = cables.rescue.kept[i];
-        if e.len == 0 || e.resent || e.port != from || !after16(e.stamp, echo) {
+        if e.at
+            .is_none_or(|t| now.saturating_duration_since(t) >= KEPT_FOR)
+            || latest.wrapping_sub(e.n) >= KEPT_NUMBERS
+            || e.n < WINDOW as u32
+            || e.resent
+            || e.port != from
+            || !after16(e.stamp, echo)
+        {
             continue;
         }
         let len = usize::from(e.len);
