@@ -126,9 +126,10 @@ impl Rescue {
 }
 
 /// The far end said on cable `from` that it has heard nothing of us there
-/// since our stamp `echo`: the sparse frames sent on it since go again, each
-/// once, on the cable where they arrive first among those that can take
-/// them and whose far end still hears us. Not the first window of a
+/// since our stamp `echo`: the sparse frames sent on it since (that
+/// millisecond included) go again, each once, on the cable where they
+/// arrive first among those that can take them and whose far end still
+/// hears us. Not the first window of a
 /// numbering: a far node that took this one up lately may still get
 /// frames of the one before, and starts its memory of what it gave its
 /// host anew with each.
@@ -148,7 +149,10 @@ pub(crate) fn stalled(
             || e.n < WINDOW as u32
             || e.resent
             || e.port != from
-            || !after16(e.stamp, echo)
+            // At or after: one dealt in the millisecond of the echoed
+            // report may have gone behind it (and a copy of one that got
+            // there is dropped by the far node).
+            || after16(echo, e.stamp)
         {
             continue;
         }
