@@ -129,10 +129,9 @@ impl Rescue {
 /// since our stamp `echo`: the sparse frames sent on it since (that
 /// millisecond included) go again, each once, on the cable where they
 /// arrive first among those that can take them and whose far end still
-/// hears us. Not the first window of a
-/// numbering: a far node that took this one up lately may still get
-/// frames of the one before, and starts its memory of what it gave its
-/// host anew with each.
+/// hears us. Not the first window of a numbering: a far node that took
+/// this one up lately may still get frames of the one before, and starts
+/// its memory of what it gave its host anew with each.
 pub(crate) fn stalled(
     ports: &PortTable,
     cables: &mut Cables,
