@@ -121,8 +121,10 @@ impl StreamEndpoint {
         // first frames on. Six bytes into a pipe nothing was written to
         // yet fit; if they do not go, the far end never codes: no harm.
         // Not through `wbuf`: a closed output ends the plug at its first
-        // frame, as C's, not at its start.
-        let _ = sys::write(output.raw(), &SIGNAL);
+        // frame, as C's, not at its start. Not on a terminal.
+        if !sys::is_tty(output.raw()) {
+            let _ = sys::write(output.raw(), &SIGNAL);
+        }
         StreamEndpoint {
             label,
             input,
