@@ -14,8 +14,10 @@
 //! that reads the far end's signal writes a second signal, and another
 //! before each key, then codes what it writes; the far end reads coded
 //! frames from the second signal on. A C plug never signals, so it is only
-//! ever written plain frames; and a filter that drops frames between two of
-//! ours (vde2's wirefilter in a dpipe) loses frames, but makes no wrong one.
+//! ever written plain frames. A filter that drops frames between two of
+//! ours (vde2's wirefilter in a dpipe) also takes the deltas of a key it
+//! dropped; as long as it leaves an end's first signal or its second one
+//! whole, it makes no wrong frame.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -233,7 +235,8 @@ impl StreamEndpoint {
         self.rstart += used;
         if self.stats.drop_oversize > self.oversize_seen && self.bad_input_log.ready() {
             warn!(
-                "{}: bad frame length in the stream, skipping ahead ({} so far)",
+                "{}: bad frame length in the stream, skipping ahead, or a coded frame that \
+                 cannot be rebuilt ({} so far)",
                 self.label, self.stats.drop_oversize
             );
         }
