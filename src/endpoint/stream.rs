@@ -12,8 +12,8 @@
 //! ([`crate::wire::stream_delta`]). Each end first writes a signal (three
 //! zero lengths, which the C reader skips): "I read coded frames". An end
 //! that reads the far end's signal writes a second signal, and another
-//! before each key, then codes what it writes; the far end reads coded
-//! frames from the second signal on. A C plug never signals, so it is only
+//! before every eighth key, then codes what it writes; the far end reads
+//! coded frames from the second signal on. A C plug never signals, so it is only
 //! ever written plain frames. A filter that drops frames between two of
 //! ours (vde2's wirefilter in a dpipe) also takes the deltas of a key it
 //! dropped; as long as it leaves an end's first signal or its second one
@@ -37,6 +37,10 @@ use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
 const READ_BUF: usize = 32 * 1024;
 const WRITE_BUF: usize = 32 * 1024;
+
+/// A signal again before every this many keys, so that a far end that
+/// missed our switch (a filter dropping frames) reads coded frames again.
+const KEYS_PER_SIGNAL: u32 = 8;
 
 const INPUT: usize = 0;
 const OUTPUT: usize = 1;
@@ -111,6 +115,8 @@ struct DeltaLink {
     signals_read: u8,
     /// Our second signal is written: what we write is coded.
     coding_out: bool,
+    /// Keys written since our last signal.
+    keys_unsignalled: u32,
     encoder: DeltaEncoder,
     decoder: DeltaDecoder,
     /// Where a frame coded as a delta is rebuilt.
@@ -148,6 +154,7 @@ impl StreamEndpoint {
             delta: DeltaLink {
                 signals_read: 0,
                 coding_out: false,
+                keys_unsignalled: 0,
                 encoder: DeltaEncoder::default(),
                 decoder: DeltaDecoder::default(),
                 rebuilt: vec![0u8; MAX_FRAME].into_boxed_slice(),
@@ -371,8 +378,9 @@ impl Endpoint for StreamEndpoint {
                     0 => Coding::Plain,
                     _ => d.encoder.plan(frame),
                 };
-                let switch =
-                    d.signals_read > 0 && (!d.coding_out || matches!(plan, Coding::Key { .. }));
+                let key = matches!(plan, Coding::Key { .. });
+                let switch = d.signals_read > 0
+                    && (!d.coding_out || key && d.keys_unsignalled + 1 >= KEYS_PER_SIGNAL);
                 let at = self.wend + if switch { SIGNAL.len() } else { 0 };
                 let len = plan.len(frame.len());
                 if at + 2 + len > self.wbuf.len() {
@@ -385,6 +393,11 @@ impl Endpoint for StreamEndpoint {
                 }
                 self.wbuf[self.wend..at].fill(0);
                 d.coding_out |= switch;
+                d.keys_unsignalled = match (switch, key) {
+                    (true, _) => 0,
+                    (false, true) => d.keys_unsignalled + 1,
+                    (false, false) => d.keys_unsignalled,
+                };
                 self.wbuf[at..at + 2].copy_from_slice(&header(len));
                 d.encoder
                     .emit(plan, frame, &mut self.wbuf[at + 2..at + 2 + len]);

@@ -41,6 +41,12 @@ const MAX_CHANGED: usize = 32;
 /// missed it (a filter dropping frames) is not without it for long.
 const REFRESH: u32 = 256;
 const GENERATIONS: u8 = 64;
+/// After this many keys in a row replaced unused (more flows than slots,
+/// or frames alike in nothing), a frame that finds no key goes plain, and
+/// only one in [`KEY_EVERY_MISSES`] becomes a key: a key that no delta
+/// uses costs bytes and saves none.
+const UNUSED_KEYS: u32 = 4;
+const KEY_EVERY_MISSES: u32 = 16;
 
 /// Whether `frame`, read from a coding sender, is coded.
 pub(crate) fn is_coded(frame: &[u8]) -> bool {
@@ -95,6 +101,10 @@ struct SentKey {
 pub(crate) struct DeltaEncoder {
     keys: [SentKey; SLOTS],
     clock: u64,
+    /// Keys replaced in a row before any delta used them.
+    unused_keys: u32,
+    /// Frames that found no key since the last new one.
+    misses: u32,
 }
 
 impl Default for DeltaEncoder {
@@ -108,6 +118,8 @@ impl Default for DeltaEncoder {
                 last_used: 0,
             }; SLOTS],
             clock: 0,
+            unused_keys: 0,
+            misses: 0,
         }
     }
 }
@@ -133,6 +145,15 @@ impl DeltaEncoder {
             }
             // Close to a key that is due again: renew that one.
             Some((changed, slot)) if changed <= MAX_CHANGED => Coding::Key { slot },
+            _ if self.unused_keys >= UNUSED_KEYS
+                && !(self.misses + 1).is_multiple_of(KEY_EVERY_MISSES) =>
+            {
+                if marked {
+                    Coding::Literal
+                } else {
+                    Coding::Plain
+                }
+            }
             _ => {
                 let slot = (0..SLOTS)
                     .min_by_key(|&s| (self.keys[s].valid, self.keys[s].last_used))
@@ -147,6 +168,9 @@ impl DeltaEncoder {
     pub(crate) fn emit(&mut self, plan: Coding, frame: &[u8], out: &mut [u8]) -> usize {
         self.clock += 1;
         let len = plan.len(frame.len());
+        if frame.len() >= HEAD {
+            self.misses += 1;
+        }
         match plan {
             Coding::Plain | Coding::Unsendable => out[..len].copy_from_slice(frame),
             Coding::Literal => {
@@ -155,6 +179,12 @@ impl DeltaEncoder {
             }
             Coding::Key { slot } => {
                 let key = &mut self.keys[slot];
+                if key.valid && key.deltas == 0 {
+                    self.unused_keys += 1;
+                } else {
+                    self.unused_keys = 0;
+                }
+                self.misses = 0;
                 key.generation = (key.generation + 1) % GENERATIONS;
                 key.head.copy_from_slice(&frame[..HEAD]);
                 key.valid = true;
@@ -166,6 +196,10 @@ impl DeltaEncoder {
             }
             Coding::Delta { slot, .. } => {
                 let key = &mut self.keys[slot];
+                self.misses = 0;
+                if key.deltas == 0 {
+                    self.unused_keys = 0;
+                }
                 key.deltas += 1;
                 key.last_used = self.clock;
                 out[0] = DELTA;
@@ -349,6 +383,35 @@ mod tests {
             .collect();
         let r = REFRESH as usize;
         assert_eq!(keys, vec![0, r + 1, 2 * r + 2]);
+    }
+
+    #[test]
+    fn frames_alike_in_nothing_mostly_go_plain() {
+        let (mut enc, mut dec) = (DeltaEncoder::default(), DeltaDecoder::default());
+        let mut rng = XorShift::new(7);
+        let plans: Vec<Coding> = (0..400)
+            .map(|_| {
+                let mut f = rng.bytes(1000);
+                f[0] &= 0xf0;
+                cross(&mut enc, &mut dec, &f)
+            })
+            .collect();
+        let keys = plans
+            .iter()
+            .filter(|p| matches!(p, Coding::Key { .. }))
+            .count();
+        // The first few, then one in 16.
+        assert!((24..=40).contains(&keys), "{keys} keys");
+        assert!(!plans.iter().any(|p| matches!(p, Coding::Delta { .. })));
+        // A flow again: keyed and coded at once.
+        let plans: Vec<Coding> = (0..40)
+            .map(|seq| cross(&mut enc, &mut dec, &tcp_like(1, seq, 1000)))
+            .collect();
+        let deltas = plans
+            .iter()
+            .filter(|p| matches!(p, Coding::Delta { .. }))
+            .count();
+        assert!(deltas >= 20, "{plans:?}");
     }
 
     #[test]
