@@ -6,7 +6,8 @@
 //! Views come back as plain tuples of their fields; `emit_*` write what a
 //! view reads, for the round trips.
 
-use crate::wire::{path_report, seq_tag, vxlan, WireError};
+use crate::wire::stream_delta::{self, DeltaDecoder, DeltaEncoder};
+use crate::wire::{path_report, seq_tag, vxlan, WireError, MAX_FRAME};
 
 /// A path report's fields: `(rx_at_echo, stamp, echo, hold)`.
 pub type ReportFields = (u32, u16, u16, u8);
@@ -57,6 +58,52 @@ pub fn emit_seq_tag(f: TagFields) -> [u8; SEQ_TAG_LEN] {
 /// Takes the tag out of a tagged frame in place: the new length.
 pub fn strip_seq_tag(frame: &mut [u8]) -> usize {
     seq_tag::strip(frame)
+}
+
+/// Both ends of header compression (wire::stream_delta), with their
+/// buffers, for round trips.
+pub struct DeltaPair {
+    encoder: DeltaEncoder,
+    decoder: DeltaDecoder,
+    coded: Box<[u8]>,
+    rebuilt: Box<[u8]>,
+}
+
+impl Default for DeltaPair {
+    fn default() -> Self {
+        DeltaPair {
+            encoder: DeltaEncoder::default(),
+            decoder: DeltaDecoder::default(),
+            coded: vec![0; MAX_FRAME].into_boxed_slice(),
+            rebuilt: vec![0; MAX_FRAME].into_boxed_slice(),
+        }
+    }
+}
+
+impl DeltaPair {
+    /// Codes `frame` as a coding sender would and decodes it as the far
+    /// end would: the coded length and what the far end has (`None` when
+    /// the frame cannot cross coded).
+    pub fn cross(&mut self, frame: &[u8]) -> (usize, Option<Vec<u8>>) {
+        let plan = self.encoder.plan(frame);
+        if plan == stream_delta::Coding::Unsendable {
+            return (0, None);
+        }
+        let n = self.encoder.emit(plan, frame, &mut self.coded);
+        let coded = &self.coded[..n];
+        if !stream_delta::is_coded(coded) {
+            return (n, Some(coded.to_vec()));
+        }
+        let back = self.decoder.decode(coded, &mut self.rebuilt);
+        (n, Some(back.expect("a coded frame decodes").to_vec()))
+    }
+
+    /// What the far end makes of any bytes read as a coded frame.
+    pub fn decode(&mut self, coded: &[u8]) -> Result<Vec<u8>, WireError> {
+        self.decoder
+            .decode(coded, &mut self.rebuilt)
+            .map(<[u8]>::to_vec)
+    }
 }
 
 pub const VXLAN_HEADER_LEN: usize = vxlan::VXLAN_HEADER_LEN;

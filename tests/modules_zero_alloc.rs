@@ -185,6 +185,10 @@ fn no_allocation_per_frame(url: &str, ns: Option<&str>, far: impl FnOnce() -> Bo
                 stream_buf.extend_from_slice(&chunk[..n]);
                 progress = true;
             }
+            // Zero lengths are a plug's signal (wire::stream): no frame.
+            while stream_buf.starts_with(&[0, 0]) {
+                stream_buf.drain(..2);
+            }
             while stream_buf.len() >= 66 {
                 assert_eq!(&stream_buf[..2], &[0, 64]);
                 stream_buf.drain(..66);

@@ -6,17 +6,18 @@
 //!   takes everything unless the sink refused, and makes progress;
 //! - with no oversized length, the frames do not depend on the cuts;
 //! - frames encoded (with empty ones between) decode back to themselves,
-//!   whole, whatever the cuts.
+//!   whole, whatever the cuts, with one signal per three empty ones in a row.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vde_plug_rs::wire::stream::{header, StreamDecoder, StreamEvent};
+use vde_plug_rs::wire::stream::{header, StreamDecoder, StreamEvent, SIGNAL_RUN};
 use vde_plug_rs::wire::MAX_FRAME;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Event {
     Frame(Vec<u8>),
     Oversize(usize),
+    Signal,
 }
 
 /// Read sizes from a seed: 1 to 64 bytes, or now and then thousands.
@@ -65,6 +66,7 @@ fn decode(input: &[u8], mut cuts: Cuts, refuse: u32) -> (Vec<Event>, usize) {
                 events.push(match e {
                     StreamEvent::Frame(f) => Event::Frame(f.to_vec()),
                     StreamEvent::Oversize(n) => Event::Oversize(n),
+                    StreamEvent::Signal => Event::Signal,
                 });
                 true
             });
@@ -104,13 +106,21 @@ fuzz_target!(|data: &[u8]| {
     let mut frames = Vec::new();
     let mut encoded = Vec::new();
     let mut rest = stream;
+    let mut empties = 0;
     while let Some((&len_seed, tail)) = rest.split_first() {
         let len = (usize::from(len_seed) * 37 % (MAX_FRAME + 1)).min(tail.len());
         let (frame, tail) = tail.split_at(len);
         rest = tail;
         encoded.extend_from_slice(&header(frame.len()));
         encoded.extend_from_slice(frame);
-        if !frame.is_empty() {
+        if frame.is_empty() {
+            empties += 1;
+            if empties == SIGNAL_RUN {
+                empties = 0;
+                frames.push(Event::Signal);
+            }
+        } else {
+            empties = 0;
             frames.push(Event::Frame(frame.to_vec()));
         }
     }

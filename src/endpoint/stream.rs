@@ -7,6 +7,17 @@
 //! are framed into one buffer and written with few large writes; when that
 //! buffer is full the frames stay queued, so whatever feeds this stream
 //! stops being read (backpressure instead of loss).
+//!
+//! Between two plugs of ours, frames cross with their headers compressed
+//! ([`crate::wire::stream_delta`]). Each end first writes a signal (three
+//! zero lengths, which the C reader skips): "I read coded frames". An end
+//! that reads the far end's signal writes a second signal, and another
+//! before every eighth key, then codes what it writes; the far end reads
+//! coded frames from the second signal on. A C plug never signals, so it is only
+//! ever written plain frames. A filter that drops frames between two of
+//! ours (vde2's wirefilter in a dpipe) also takes the deltas of a key it
+//! dropped; as long as it leaves an end's first signal or its second one
+//! whole, it makes no wrong frame.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -20,11 +31,16 @@ use crate::lane::Lane;
 use crate::stats::{LinkStats, LogThrottle, StatsTable};
 use crate::sys;
 use crate::wire::path_report::is_path_report;
-use crate::wire::stream::{header, StreamDecoder, StreamEvent};
+use crate::wire::stream::{header, StreamDecoder, StreamEvent, SIGNAL};
+use crate::wire::stream_delta::{self, Coding, DeltaDecoder, DeltaEncoder};
 use crate::wire::{ETH_HEADER_LEN, MAX_FRAME};
 
 const READ_BUF: usize = 32 * 1024;
 const WRITE_BUF: usize = 32 * 1024;
+
+/// A signal again before every this many keys, so that a far end that
+/// missed our switch (a filter dropping frames) reads coded frames again.
+const KEYS_PER_SIGNAL: u32 = 8;
 
 const INPUT: usize = 0;
 const OUTPUT: usize = 1;
@@ -89,10 +105,34 @@ pub struct StreamEndpoint {
     bad_input_log: LogThrottle,
     /// `-L`: IP addresses seen in incoming frames go to syslog.
     ip_log: Option<IpLog>,
+    delta: DeltaLink,
+}
+
+/// Where header compression with the far end stands.
+struct DeltaLink {
+    /// Signals read from the far end (saturating): 1 means it reads coded
+    /// frames, 2 that what it writes is coded.
+    signals_read: u8,
+    /// Our second signal is written: what we write is coded.
+    coding_out: bool,
+    /// Keys written since our last signal.
+    keys_unsignalled: u32,
+    encoder: DeltaEncoder,
+    decoder: DeltaDecoder,
+    /// Where a frame coded as a delta is rebuilt.
+    rebuilt: Box<[u8]>,
 }
 
 impl StreamEndpoint {
     pub fn new(label: String, input: StreamFd, output: StreamFd) -> StreamEndpoint {
+        // The first signal, at once, so that the far end codes from its
+        // first frames on. Six bytes into a pipe nothing was written to
+        // yet fit; if they do not go, the far end never codes: no harm.
+        // Not through `wbuf`: a closed output ends the plug at its first
+        // frame, as C's, not at its start. Not on a terminal.
+        if !sys::is_tty(output.raw()) {
+            let _ = sys::write(output.raw(), &SIGNAL);
+        }
         StreamEndpoint {
             label,
             input,
@@ -101,7 +141,7 @@ impl StreamEndpoint {
             rbuf: vec![0u8; READ_BUF].into_boxed_slice(),
             rstart: 0,
             rend: 0,
-            wbuf: vec![0u8; WRITE_BUF + MAX_FRAME + 2].into_boxed_slice(),
+            wbuf: vec![0u8; WRITE_BUF + SIGNAL.len() + 2 + MAX_FRAME].into_boxed_slice(),
             wstart: 0,
             wend: 0,
             readable: true,
@@ -111,6 +151,14 @@ impl StreamEndpoint {
             oversize_seen: 0,
             bad_input_log: LogThrottle::default(),
             ip_log: None,
+            delta: DeltaLink {
+                signals_read: 0,
+                coding_out: false,
+                keys_unsignalled: 0,
+                encoder: DeltaEncoder::default(),
+                decoder: DeltaDecoder::default(),
+                rebuilt: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            },
         }
     }
 
@@ -139,36 +187,63 @@ impl StreamEndpoint {
         let stats = &mut self.stats;
         let ring = &mut lane.ring;
         let ip_log = &mut self.ip_log;
+        let delta = &mut self.delta;
         let mut full = false;
-        let used = self
-            .decoder
-            .feed(&self.rbuf[self.rstart..self.rend], |ev| match ev {
-                StreamEvent::Frame(f) if f.len() < ETH_HEADER_LEN && !is_path_report(f) => {
-                    stats.drop_runt += 1;
-                    true
-                }
-                StreamEvent::Frame(f) => {
-                    if let Some(log) = ip_log.as_mut() {
-                        log.check(f);
-                    }
-                    if ring.push_copy(f) {
-                        stats.count_in(f.len());
-                        *queued += 1;
-                        true
-                    } else {
-                        full = true;
-                        false
-                    }
-                }
+        let used = self.decoder.feed(&self.rbuf[self.rstart..self.rend], |ev| {
+            let f = match ev {
+                StreamEvent::Frame(f) => f,
                 StreamEvent::Oversize(_) => {
                     stats.drop_oversize += 1;
-                    true
+                    return true;
                 }
-            });
+                StreamEvent::Signal => {
+                    delta.signals_read = delta.signals_read.saturating_add(1);
+                    return true;
+                }
+            };
+            let f = match delta.signals_read {
+                _ if !stream_delta::is_coded(f) => f,
+                // Not a plug of ours (or its signals were lost): as C reads it.
+                0 => f,
+                // A plug of ours whose switch to coding was not read: the
+                // frame may be coded or not (it switches once it has read
+                // our first signal, within a round trip of the start; a
+                // filter that drops frames may have taken the switch).
+                1 => {
+                    stats.drop_oversize += 1;
+                    return true;
+                }
+                // A refused frame is fed again whole, and a delta is
+                // rebuilt again from the same key: decoding twice is safe.
+                _ => match delta.decoder.decode(f, &mut delta.rebuilt) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        stats.drop_oversize += 1;
+                        return true;
+                    }
+                },
+            };
+            if f.len() < ETH_HEADER_LEN && !is_path_report(f) {
+                stats.drop_runt += 1;
+                return true;
+            }
+            if let Some(log) = ip_log.as_mut() {
+                log.check(f);
+            }
+            if ring.push_copy(f) {
+                stats.count_in(f.len());
+                *queued += 1;
+                true
+            } else {
+                full = true;
+                false
+            }
+        });
         self.rstart += used;
         if self.stats.drop_oversize > self.oversize_seen && self.bad_input_log.ready() {
             warn!(
-                "{}: bad frame length in the stream, skipping ahead ({} so far)",
+                "{}: bad frame length in the stream, skipping ahead, or a coded frame that \
+                 cannot be rebuilt ({} so far)",
                 self.label, self.stats.drop_oversize
             );
         }
@@ -298,14 +373,36 @@ impl Endpoint for StreamEndpoint {
             for i in 0..ring.queued().len() {
                 let slot = ring.queued()[i];
                 let frame = ring.frame(slot);
-                if self.wend + 2 + frame.len() > self.wbuf.len() {
+                let d = &mut self.delta;
+                let plan = match d.signals_read {
+                    0 => Coding::Plain,
+                    _ => d.encoder.plan(frame),
+                };
+                let key = matches!(plan, Coding::Key { .. });
+                let switch = d.signals_read > 0
+                    && (!d.coding_out || key && d.keys_unsignalled + 1 >= KEYS_PER_SIGNAL);
+                let at = self.wend + if switch { SIGNAL.len() } else { 0 };
+                let len = plan.len(frame.len());
+                if at + 2 + len > self.wbuf.len() {
                     break;
                 }
-                self.wbuf[self.wend..self.wend + 2].copy_from_slice(&header(frame.len()));
-                self.wbuf[self.wend + 2..self.wend + 2 + frame.len()].copy_from_slice(frame);
-                self.wend += 2 + frame.len();
-                self.stats.count_out(frame.len());
                 took += 1;
+                if plan == Coding::Unsendable {
+                    self.stats.drop_oversize += 1;
+                    continue;
+                }
+                self.wbuf[self.wend..at].fill(0);
+                d.coding_out |= switch;
+                d.keys_unsignalled = match (switch, key) {
+                    (true, _) => 0,
+                    (false, true) => d.keys_unsignalled + 1,
+                    (false, false) => d.keys_unsignalled,
+                };
+                self.wbuf[at..at + 2].copy_from_slice(&header(len));
+                d.encoder
+                    .emit(plan, frame, &mut self.wbuf[at + 2..at + 2 + len]);
+                self.wend = at + 2 + len;
+                self.stats.count_out(frame.len());
             }
             ring.consume_front(took);
             done += took;

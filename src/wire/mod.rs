@@ -7,6 +7,7 @@ pub mod request;
 pub(crate) mod seq_tag;
 pub mod sockaddr;
 pub mod stream;
+pub(crate) mod stream_delta;
 pub(crate) mod vxlan;
 
 pub use ethernet::EthernetFrame;

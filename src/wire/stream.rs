@@ -6,6 +6,9 @@
 //! the same. A length of 0 is skipped; a length over [`MAX_FRAME`] is an
 //! error, after which the rest of that read is dropped and decoding starts
 //! afresh with the next one (the C reader's recovery).
+//!
+//! Three zero lengths in a row are a signal between two plugs of ours (the C
+//! reader skips them as it skips one): see [`crate::endpoint::stream`].
 
 use super::MAX_FRAME;
 
@@ -15,7 +18,14 @@ pub enum StreamEvent<'a> {
     Frame(&'a [u8]),
     /// A length prefix over `MAX_FRAME`; the rest of the read was dropped.
     Oversize(usize),
+    /// [`SIGNAL_RUN`] zero lengths in a row.
+    Signal,
 }
+
+/// Zero lengths in a row that make a signal.
+pub const SIGNAL_RUN: usize = 3;
+/// A signal as it is written.
+pub const SIGNAL: [u8; 2 * SIGNAL_RUN] = [0; 2 * SIGNAL_RUN];
 
 /// Incremental decoder with a single frame-sized buffer, made once.
 pub struct StreamDecoder {
@@ -25,6 +35,8 @@ pub struct StreamDecoder {
     have: usize,
     /// First byte of a length prefix split across reads.
     half_header: Option<u8>,
+    /// Zero lengths read in a row, short of a signal.
+    zeros: usize,
 }
 
 impl Default for StreamDecoder {
@@ -40,6 +52,7 @@ impl StreamDecoder {
             want: 0,
             have: 0,
             half_header: None,
+            zeros: 0,
         }
     }
 
@@ -89,8 +102,14 @@ impl StreamDecoder {
             };
             if len == 0 {
                 pos += body_at;
+                self.zeros += 1;
+                if self.zeros == SIGNAL_RUN {
+                    self.zeros = 0;
+                    sink(StreamEvent::Signal);
+                }
                 continue;
             }
+            self.zeros = 0;
             if len > MAX_FRAME {
                 sink(StreamEvent::Oversize(len));
                 return input.len();
@@ -140,6 +159,7 @@ mod tests {
                 match e {
                     StreamEvent::Frame(f) => out.push(f.to_vec()),
                     StreamEvent::Oversize(_) => errors += 1,
+                    StreamEvent::Signal => {}
                 }
                 true
             });
@@ -180,6 +200,28 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert!(seen[0].starts_with("Oversize(65535)"));
         assert!(seen[1].starts_with("Frame"));
+    }
+
+    #[test]
+    fn three_zero_lengths_in_a_row_are_a_signal() {
+        let frame = encode(&[&[7u8; 20]]);
+        // Runs of 3, 6, 5 and 2 zero lengths, each ended by a frame.
+        let mut bytes = Vec::new();
+        for run in [3, 6, 5, 2] {
+            bytes.extend(std::iter::repeat_n(0, 2 * run));
+            bytes.extend(&frame);
+        }
+        for chunk in [1, 2, 3, 5, bytes.len()] {
+            let mut d = StreamDecoder::new();
+            let mut seen = String::new();
+            for c in bytes.chunks(chunk) {
+                d.feed(c, |e| {
+                    seen.push(if e == StreamEvent::Signal { 's' } else { 'f' });
+                    true
+                });
+            }
+            assert_eq!(seen, "sfssfsff", "chunks of {chunk}");
+        }
     }
 
     #[test]
@@ -229,6 +271,9 @@ mod tests {
             loop {
                 let mut refused = false;
                 let used = d.feed(chunk, |e| {
+                    if e == StreamEvent::Signal {
+                        return true;
+                    }
                     if refuse > 0 && rng.chance(refuse) {
                         refused = true;
                         return false;
@@ -242,6 +287,7 @@ mod tests {
                             assert!(len > MAX_FRAME);
                             oversize.push(len);
                         }
+                        StreamEvent::Signal => {}
                     }
                     true
                 });
