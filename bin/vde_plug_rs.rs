@@ -43,7 +43,6 @@ fn main() {
     let Form { first, other } = opts.form.clone();
     let ends = CableEnds {
         wait_far_end: matches!(other, OtherSide::Command(_)),
-        say_hello: matches!(other, OtherSide::Stdio),
     };
     let a = Opener::locator(first, descr.clone(), &opts.args1);
     let b = Opener::other_side(other, descr, &opts.args2, opts.iplog);

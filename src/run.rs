@@ -103,9 +103,6 @@ pub struct CableEnds {
     /// end has answered (its first byte, or its end), or after
     /// [`FAR_END_BOUND`] (a C far end says nothing until it has a frame).
     pub wait_far_end: bool,
-    /// `URL` with stdin/stdout: once URL is open, say so on stdout with a
-    /// zero-length record, which every stream reader (C's too) skips.
-    pub say_hello: bool,
 }
 
 /// How long a plug waits for its cable's far end before it joins anyway:
@@ -193,10 +190,8 @@ fn run_inner(
     } else {
         (open_one(a)?, open_one(b)?)
     };
-    if ends.say_hello && !crate::sys::is_tty(libc::STDOUT_FILENO) {
-        // Two bytes into a pipe nothing was written to yet: they fit.
-        let _ = crate::sys::write(libc::STDOUT_FILENO, &[0, 0]);
-    }
+    // `URL` with stdin/stdout: stdin/stdout is opened after URL, and its
+    // first signal (endpoint/stream.rs) tells the far end that URL is open.
     let mut engine = Engine::new(
         first,
         second,

@@ -126,7 +126,9 @@ struct DeltaLink {
 impl StreamEndpoint {
     pub fn new(label: String, input: StreamFd, output: StreamFd) -> StreamEndpoint {
         // The first signal, at once, so that the far end codes from its
-        // first frames on. Six bytes into a pipe nothing was written to
+        // first frames on; a plug of ours opens its stdin/stdout after its
+        // URL, so this also tells a near plug waiting for its far end
+        // (`run::wait_far_end`) that the far end's network is open. Six bytes into a pipe nothing was written to
         // yet fit; if they do not go, the far end never codes: no harm.
         // Not through `wbuf`: a closed output ends the plug at its first
         // frame, as C's, not at its start. Not on a terminal.
