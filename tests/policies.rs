@@ -515,6 +515,20 @@ fn relayed_cable(a: &str, b: &str) -> (Vec<std::process::Child>, i32) {
 /// far node drops what it held up as copies.
 #[test]
 fn sparse_frames_held_up_on_a_stalled_cable_come_by_the_other() {
+    // On a loaded machine the sender may hear that the cable stopped
+    // before the test's frames reach it, and deal them all to the other:
+    // then nothing was held up, and the case runs again.
+    for _ in 0..3 {
+        if stalled_cable_case() {
+            return;
+        }
+    }
+    panic!("three times the sender dealt nothing to the stopped cable");
+}
+
+/// The case above, once; false when the sender dealt none of the frames
+/// to the stopped cable: all came, and none was sent again.
+fn stalled_cable_case() -> bool {
     let t = Scratch::new("rescue");
     let (a, b) = (t.path("a"), t.path("b"));
     let mut sender = LivePlug::start_node(rs_plug(), &[&format!("bonding://{a}")]);
@@ -557,7 +571,11 @@ fn sparse_frames_held_up_on_a_stalled_cable_come_by_the_other() {
         .figures
         .get("rescue", "sent_again");
     let rescued = rescued.and_then(|v| v.number()).unwrap_or(0);
-    assert!(rescued >= 1, "none went into the stopped cable?");
+    // All came, each once: had one gone into the stopped cable, only
+    // its copy could have.
+    if rescued == 0 {
+        return false;
+    }
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(relays[1], libc::SIGCONT) }, 0);
     let deadline = std::time::Instant::now() + PATIENCE;
@@ -573,4 +591,5 @@ fn sparse_frames_held_up_on_a_stalled_cable_come_by_the_other() {
     sender.send(&frame(9, probes, 60));
     let all = receiver.wait_frames((probes + n + 1) as usize);
     assert_eq!(seq_of(&all[(probes + n) as usize]), probes);
+    true
 }

@@ -13,7 +13,7 @@
 //! | --- | --- | --- |
 //! | `0x07` key | slot (2 bits), generation (6 bits) | the frame; its first `HEAD` bytes become the slot's key |
 //! | `0x03` delta | slot, generation | a bitmap of `HEAD` bits (bit i: byte i differs from the key), the differing bytes in order, then the frame from byte `HEAD` on |
-//! | `0x0b` literal | the frame's first byte | the frame as it is |
+//! | `0x0b` literal | the frame's first byte | the rest of the frame |
 //!
 //! The marks are locally administered group addresses, which no host uses
 //! as a destination in practice; a coding sender sends a frame that starts
@@ -64,7 +64,7 @@ fn differing(a: &[u8; HEAD], b: &[u8]) -> usize {
 /// How a frame will cross.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Coding {
-    /// As it is: short, or coding is not on.
+    /// As it is: short, alike in nothing to recent ones, or coding is off.
     Plain,
     /// As it is, after the literal mark.
     Literal,
@@ -103,7 +103,7 @@ pub(crate) struct DeltaEncoder {
     clock: u64,
     /// Keys replaced in a row before any delta used them.
     unused_keys: u32,
-    /// Frames that found no key since the last new one.
+    /// Frames that went plain since the last key or delta.
     misses: u32,
 }
 
