@@ -13,8 +13,8 @@
 //! zero lengths, which the C reader skips): "I read coded frames". An end
 //! that reads the far end's signal writes a second signal, and another
 //! before every eighth key, then codes what it writes; the far end reads
-//! coded frames from the second signal on. A C plug never signals, so it is only
-//! ever written plain frames. A filter that drops frames between two of
+//! coded frames from the second signal on. A C plug never signals, so it
+//! is only ever written plain frames. A filter that drops frames between two of
 //! ours (vde2's wirefilter in a dpipe) also takes the deltas of a key it
 //! dropped; as long as it leaves an end's first signal or its second one
 //! whole, it makes no wrong frame.
@@ -128,10 +128,11 @@ impl StreamEndpoint {
         // The first signal, at once, so that the far end codes from its
         // first frames on; a plug of ours opens its stdin/stdout after its
         // URL, so this also tells a near plug waiting for its far end
-        // (`run::wait_far_end`) that the far end's network is open. Six bytes into a pipe nothing was written to
-        // yet fit; if they do not go, the far end never codes: no harm.
-        // Not through `wbuf`: a closed output ends the plug at its first
-        // frame, as C's, not at its start. Not on a terminal.
+        // (`run::wait_far_end`) that the far end's network is open. Six
+        // bytes into a pipe nothing was written to yet fit; if they do not
+        // go, the far end never codes: no harm. Not through `wbuf`: a
+        // closed output ends the plug at its first frame, as C's, not at
+        // its start. Not on a terminal.
         if !sys::is_tty(output.raw()) {
             let _ = sys::write(output.raw(), &SIGNAL);
         }
@@ -395,11 +396,11 @@ impl Endpoint for StreamEndpoint {
                 }
                 self.wbuf[self.wend..at].fill(0);
                 d.coding_out |= switch;
-                d.keys_unsignalled = match (switch, key) {
-                    (true, _) => 0,
-                    (false, true) => d.keys_unsignalled + 1,
-                    (false, false) => d.keys_unsignalled,
-                };
+                if switch {
+                    d.keys_unsignalled = 0;
+                } else if key {
+                    d.keys_unsignalled += 1;
+                }
                 self.wbuf[at..at + 2].copy_from_slice(&header(len));
                 d.encoder
                     .emit(plan, frame, &mut self.wbuf[at + 2..at + 2 + len]);
