@@ -94,15 +94,15 @@ impl DeltaPair {
         if !stream_delta::is_coded(coded) {
             return (n, Some(coded.to_vec()));
         }
-        let back = self.decoder.decode(coded, &mut self.rebuilt);
-        (n, Some(back.expect("a coded frame decodes").to_vec()))
+        let len = self.decoder.decode(coded, &mut self.rebuilt);
+        let len = len.expect("a coded frame decodes");
+        (n, Some(self.rebuilt[..len].to_vec()))
     }
 
     /// What the far end makes of any bytes read as a coded frame.
     pub fn decode(&mut self, coded: &[u8]) -> Result<Vec<u8>, WireError> {
-        self.decoder
-            .decode(coded, &mut self.rebuilt)
-            .map(<[u8]>::to_vec)
+        let len = self.decoder.decode(coded, &mut self.rebuilt)?;
+        Ok(self.rebuilt[..len].to_vec())
     }
 }
 

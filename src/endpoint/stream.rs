@@ -119,8 +119,6 @@ struct DeltaLink {
     keys_unsignalled: u32,
     encoder: DeltaEncoder,
     decoder: DeltaDecoder,
-    /// Where a frame coded as a delta is rebuilt.
-    rebuilt: Box<[u8]>,
 }
 
 impl StreamEndpoint {
@@ -160,7 +158,6 @@ impl StreamEndpoint {
                 keys_unsignalled: 0,
                 encoder: DeltaEncoder::default(),
                 decoder: DeltaDecoder::default(),
-                rebuilt: vec![0u8; MAX_FRAME].into_boxed_slice(),
             },
         }
     }
@@ -204,10 +201,10 @@ impl StreamEndpoint {
                     return true;
                 }
             };
-            let f = match delta.signals_read {
-                _ if !stream_delta::is_coded(f) => f,
+            let coded = match delta.signals_read {
+                _ if !stream_delta::is_coded(f) => false,
                 // Not a plug of ours (or its signals were lost): as C reads it.
-                0 => f,
+                0 => false,
                 // A plug of ours whose switch to coding was not read: the
                 // frame may be coded or not (it switches once it has read
                 // our first signal, within a round trip of the start; a
@@ -216,31 +213,46 @@ impl StreamEndpoint {
                     stats.drop_oversize += 1;
                     return true;
                 }
-                // A refused frame is fed again whole, and a delta is
-                // rebuilt again from the same key: decoding twice is safe.
-                _ => match delta.decoder.decode(f, &mut delta.rebuilt) {
-                    Ok(f) => f,
-                    Err(_) => {
-                        stats.drop_oversize += 1;
-                        return true;
-                    }
-                },
+                _ => true,
             };
-            if f.len() < ETH_HEADER_LEN && !is_path_report(f) {
-                stats.drop_runt += 1;
-                return true;
-            }
-            if let Some(log) = ip_log.as_mut() {
-                log.check(f);
-            }
-            if ring.push_copy(f) {
-                stats.count_in(f.len());
-                *queued += 1;
-                true
-            } else {
+            // A frame the ring has no room for is fed again whole, later.
+            let Some(slot) = ring.reserve() else {
                 full = true;
-                false
+                return false;
+            };
+            let buf = ring.slot_buf(slot);
+            let len = if coded {
+                // Rebuilt straight into its slot.
+                delta.decoder.decode(f, buf)
+            } else {
+                buf[..f.len()].copy_from_slice(f);
+                Ok(f.len())
+            };
+            let kept = match len {
+                Err(_) => {
+                    stats.drop_oversize += 1;
+                    None
+                }
+                Ok(len) if len < ETH_HEADER_LEN && !is_path_report(&buf[..len]) => {
+                    stats.drop_runt += 1;
+                    None
+                }
+                Ok(len) => {
+                    if let Some(log) = ip_log.as_mut() {
+                        log.check(&buf[..len]);
+                    }
+                    Some(len)
+                }
+            };
+            match kept {
+                Some(len) => {
+                    ring.push(slot, len);
+                    stats.count_in(len);
+                    *queued += 1;
+                }
+                None => ring.unreserve(slot),
             }
+            true
         });
         self.rstart += used;
         if self.stats.drop_oversize > self.oversize_seen && self.bad_input_log.ready() {

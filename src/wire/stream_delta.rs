@@ -237,20 +237,17 @@ impl Default for DeltaDecoder {
 }
 
 impl DeltaDecoder {
-    /// The frame `coded` (which [`is_coded`]) stands for: a part of `coded`,
-    /// or rebuilt in `out` (`MAX_FRAME` bytes). An error for a delta whose key
-    /// this end does not hold, and for a coded frame that breaks the layout.
-    pub(crate) fn decode<'a>(
-        &mut self,
-        coded: &'a [u8],
-        out: &'a mut [u8],
-    ) -> Result<&'a [u8], WireError> {
+    /// Writes the frame `coded` (which [`is_coded`]) stands for into `out`
+    /// (a ring slot: `MAX_FRAME` bytes) and gives its length. An error for a
+    /// delta whose key this end does not hold, and for a coded frame that
+    /// breaks the layout.
+    pub(crate) fn decode(&mut self, coded: &[u8], out: &mut [u8]) -> Result<usize, WireError> {
         let (&mark, body) = coded.split_first().ok_or(WireError::Truncated)?;
         if mark == LITERAL {
             return if body.is_empty() {
                 Err(WireError::Truncated)
             } else {
-                Ok(body)
+                copy_whole(body, out)
             };
         }
         let (&slot_gen, body) = body.split_first().ok_or(WireError::Truncated)?;
@@ -260,9 +257,10 @@ impl DeltaDecoder {
                 if body.len() < HEAD {
                     return Err(WireError::Truncated);
                 }
+                let len = copy_whole(body, out)?;
                 self.heads[slot].copy_from_slice(&body[..HEAD]);
                 self.generations[slot] = Some(generation);
-                Ok(body)
+                Ok(len)
             }
             DELTA => {
                 if self.generations[slot] != Some(generation) {
@@ -289,11 +287,20 @@ impl DeltaDecoder {
                     }
                 }
                 out[HEAD..len].copy_from_slice(rest);
-                Ok(&out[..len])
+                Ok(len)
             }
             _ => Err(WireError::Malformed),
         }
     }
+}
+
+/// `frame` copied to the start of `out`: its length, or an error when it
+/// does not fit.
+fn copy_whole(frame: &[u8], out: &mut [u8]) -> Result<usize, WireError> {
+    out.get_mut(..frame.len())
+        .ok_or(WireError::Malformed)?
+        .copy_from_slice(frame);
+    Ok(frame.len())
 }
 
 #[cfg(test)]
@@ -313,7 +320,8 @@ mod tests {
             Coding::Plain => &wire[..n],
             _ => {
                 assert!(is_coded(&wire[..n]));
-                dec.decode(&wire[..n], &mut out).unwrap()
+                let len = dec.decode(&wire[..n], &mut out).unwrap();
+                &out[..len]
             }
         };
         assert_eq!(got, frame);
@@ -471,7 +479,14 @@ mod tests {
         delta.extend_from_slice(&[1u8; HEAD - 1]);
         assert_eq!(dec.decode(&delta, &mut out), Err(WireError::Truncated));
         delta.push(1);
-        assert_eq!(dec.decode(&delta, &mut out).unwrap(), &[1u8; HEAD][..]);
+        assert_eq!(dec.decode(&delta, &mut out), Ok(HEAD));
+        assert_eq!(&out[..HEAD], &[1u8; HEAD][..]);
+        // A frame longer than the place it goes to.
+        key.resize(HEAD + 10, 5);
+        assert_eq!(
+            dec.decode(&key, &mut out[..HEAD]),
+            Err(WireError::Malformed)
+        );
     }
 
     #[test]
