@@ -464,20 +464,6 @@ fn a_burst_between_two_nodes_of_ours_arrives_in_order_with_nothing_given_up() {
     assert!(sent.len() == 2 && sent.iter().all(|&f| f > 0), "{sent:?}");
 }
 
-/// Children killed on drop (a stopped one is let go on first).
-struct Reap(Vec<std::process::Child>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            // SAFETY: plain signals to our own children.
-            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A stream cable between nodes `a` and `b` whose way from `a` to `b`
 /// passes a relay (`cat`) that can be stopped: our plug on `a`, the relay,
 /// our plug on `b`, which writes straight back to the first. Returns its
@@ -533,7 +519,7 @@ fn stalled_cable_case() -> bool {
     let (a, b) = (t.path("a"), t.path("b"));
     let mut sender = LivePlug::start_node(rs_plug(), &[&format!("bonding://{a}")]);
     let mut receiver = LivePlug::start_node(rs_plug(), &[&format!("bonding://{b}")]);
-    let mut reap = Reap(Vec::new());
+    let mut reap = Reaped(Vec::new());
     let mut relays = Vec::new();
     for i in 1..=2 {
         let (children, relay) = relayed_cable(&a, &b);

@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout};
+use std::process::{ChildStdin, ChildStdout};
 
 use common::*;
 use vde_plug_rs::wire::stream::{StreamDecoder, StreamEvent};
@@ -139,25 +139,17 @@ fn lossy_filter(mut from: ChildStdout, mut to: ChildStdin, every: usize, window:
 }
 
 /// A process killed and reaped when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_filter_dropping_frames_between_our_plugs_makes_no_wrong_frame() {
     let t = Scratch::new("lossy");
     let (ha, hb) = (t.path("A"), t.path("B"));
-    let mut near = Reaped(spawn_piped(rs_plug(), &[&format!("hub://{ha}")]));
-    let mut far = Reaped(spawn_piped(rs_plug(), &[&format!("hub://{hb}")]));
-    let near_out = near.0.stdout.take().unwrap();
-    let near_in = near.0.stdin.take().unwrap();
-    let far_out = far.0.stdout.take().unwrap();
-    let far_in = far.0.stdin.take().unwrap();
+    let mut near = spawn_piped(rs_plug(), &[&format!("hub://{ha}")]);
+    let mut far = spawn_piped(rs_plug(), &[&format!("hub://{hb}")]);
+    let near_out = near.stdout.take().unwrap();
+    let near_in = near.stdin.take().unwrap();
+    let far_out = far.stdout.take().unwrap();
+    let far_in = far.stdin.take().unwrap();
+    let plugs = Reaped(vec![near, far]);
     // Near to far loses a unit in 7 of the first 1000; far to near nothing.
     let filter = std::thread::spawn(move || lossy_filter(near_out, far_in, 7, 1000));
     std::thread::spawn(move || lossy_filter(far_out, near_in, usize::MAX, 0));
@@ -207,6 +199,6 @@ fn a_filter_dropping_frames_between_our_plugs_makes_no_wrong_frame() {
         got.len(),
         frames.len()
     );
-    drop((near, far));
+    drop(plugs);
     assert!(filter.join().unwrap() > 0, "nothing was coded");
 }

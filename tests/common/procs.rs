@@ -76,6 +76,21 @@ pub fn spawn_piped(prog: &str, args: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
 }
 
+/// Children killed and reaped when this drops; a stopped one is let go
+/// on first, so that it can die.
+pub struct Reaped(pub Vec<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SAFETY: a plain signal to our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A process speaking the stream on stdin/stdout.
 pub struct Plug {
     pub child: Child,
