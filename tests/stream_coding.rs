@@ -138,7 +138,9 @@ fn lossy_filter(mut from: ChildStdout, mut to: ChildStdin, every: usize, window:
     }
 }
 
-/// A process killed and reaped when the test ends, however it ends.
+/// Two plugs of ours whose stream loses records between them (as a
+/// broken filter would): a frame comes whole or not at all, never rebuilt
+/// from a key the far plug missed.
 #[test]
 fn a_filter_dropping_frames_between_our_plugs_makes_no_wrong_frame() {
     let t = Scratch::new("lossy");

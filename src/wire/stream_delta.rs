@@ -237,10 +237,10 @@ impl Default for DeltaDecoder {
 }
 
 impl DeltaDecoder {
-    /// Writes the frame `coded` (which [`is_coded`]) stands for into `out`
-    /// (a ring slot: `MAX_FRAME` bytes) and gives its length. An error for a
-    /// delta whose key this end does not hold, and for a coded frame that
-    /// breaks the layout.
+    /// Writes the frame `coded` (which [`is_coded`]) stands for at the
+    /// start of `out` (`MAX_FRAME` bytes hold any) and gives its length. An
+    /// error for a delta whose key this end does not hold, for a coded
+    /// frame that breaks the layout, and for a frame `out` cannot hold.
     pub(crate) fn decode(&mut self, coded: &[u8], out: &mut [u8]) -> Result<usize, WireError> {
         let (&mark, body) = coded.split_first().ok_or(WireError::Truncated)?;
         if mark == LITERAL {
