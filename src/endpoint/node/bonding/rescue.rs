@@ -118,6 +118,18 @@ impl Rescue {
         };
     }
 
+    /// Whether entry `e` may go again now: sent within [`KEPT_FOR`], no
+    /// more than [`KEPT_NUMBERS`] behind, past a numbering's first window
+    /// (a far node that took this one up lately may still get frames of
+    /// the one before, and starts its memory of what it gave its host anew
+    /// with each), and not sent again yet.
+    fn may_go_again(&self, e: &Entry, now: Instant) -> bool {
+        e.at.is_some_and(|t| now.saturating_duration_since(t) < KEPT_FOR)
+            && self.latest.wrapping_sub(e.n) < KEPT_NUMBERS
+            && e.n >= WINDOW as u32
+            && !e.resent
+    }
+
     pub(crate) fn figures(&self, out: &mut Figures) {
         if self.sent > 0 {
             out.section("rescue").count("sent_again", self.sent);
@@ -127,11 +139,8 @@ impl Rescue {
 
 /// The far end said on cable `from` that it has heard nothing of us there
 /// since our stamp `echo`: the sparse frames sent on it since (that
-/// millisecond included) go again, each once, on the cable where they
-/// arrive first among those that can take them and whose far end still
-/// hears us. Not the first window of a numbering: a far node that took
-/// this one up lately may still get frames of the one before, and starts
-/// its memory of what it gave its host anew with each.
+/// millisecond included) go again, each once, on another cable
+/// ([`send_again`]).
 pub(crate) fn stalled(
     ports: &PortTable,
     cables: &mut Cables,
@@ -139,43 +148,50 @@ pub(crate) fn stalled(
     echo: u16,
     now: Instant,
 ) {
-    let latest = cables.rescue.latest;
     for i in 0..KEPT {
         let e = cables.rescue.kept[i];
-        if e.at
-            .is_none_or(|t| now.saturating_duration_since(t) >= KEPT_FOR)
-            || latest.wrapping_sub(e.n) >= KEPT_NUMBERS
-            || e.n < WINDOW as u32
-            || e.resent
-            || e.port != from
-            // At or after: one dealt in the millisecond of the echoed
-            // report may have gone behind it (and a copy of one that got
-            // there is dropped by the far node).
-            || after16(echo, e.stamp)
-        {
+        // At or after: one dealt in the millisecond of the echoed report
+        // may have gone behind it (and a copy of one that got there is
+        // dropped by the far node).
+        if e.port != from || after16(echo, e.stamp) || !cables.rescue.may_go_again(&e, now) {
             continue;
         }
-        let len = usize::from(e.len);
-        let to = cables
-            .connected_ids(ports)
-            .filter(|&(id, c)| id != from && c.path.stalled().is_none())
-            .filter_map(|(id, c)| Some((ports.get(id)?, id, c)))
-            .filter(|&(port, _, c)| can_take(port, c, now))
-            .min_by_key(|&(_, _, c)| c.path.arrival(now, len))
-            .and_then(|(port, id, _)| Some((id, port.data.as_ref()?.as_raw_fd())));
-        let Some((to, fd)) = to else {
-            return;
-        };
-        let frame = cables.rescue.frames.slice(i * KEPT_BYTES, len);
-        if crate::sys::send(fd, frame).is_err() {
+        if !send_again(ports, cables, i, now) {
             return;
         }
-        cables.rescue.kept[i].resent = true;
         cables.rescue.sent += 1;
-        if let Some(c) = cables.get_mut(to) {
-            c.path.take(now, len);
-        }
     }
+}
+
+/// Sends kept frame `i` again on the cable where it arrives first among
+/// those but its own that can take it and whose far end still hears us;
+/// false when none could. Not on one with frames pinned to it (refused or
+/// held back to go together): one of them may be numbered before this
+/// one, and a far node takes a number lower than the highest a cable
+/// brought as one that cable no longer brings; it would give up on the
+/// pinned frame, which then comes late.
+fn send_again(ports: &PortTable, cables: &mut Cables, i: usize, now: Instant) -> bool {
+    let e = cables.rescue.kept[i];
+    let len = usize::from(e.len);
+    let to = cables
+        .connected_ids(ports)
+        .filter(|&(id, c)| id != e.port && c.path.stalled().is_none() && c.pinned().is_empty())
+        .filter_map(|(id, c)| Some((ports.get(id)?, id, c)))
+        .filter(|&(port, _, c)| can_take(port, c, now))
+        .min_by_key(|&(_, _, c)| c.path.arrival(now, len))
+        .and_then(|(port, id, _)| Some((id, port.data.as_ref()?.as_raw_fd())));
+    let Some((to, fd)) = to else {
+        return false;
+    };
+    let frame = cables.rescue.frames.slice(i * KEPT_BYTES, len);
+    if crate::sys::send(fd, frame).is_err() {
+        return false;
+    }
+    cables.rescue.kept[i].resent = true;
+    if let Some(c) = cables.get_mut(to) {
+        c.path.take(now, len);
+    }
+    true
 }
 
 #[cfg(test)]
@@ -190,6 +206,55 @@ mod tests {
         f[11] = src;
         f[12..14].copy_from_slice(&[0x88, 0x88]);
         f
+    }
+
+    #[test]
+    fn a_frame_goes_again_on_no_cable_with_frames_pinned_to_it() {
+        use crate::endpoint::node::ports::Port;
+        use std::os::unix::net::UnixDatagram;
+        let now = Instant::now();
+        let (mut ports, mut cables) = (PortTable::default(), Cables::default());
+        let mut far_ends = Vec::new();
+        for _ in 0..3 {
+            let (near, far) = UnixDatagram::pair().unwrap();
+            far.set_nonblocking(true).unwrap();
+            let ctl = crate::sys::unix_socket(libc::SOCK_STREAM).unwrap();
+            let mut port = Port::pending(ctl);
+            port.data = Some(near.into());
+            port.writable = true;
+            let id = ports.insert(port);
+            ports.activate(id);
+            cables.join(id, 1);
+            far_ends.push(far);
+        }
+        // A sparse frame that went on cable 0, past a numbering's first window.
+        let n = WINDOW as u32 + 5;
+        cables.rescue.latest = n;
+        cables
+            .rescue
+            .frames
+            .slice_mut(0, 60)
+            .copy_from_slice(&from(1));
+        cables.rescue.kept[0] = Entry {
+            n,
+            len: 60,
+            port: 0,
+            stamp: 0,
+            at: Some(now),
+            resent: false,
+        };
+        // Cable 1 (as quick as cable 2, and first) holds a refused frame.
+        cables.refused(1, &[7]);
+        assert!(send_again(&ports, &mut cables, 0, now));
+        let mut buf = [0u8; 100];
+        assert_eq!(far_ends[2].recv(&mut buf).unwrap(), 60);
+        assert!(far_ends[1].recv(&mut buf).is_err());
+        // Sent again once; and with both others pinned, nowhere.
+        assert!(cables.rescue.kept[0].resent);
+        cables.rescue.kept[0].resent = false;
+        cables.refused(2, &[8]);
+        assert!(!send_again(&ports, &mut cables, 0, now));
+        assert!(far_ends[1].recv(&mut buf).is_err() && far_ends[2].recv(&mut buf).is_err());
     }
 
     #[test]
