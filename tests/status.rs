@@ -339,7 +339,10 @@ fn status_json_has_every_figure_in_its_own_field() {
             assert_eq!(sum("frames_out"), u64::from(sent), "{out}");
             for p in ports {
                 let path = p.get("path").unwrap_or_else(|| panic!("{out}"));
-                assert_eq!(path.keys(), ["rate_bps", "rtt_min_ms", "rtt_ms", "silent"]);
+                assert_eq!(
+                    path.keys(),
+                    ["rate_bps", "rtt_min_ms", "rtt_ms", "queue_ms", "silent"]
+                );
                 assert!(path.get("rate_bps").unwrap().as_u64().unwrap() > 0);
                 assert!(path.get("rtt_ms").unwrap().as_f64().unwrap() >= 0.0);
                 assert_eq!(path.get("silent").unwrap().as_bool(), Some(false), "{out}");

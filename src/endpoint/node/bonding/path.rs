@@ -554,7 +554,8 @@ impl PathState {
     }
 
     /// What `--status` shows of the path, once the far end answered: rate,
-    /// smallest and smoothed round trip, whether it fell silent.
+    /// smallest and smoothed round trip, the queue reckoned on it now,
+    /// whether it fell silent.
     pub(crate) fn figures(&self, now: Instant, out: &mut Figures) {
         if !self.answered() {
             return;
@@ -563,6 +564,7 @@ impl PathState {
             .bit_rate("rate", self.rate * 8)
             .micros("rtt_min", self.base_rtt_us)
             .micros("rtt", self.srtt_us)
+            .time("queue", self.queued(now))
             .flag("silent", self.silent(now));
     }
 }
